@@ -1,0 +1,39 @@
+//! Connectors by name: the runtime looks them up here and never matches on a kind.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use crate::Connector;
+
+/// The connectors this process knows, built-in and plugins alike.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    connectors: BTreeMap<String, Arc<dyn Connector>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a connector under its [`crate::ConnectorInfo::name`]; a later
+    /// registration of the same name replaces the earlier one.
+    pub fn register(&mut self, connector: Arc<dyn Connector>) {
+        self.connectors.insert(connector.info().name, connector);
+    }
+
+    /// The connector called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
+        self.connectors.get(name).cloned()
+    }
+
+    /// All connectors, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
+        self.connectors.values()
+    }
+
+    /// Their names, for messages.
+    pub fn names(&self) -> Vec<String> {
+        self.connectors.keys().cloned().collect()
+    }
+}

@@ -1,0 +1,35 @@
+//! # inlet-lake: the raw layer
+//!
+//! Everything inlet writes lives under one root (a local directory today, an S3 prefix
+//! behind the same [`Storage`] trait):
+//!
+//! ```text
+//! <root>/<source>/<stream>/extracted_at=YYYY-MM-DD/part-<run>-<n>.parquet   data (immutable)
+//! <root>/_inlet/connections/<source>/state.json                            current state
+//! <root>/_inlet/connections/<source>/history/<seq>.json                    every state change
+//! <root>/_inlet/connections/<source>/lease.json                            one run at a time
+//! <root>/_inlet/runs/<source>/<run>.json                                   run records
+//! <root>/_inlet/staging/...                                                files not yet landed
+//! ```
+//!
+//! Landing is atomic: Parquet files are written to staging (never named `*.parquet`, and
+//! under `_inlet/`, which Hive-style readers skip), made durable, and only *published*
+//! (renamed into the partition folder) after the state commit that lists them. The state
+//! commit is the single commit point; publishing is idempotent and finished by the next
+//! run if a process dies in between. Staged files that no commit lists are garbage.
+#![deny(missing_docs)]
+
+mod error;
+pub mod layout;
+pub mod lease;
+pub mod runs;
+pub mod state;
+pub mod storage;
+pub mod writer;
+
+pub use error::LakeError;
+pub use lease::{Lease, LeaseInfo};
+pub use runs::{RunRecord, RunStore, StreamRunStats};
+pub use state::{ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState};
+pub use storage::{LocalStorage, ObjectMeta, Precondition, StagedObject, StagedUpload, Storage, Version};
+pub use writer::{StreamWriter, WriterOptions};
