@@ -1,1 +1,350 @@
-fn main() {}
+//! The `inlet` command: arguments, wiring, output. Everything it does is in the
+//! libraries; this file only chooses what to call and how to print it.
+
+mod output;
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand};
+use inlet_core::Registry;
+use inlet_runtime::{Project, RuntimeError, SyncOptions, ops, sync::Connection};
+
+/// inlet: land data from databases, APIs and files as partitioned Parquet in a lake.
+#[derive(Debug, Parser)]
+#[command(name = "inlet", version, about)]
+struct Cli {
+    /// The project file.
+    #[arg(long, short = 'p', global = true, env = "INLET_PROJECT", default_value = "inlet.toml")]
+    project: PathBuf,
+    /// Print JSON instead of text (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log filter (error, warn, info, debug, or a tracing filter); also RUST_LOG.
+    #[arg(long, global = true, env = "INLET_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the connectors this inlet knows.
+    Connectors,
+    /// Print a connector's config schema (JSON Schema).
+    Spec {
+        /// Connector name.
+        connector: String,
+    },
+    /// Check that a connection can be read (and its lake written).
+    Check {
+        /// Connection name.
+        connection: String,
+    },
+    /// List a connection's streams, schemas and sync modes.
+    Discover {
+        /// Connection name.
+        connection: String,
+    },
+    /// Sync one connection, or all.
+    Sync {
+        /// Connection name (omit with --all).
+        connection: Option<String>,
+        /// Sync every connection of the project.
+        #[arg(long, conflicts_with = "connection")]
+        all: bool,
+        /// Only this stream (repeatable).
+        #[arg(long = "stream", short = 's')]
+        streams: Vec<String>,
+        /// Ignore saved state and re-extract everything.
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Inspect and change connection state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// List past runs.
+    Runs {
+        /// Only this connection.
+        connection: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Print the current state of a connection.
+    Show {
+        /// Connection name.
+        connection: String,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// Forget the state of one stream or all streams; the next sync re-extracts them.
+    Reset {
+        /// Connection name.
+        connection: String,
+        /// Only this stream (default: every stream).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Set a stream's cursor by hand (validated by the connector).
+    Set {
+        /// Connection name.
+        connection: String,
+        /// Stream name.
+        #[arg(long)]
+        stream: String,
+        /// The new state, as JSON.
+        #[arg(long)]
+        value: String,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List every change of a connection's state.
+    History {
+        /// Connection name.
+        connection: String,
+    },
+    /// Restore the state as it was right after version N.
+    Rollback {
+        /// Connection name.
+        connection: String,
+        /// The version to restore (see `inlet state history`).
+        #[arg(long)]
+        to: u64,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Exit codes scripts can rely on.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const CONFIG: u8 = 2;
+    pub const CHECK_FAILED: u8 = 3;
+    pub const BUSY: u8 = 75;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(Arc::new(inlet_connector_files::FilesConnector));
+    r
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = run(&cli) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(RuntimeError::Interrupted { connection: "sync".into() })),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(code_of(&e))
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<RuntimeError>() {
+        Some(RuntimeError::Config { .. }) => exit::CONFIG,
+        Some(RuntimeError::Busy(_)) => exit::BUSY,
+        Some(RuntimeError::CheckFailed { .. }) => exit::CHECK_FAILED,
+        Some(RuntimeError::Interrupted { .. }) => exit::INTERRUPTED,
+        Some(RuntimeError::Source { source, .. }) if matches!(source, inlet_core::SourceError::Config { .. }) => {
+            exit::CONFIG
+        }
+        _ => exit::FAILED,
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let registry = registry();
+    let out = output::Output { json: cli.json };
+    match &cli.command {
+        Command::Connectors => {
+            let infos: Vec<_> = registry.all().map(|c| c.info()).collect();
+            out.connectors(&infos)?;
+            Ok(exit::OK)
+        }
+        Command::Spec { connector } => {
+            let c = registry.get(connector).ok_or_else(|| RuntimeError::Config {
+                location: "inlet spec".into(),
+                message: format!("unknown connector `{connector}`; available: {}", registry.names().join(", ")),
+            })?;
+            println!("{}", serde_json::to_string_pretty(&c.spec())?);
+            Ok(exit::OK)
+        }
+        Command::Check { connection } => {
+            let project = Project::load(&cli.project)?;
+            let conn = Connection::open(&project, connection)?;
+            let source = conn.build_source(&project, &registry).await?;
+            let mut report = source.check().await.map_err(|e| conn.source_error(None, e))?;
+            let probe = inlet_lake::layout::META.to_string() + "/probe/" + connection;
+            match conn.storage.put(&probe, bytes_of("probe")).await {
+                Ok(_) => {
+                    let _ = conn.storage.delete(&probe).await;
+                    report.push("lake writable", true, conn.storage.url());
+                }
+                Err(e) => report.push("lake writable", false, format!("{}: {e}", conn.storage.url())),
+            }
+            out.check(connection, &report)?;
+            if report.ok() {
+                Ok(exit::OK)
+            } else {
+                Ok(exit::CHECK_FAILED)
+            }
+        }
+        Command::Discover { connection } => {
+            let project = Project::load(&cli.project)?;
+            let conn = Connection::open(&project, connection)?;
+            let source = conn.build_source(&project, &registry).await?;
+            let catalog = source.discover().await.map_err(|e| conn.source_error(None, e))?;
+            out.catalog(&catalog)?;
+            Ok(exit::OK)
+        }
+        Command::Sync { connection, all, streams, full_refresh } => {
+            let project = Project::load(&cli.project)?;
+            let names: Vec<String> = match (connection, all) {
+                (Some(c), _) => vec![c.clone()],
+                (None, true) => project.file.connections.keys().cloned().collect(),
+                (None, false) => {
+                    return Err(RuntimeError::Config {
+                        location: "inlet sync".into(),
+                        message: "name a connection, or pass --all".into(),
+                    }
+                    .into());
+                }
+            };
+            let mut code = exit::OK;
+            let single = names.len() == 1;
+            for name in names {
+                let bar = (!cli.json && std::io::stderr().is_terminal()).then(|| output::progress_bar(&name));
+                let options = SyncOptions {
+                    streams: streams.clone(),
+                    full_refresh: *full_refresh,
+                    progress: bar.clone().map(|b| {
+                        Arc::new(move |p: &inlet_runtime::Progress| {
+                            b.set_message(format!("{}: {} rows read, {} landed", p.stream, p.rows_read, p.rows_landed));
+                            b.tick();
+                        }) as inlet_runtime::sync::ProgressFn
+                    }),
+                };
+                let result = inlet_runtime::sync_connection(&project, &registry, &name, &options).await;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                match result {
+                    Ok(record) => {
+                        out.run(&record)?;
+                        if record.outcome != "succeeded" {
+                            code = exit::FAILED;
+                        }
+                    }
+                    Err(e) if single => return Err(e.into()),
+                    Err(e) => {
+                        let e = anyhow::Error::new(e);
+                        eprintln!("error: {}", one_line(&e));
+                        if code == exit::OK {
+                            code = code_of(&e);
+                        }
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::State(cmd) => state(cli, &registry, &out, cmd).await,
+        Command::Runs { connection, limit } => {
+            let project = Project::load(&cli.project)?;
+            let mut all = Vec::new();
+            let names: Vec<String> = match connection {
+                Some(c) => vec![c.clone()],
+                None => project.file.connections.keys().cloned().collect(),
+            };
+            for name in names {
+                let conn = Connection::open(&project, &name)?;
+                let runs = inlet_lake::RunStore::new(conn.storage.clone());
+                all.extend(runs.list(Some(&name), *limit).await.map_err(|e| conn.lake_error(e))?);
+            }
+            all.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+            all.truncate(*limit);
+            out.runs(&all)?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn bytes_of(s: &'static str) -> bytes::Bytes {
+    bytes::Bytes::from_static(s.as_bytes())
+}
+
+async fn state(cli: &Cli, registry: &Registry, out: &output::Output, cmd: &StateCommand) -> anyhow::Result<u8> {
+    let project = Project::load(&cli.project)?;
+    match cmd {
+        StateCommand::Show { connection, stream } => {
+            let state = ops::show(&project, connection).await?;
+            out.state(&state, stream.as_deref())?;
+        }
+        StateCommand::Reset { connection, stream, dry_run } => {
+            let plan = ops::reset(&project, connection, stream.as_deref(), *dry_run).await?;
+            out.state_plan(&plan)?;
+        }
+        StateCommand::Set { connection, stream, value, dry_run } => {
+            let value: serde_json::Value = serde_json::from_str(value).map_err(|e| RuntimeError::Config {
+                location: "--value".into(),
+                message: format!("not JSON: {e}"),
+            })?;
+            let plan = ops::set(&project, registry, connection, stream, value, *dry_run).await?;
+            out.state_plan(&plan)?;
+        }
+        StateCommand::History { connection } => {
+            let history = ops::history(&project, connection).await?;
+            out.history(&history)?;
+        }
+        StateCommand::Rollback { connection, to, stream, dry_run } => {
+            let plan = ops::rollback(&project, connection, *to, stream.as_deref(), *dry_run).await?;
+            out.state_plan(&plan)?;
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,194 @@
+//! Human and JSON output of each command.
+
+use std::io::Write;
+
+use inlet_core::{Catalog, CheckReport, ConnectorInfo};
+use inlet_lake::{ConnectionState, HistoryEntry, RunRecord};
+use inlet_runtime::ops::StatePlan;
+use serde_json::json;
+
+pub struct Output {
+    pub json: bool,
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub fn progress_bar(connection: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(connection.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+impl Output {
+    pub fn connectors(&self, infos: &[ConnectorInfo]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::to_value(infos)?);
+        }
+        println!("{:<16} {:<10} {:<8} DESCRIPTION", "NAME", "VERSION", "KIND");
+        for i in infos {
+            let hosts = if i.hosts.is_empty() { String::new() } else { format!(" (hosts: {})", i.hosts.join(", ")) };
+            println!("{:<16} {:<10} {:<8} {}{}", i.name, i.version, i.kind, i.description, hosts);
+        }
+        Ok(())
+    }
+
+    pub fn check(&self, connection: &str, report: &CheckReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&json!({"connection": connection, "ok": report.ok(), "items": report.items}));
+        }
+        for item in &report.items {
+            println!("{} {}: {}", if item.ok { "ok  " } else { "FAIL" }, item.name, item.message);
+        }
+        println!("{connection}: {}", if report.ok() { "check passed" } else { "check FAILED" });
+        Ok(())
+    }
+
+    pub fn catalog(&self, catalog: &Catalog) -> anyhow::Result<()> {
+        if self.json {
+            let streams: Vec<_> = catalog
+                .streams
+                .iter()
+                .map(|s| {
+                    json!({
+                        "name": s.name,
+                        "schema": s.schema.as_ref(),
+                        "primary_key": s.primary_key,
+                        "cursor_candidates": s.cursor_candidates,
+                        "sync_modes": s.sync_modes,
+                        "default_mode": s.default_mode,
+                    })
+                })
+                .collect();
+            return print_json(&json!({ "streams": streams }));
+        }
+        for s in &catalog.streams {
+            let modes: Vec<&str> = s.sync_modes.iter().map(|m| m.as_str()).collect();
+            println!("stream {} (modes: {}; default {})", s.name, modes.join(", "), s.default_mode);
+            if !s.primary_key.is_empty() {
+                println!("  primary key: {}", s.primary_key.join(", "));
+            }
+            for f in s.schema.fields() {
+                println!("  {:<32} {}{}", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn run(&self, r: &RunRecord) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::to_value(r)?);
+        }
+        println!(
+            "{} run {}: {} — {} rows, {} files, {} in {:.1}s",
+            r.connection,
+            r.run_id,
+            r.outcome,
+            r.rows(),
+            r.files(),
+            human_bytes(r.bytes()),
+            r.duration_secs().unwrap_or(0.0)
+        );
+        for (name, s) in &r.streams {
+            let extra = match (&s.error, s.skipped) {
+                (Some(e), _) => format!(" FAILED: {e}"),
+                (None, 0) => String::new(),
+                (None, n) => format!(" ({n} bad records skipped)"),
+            };
+            println!("  {name:<24} {:<13} {:>10} rows {:>4} files{extra}", s.mode, s.rows, s.files);
+        }
+        Ok(())
+    }
+
+    pub fn runs(&self, runs: &[RunRecord]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::to_value(runs)?);
+        }
+        println!("{:<26} {:<16} {:<11} {:>10} {:>10} {:>6} {:>8}", "RUN", "CONNECTION", "OUTCOME", "ROWS", "BYTES", "FILES", "SECONDS");
+        for r in runs {
+            println!(
+                "{:<26} {:<16} {:<11} {:>10} {:>10} {:>6} {:>8}",
+                r.run_id,
+                r.connection,
+                r.outcome,
+                r.rows(),
+                human_bytes(r.bytes()),
+                r.files(),
+                r.duration_secs().map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into())
+            );
+            if let Some(e) = &r.error {
+                println!("  error: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn state(&self, state: &ConnectionState, stream: Option<&str>) -> anyhow::Result<()> {
+        let mut v = serde_json::to_value(state)?;
+        if let Some(s) = stream {
+            let one = v["streams"].get(s).cloned().unwrap_or(serde_json::Value::Null);
+            v = json!({ "seq": state.seq, "stream": s, "state": one });
+        }
+        print_json(&v)
+    }
+
+    pub fn state_plan(&self, plan: &StatePlan) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::to_value(plan)?);
+        }
+        if plan.changes.is_empty() {
+            println!("{}: nothing to change", plan.connection);
+            return Ok(());
+        }
+        for (stream, (before, after)) in &plan.changes {
+            println!("stream {stream}:");
+            println!("  before: {}", serde_json::to_string(before)?);
+            println!("  after:  {}", serde_json::to_string(after)?);
+        }
+        match plan.seq {
+            Some(seq) if plan.applied => println!("{}: committed as version {seq}", plan.connection),
+            _ => println!("{}: dry run, nothing changed", plan.connection),
+        }
+        Ok(())
+    }
+
+    pub fn history(&self, history: &[HistoryEntry]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::to_value(history)?);
+        }
+        println!("{:>6} {:<25} {:<16} {:<28} {:<26} STREAMS", "SEQ", "AT", "ACTION", "BY", "RUN");
+        for e in history {
+            let streams: Vec<&str> = e.changes.keys().map(String::as_str).collect();
+            println!(
+                "{:>6} {:<25} {:<16} {:<28} {:<26} {}",
+                e.seq,
+                e.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                e.action.label(),
+                e.actor,
+                e.run_id.as_deref().unwrap_or("-"),
+                streams.join(",")
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,355 @@
+//! The project file (`inlet.toml`): destinations and connections. Parsing is pure: no
+//! I/O beyond reading the file, no secrets resolved, no connector built.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use inlet_core::SyncMode;
+use serde::Deserialize;
+
+use crate::RuntimeError;
+
+/// The whole project file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    /// Format version of the file; must be 1.
+    pub version: u32,
+    /// Where data lands, by name.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    /// What is synced, by name. The name is the `<source>` folder of the raw layer.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
+}
+
+/// A lake root and how files are cut.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Root of the raw layer: `file://./lake`, `file:///srv/lake/raw`, or a plain path.
+    pub url: String,
+    /// Target Parquet file size in MiB (default 128).
+    #[serde(default)]
+    pub target_file_mb: Option<u64>,
+    /// Row group size limit in MiB (default 64); bounds the writer's memory.
+    #[serde(default)]
+    pub row_group_mb: Option<u64>,
+    /// zstd level (default 3).
+    #[serde(default)]
+    pub zstd_level: Option<i32>,
+}
+
+/// One connection: a connector, its config, the streams to sync.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Connector name (`inlet connectors` lists them).
+    pub connector: String,
+    /// Destination name; may be omitted when the project has exactly one.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// Cron expression or interval for `inlet daemon`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Rows per batch asked of the source (default 8192).
+    #[serde(default)]
+    pub batch_rows: Option<usize>,
+    /// Partitions read at once when a source splits a stream (default 1).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Commit a checkpoint at the latest after this many seconds (default 60).
+    #[serde(default)]
+    pub commit_interval_secs: Option<u64>,
+    /// Retries of a transient failure within a run (default 3).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// The connector's own configuration (`inlet spec <connector>` shows its schema).
+    #[serde(default = "empty_table")]
+    pub config: toml::Table,
+    /// Streams to sync and how; all discovered streams with their default mode when empty.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamSelection>,
+}
+
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+
+/// How one stream is synced.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSelection {
+    /// `incremental` or `full_refresh` (default: the stream's default).
+    #[serde(default)]
+    pub mode: Option<SyncMode>,
+    /// Cursor column for incremental syncs that need one.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+}
+
+/// A parsed project: the file, where it lives, and its text (for line numbers).
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The parsed file.
+    pub file: ProjectFile,
+    /// Folder of the file; relative paths are relative to it.
+    pub base_dir: PathBuf,
+    /// Path of the file, for messages.
+    pub path: PathBuf,
+    text: String,
+}
+
+impl Project {
+    /// Read and parse a project file.
+    pub fn load(path: &Path) -> Result<Project, RuntimeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::Config {
+            location: path.display().to_string(),
+            message: format!("cannot read the project file: {e} (create one, or pass --project)"),
+        })?;
+        let base_dir = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Project::parse(&text, path, &base_dir)
+    }
+
+    /// Parse project text. Errors name the file, line and field.
+    pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Project, RuntimeError> {
+        let file: ProjectFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            RuntimeError::Config {
+                location: match line {
+                    Some(l) => format!("{}:{l}", path.display()),
+                    None => path.display().to_string(),
+                },
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let project = Project {
+            file,
+            base_dir: base_dir.to_path_buf(),
+            path: path.to_path_buf(),
+            text: text.to_string(),
+        };
+        project.check_references()?;
+        Ok(project)
+    }
+
+    fn check_references(&self) -> Result<(), RuntimeError> {
+        if self.file.version != 1 {
+            return Err(self.error_at(
+                &["version"],
+                format!("unsupported version {}: this inlet reads version 1", self.file.version),
+            ));
+        }
+        for (name, dest) in &self.file.destinations {
+            inlet_lake::layout::check_name("destination", name)
+                .map_err(|m| self.error_at(&["destinations", name], m))?;
+            if dest.url.trim().is_empty() {
+                return Err(self.error_at(&["destinations", name, "url"], "url is empty"));
+            }
+        }
+        for (name, conn) in &self.file.connections {
+            inlet_lake::layout::check_name("connection", name)
+                .map_err(|m| self.error_at(&["connections", name], m))?;
+            self.destination_of(name, conn)?;
+            for stream in conn.streams.keys() {
+                inlet_lake::layout::check_name("stream", stream)
+                    .map_err(|m| self.error_at(&["connections", name, "streams", stream], m))?;
+            }
+            if conn.batch_rows == Some(0) {
+                return Err(self.error_at(&["connections", name, "batch_rows"], "must be at least 1"));
+            }
+            if conn.parallelism == Some(0) {
+                return Err(self.error_at(&["connections", name, "parallelism"], "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection called `name`.
+    pub fn connection(&self, name: &str) -> Result<&ConnectionConfig, RuntimeError> {
+        self.file.connections.get(name).ok_or_else(|| RuntimeError::Config {
+            location: self.path.display().to_string(),
+            message: format!(
+                "no connection `{name}`; the project has: {}",
+                join_or_none(self.file.connections.keys())
+            ),
+        })
+    }
+
+    /// The name and config of a connection's destination.
+    pub fn destination_of<'a>(
+        &'a self,
+        name: &str,
+        conn: &'a ConnectionConfig,
+    ) -> Result<(&'a str, &'a DestinationConfig), RuntimeError> {
+        match &conn.destination {
+            Some(d) => self
+                .file
+                .destinations
+                .get_key_value(d)
+                .map(|(k, v)| (k.as_str(), v))
+                .ok_or_else(|| {
+                    self.error_at(
+                        &["connections", name, "destination"],
+                        format!(
+                            "no destination `{d}`; the project has: {}",
+                            join_or_none(self.file.destinations.keys())
+                        ),
+                    )
+                }),
+            None if self.file.destinations.len() == 1 => self
+                .file
+                .destinations
+                .iter()
+                .next()
+                .map(|(k, v)| (k.as_str(), v))
+                .ok_or_else(|| self.error_at(&["destinations"], "no destination")),
+            None => Err(self.error_at(
+                &["connections", name],
+                format!(
+                    "set `destination`: the project has {} destinations ({})",
+                    self.file.destinations.len(),
+                    join_or_none(self.file.destinations.keys())
+                ),
+            )),
+        }
+    }
+
+    /// A config error located at the line of a key path, as well as it can be found.
+    pub fn error_at(&self, path: &[&str], message: impl Into<String>) -> RuntimeError {
+        let line = find_key_line(&self.text, path);
+        RuntimeError::Config {
+            location: match line {
+                Some(l) => format!("{}:{l}", self.path.display()),
+                None => self.path.display().to_string(),
+            },
+            message: format!("`{}`: {}", path.join("."), message.into()),
+        }
+    }
+}
+
+fn join_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Find the line where the last key of `path` is defined, searching from the line of
+/// the deepest table header that names a prefix of the path.
+fn find_key_line(text: &str, path: &[&str]) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = 0;
+    let mut matched = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if let Some(header) = t.strip_prefix('[').and_then(|h| h.trim_end_matches(']').split(']').next()) {
+            let parts: Vec<String> = header
+                .trim_start_matches('[')
+                .split('.')
+                .map(|p| p.trim().trim_matches('"').to_string())
+                .collect();
+            let n = parts.len();
+            if n <= path.len() && parts.iter().zip(path).all(|(a, b)| a == b) && n >= matched {
+                matched = n;
+                start = i;
+                if n == path.len() {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    let key = path.last()?;
+    for (i, line) in lines.iter().enumerate().skip(start) {
+        let t = line.trim_start();
+        let bare = t.strip_prefix('"').unwrap_or(t);
+        if let Some(rest) = bare.strip_prefix(key) {
+            let rest = rest.trim_start_matches('"').trim_start();
+            if rest.starts_with('=') || rest.starts_with('.') {
+                return Some(i + 1);
+            }
+        }
+    }
+    (matched > 0).then_some(start + 1)
+}
+
+/// Convert a connection's TOML config to the JSON value connectors read.
+pub fn config_json(table: &toml::Table) -> serde_json::Value {
+    fn conv(v: &toml::Value) -> serde_json::Value {
+        match v {
+            toml::Value::String(s) => serde_json::Value::String(s.clone()),
+            toml::Value::Integer(i) => serde_json::Value::from(*i),
+            toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+            toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+            toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(conv).collect()),
+            toml::Value::Table(t) => {
+                serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), conv(v))).collect())
+            }
+        }
+    }
+    serde_json::Value::Object(table.iter().map(|(k, v)| (k.clone(), conv(v))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+version = 1
+
+[destinations.local]
+url = "file://./lake"
+
+[connections.shop]
+connector = "files"
+
+[connections.shop.config]
+path = "data"
+
+[connections.shop.streams.clicks]
+mode = "incremental"
+"#;
+
+    #[test]
+    fn a_good_file_parses_and_the_single_destination_is_the_default() {
+        let p = Project::parse(GOOD, Path::new("inlet.toml"), Path::new(".")).unwrap();
+        let c = p.connection("shop").unwrap();
+        assert_eq!(p.destination_of("shop", c).unwrap().0, "local");
+        assert_eq!(c.streams["clicks"].mode, Some(SyncMode::Incremental));
+        assert_eq!(config_json(&c.config)["path"], "data");
+    }
+
+    #[test]
+    fn unknown_fields_name_the_field_and_the_line() {
+        let bad = GOOD.replace("mode = \"incremental\"", "mode = \"incremental\"\nmdoe = 1");
+        let err = Project::parse(&bad, Path::new("inlet.toml"), Path::new(".")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("inlet.toml:16"), "{msg}");
+        assert!(msg.contains("mdoe"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_destination_is_named() {
+        let bad = GOOD.replace("connector = \"files\"", "connector = \"files\"\ndestination = \"s3\"");
+        let msg = Project::parse(&bad, Path::new("inlet.toml"), Path::new(".")).unwrap_err().to_string();
+        assert!(msg.contains("no destination `s3`") && msg.contains("inlet.toml:9"), "{msg}");
+    }
+
+    #[test]
+    fn key_lines_are_found_under_their_table() {
+        let text = "[connections.a.config]\npath = 1\n[connections.b.config]\npath = 2\n";
+        assert_eq!(find_key_line(text, &["connections", "b", "config", "path"]), Some(4));
+        assert_eq!(find_key_line(text, &["connections", "a", "config", "path"]), Some(2));
+    }
+}
