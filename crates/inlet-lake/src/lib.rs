@@ -33,3 +33,12 @@ pub use runs::{RunRecord, RunStore, StreamRunStats};
 pub use state::{ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState};
 pub use storage::{LocalStorage, ObjectMeta, Precondition, StagedObject, StagedUpload, Storage, Version};
 pub use writer::{StreamWriter, WriterOptions};
+
+/// Crash-test hook: when `INLET_CRASH_AT` names this point, the process aborts here, as a
+/// `kill -9` would stop it. The crash tests use it to hit each step of a commit exactly.
+pub fn failpoint(name: &str) {
+    if std::env::var_os("INLET_CRASH_AT").is_some_and(|v| v == name) {
+        eprintln!("INLET_CRASH_AT={name}: aborting");
+        std::process::abort();
+    }
+}

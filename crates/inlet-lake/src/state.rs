@@ -231,8 +231,10 @@ impl StateStore {
                 },
                 other => other,
             })?;
+        crate::failpoint("after-history");
         let next = apply(&self.current, &entry);
         self.write_state(next).await?;
+        crate::failpoint("after-state");
         self.publish_pending().await?;
         Ok(entry)
     }

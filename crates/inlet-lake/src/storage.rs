@@ -318,6 +318,7 @@ impl Storage for LocalStorage {
         fs::create_dir_all(dir).map_err(|e| self.err(dir, e))?;
         fs::rename(&from, &to).map_err(|e| self.err(&to, e))?;
         sync_dir(dir).map_err(|e| self.err(dir, e))?;
+        crate::failpoint("after-publish-one");
         Ok(())
     }
 

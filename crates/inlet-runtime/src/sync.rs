@@ -543,6 +543,7 @@ impl StreamRun<'_> {
         multi: bool,
     ) -> Result<(), RuntimeError> {
         let staged = writer.take_staged().await.map_err(|e| self.lake(e))?;
+        inlet_lake::failpoint("after-stage");
         let current = self.store.lock().await.stream(&self.stream);
         let next = if !multi {
             StreamState { cursor: cursor.or(current.cursor.clone()), partitions: None }

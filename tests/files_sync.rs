@@ -1,0 +1,275 @@
+//! End-to-end: the `files` source landing in a local lake through the real `inlet` binary.
+
+mod support;
+
+use std::{collections::BTreeMap, fs, io::Write};
+
+use support::*;
+
+const STREAMS: &str = r#"
+[connections.c.config.streams.clicks]
+glob = "clicks/*.jsonl"
+
+[connections.c.config.streams.orders]
+glob = "exports/*.csv"
+"#;
+
+fn write_clicks(p: &TestProject, name: &str, ids: std::ops::Range<i64>) -> Vec<serde_json::Value> {
+    let mut f = fs::File::create(p.data(&format!("clicks/{name}"))).unwrap();
+    let mut rows = Vec::new();
+    for id in ids {
+        let v = serde_json::json!({
+            "event_id": id,
+            "user": format!("u{}", id % 17),
+            "amount": (id as f64) / 8.0,
+            "ok": id % 2 == 0,
+            "ctx": {"page": format!("/p/{}", id % 5), "tags": ["a", id]},
+            "big": 9_007_199_254_740_993_i64 + id,
+        });
+        writeln!(f, "{v}").unwrap();
+        rows.push(v);
+    }
+    rows
+}
+
+#[test]
+fn the_quickstart_lands_the_sample_files_exactly() {
+    let p = TestProject::new("");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    for sub in ["clicks", "exports"] {
+        for e in fs::read_dir(src.join("data").join(sub)).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), p.data(&format!("{sub}/{}", e.file_name().to_string_lossy()))).unwrap();
+        }
+    }
+    fs::copy(src.join("inlet.toml"), p.root().join("inlet.toml")).unwrap();
+    let out = p.ok(&["--json", "sync", "quickstart"]);
+    let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(run["outcome"], "succeeded");
+    assert_eq!(run["streams"]["clicks"]["rows"], 3000);
+    assert_eq!(run["streams"]["orders"]["rows"], 1000);
+
+    // Value by value against the input.
+    let clicks_dir = p.lake().join("quickstart/clicks");
+    let landed = rows_as_text(&clicks_dir, "event_id");
+    assert_eq!(landed.len(), 3000);
+    for e in fs::read_dir(p.data("clicks")).unwrap() {
+        for line in fs::read_to_string(e.unwrap().path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = v["event_id"].as_i64().unwrap();
+            let row = &landed[&id];
+            assert_eq!(row["page"], v["page"].as_str().unwrap());
+            assert_eq!(row["user_id"], v["user_id"].to_string());
+            assert_eq!(row["device"], v["device"].to_string(), "nested objects are kept as JSON text");
+            match v.get("referrer").and_then(|r| r.as_str()) {
+                Some(r) => assert_eq!(row["referrer"], r),
+                None => assert!(!row.contains_key("referrer")),
+            }
+        }
+    }
+    let orders = rows_as_text(&p.lake().join("quickstart/orders"), "order_id");
+    assert_eq!(orders.len(), 1000);
+    let mut csv_total = 0.0;
+    for e in fs::read_dir(p.data("exports")).unwrap() {
+        let text = fs::read_to_string(e.unwrap().path()).unwrap();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            let row = &orders[&f[0].parse::<i64>().unwrap()];
+            assert_eq!(row["amount"].parse::<f64>().unwrap(), f[2].parse::<f64>().unwrap());
+            assert_eq!(row["status"], f[4]);
+            assert_eq!(row["created_at"], f[5]);
+            csv_total += f[2].parse::<f64>().unwrap();
+        }
+    }
+
+    // Hive layout, readable by outside engines with the exact counts and values.
+    for f in parquet_files(&p.lake()) {
+        let rel = f.strip_prefix(p.lake()).unwrap().to_string_lossy().into_owned();
+        let parts: Vec<&str> = rel.split('/').collect();
+        assert_eq!(parts.len(), 4, "{rel}");
+        assert!(parts[2].starts_with("extracted_at=20"), "{rel}");
+    }
+    if let Some(py) = outside_python() {
+        let lake = p.lake();
+        let got = python(
+            &py,
+            &format!(
+                "import duckdb, pyarrow.dataset as ds\n\
+                 c = duckdb.sql(\"select count(*), count(distinct event_id), sum(event_id), count(referrer) from read_parquet('{0}/quickstart/clicks/**/*.parquet', hive_partitioning=true, union_by_name=true)\").fetchone()\n\
+                 o = duckdb.sql(\"select count(*), round(sum(amount), 2) from read_parquet('{0}/quickstart/orders/**/*.parquet', hive_partitioning=true)\").fetchone()\n\
+                 t = ds.dataset('{0}/quickstart/orders', format='parquet', partitioning='hive').to_table()\n\
+                 print(c[0], c[1], c[2], c[3], o[0], o[1], t.num_rows, 'extracted_at' in t.column_names)",
+                lake.display()
+            ),
+        );
+        let referrers = fs::read_dir(p.data("clicks"))
+            .unwrap()
+            .flat_map(|e| fs::read_to_string(e.unwrap().path()).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap().get("referrer").is_some_and(|r| !r.is_null())
+            })
+            .count();
+        let expected = format!(
+            "3000 3000 {} {referrers} 1000 {:.2} 1000 True",
+            (1..=3000).sum::<i64>(),
+            (csv_total * 100.0).round() / 100.0
+        );
+        assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn a_second_sync_lands_nothing_and_a_new_file_lands_only_its_rows() {
+    let p = TestProject::new(STREAMS);
+    let rows = write_clicks(&p, "a.jsonl", 0..500);
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 500);
+    let seq_after_first = p.state_json()["seq"].clone();
+
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 0);
+    assert_eq!(run["streams"]["clicks"]["files"], 0);
+    assert_eq!(p.state_json()["seq"], seq_after_first, "a no-op sync must not change state");
+
+    write_clicks(&p, "b.jsonl", 500..800);
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 300);
+    let mut ids = int_column(&p.lake().join("c/clicks"), "event_id");
+    ids.sort();
+    assert_eq!(ids, (0..800).collect::<Vec<_>>());
+
+    // Exact values survive: 64-bit integers beyond 2^53, floats, booleans, nested JSON.
+    let landed = rows_as_text(&p.lake().join("c/clicks"), "event_id");
+    for v in rows {
+        let row = &landed[&v["event_id"].as_i64().unwrap()];
+        assert_eq!(row["big"], v["big"].to_string());
+        assert_eq!(row["amount"].parse::<f64>().unwrap(), v["amount"].as_f64().unwrap());
+        assert_eq!(row["ok"], v["ok"].to_string());
+        assert_eq!(row["ctx"], v["ctx"].to_string());
+    }
+}
+
+#[test]
+fn lines_appended_to_a_file_land_once_and_a_rewritten_file_is_read_again() {
+    let p = TestProject::new(STREAMS);
+    write_clicks(&p, "log.jsonl", 0..100);
+    p.sync_json(&[]);
+    let mut f = fs::OpenOptions::new().append(true).open(p.data("clicks/log.jsonl")).unwrap();
+    for id in 100..150 {
+        writeln!(f, "{{\"event_id\": {id}}}").unwrap();
+    }
+    drop(f);
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 50);
+    let mut ids = int_column(&p.lake().join("c/clicks"), "event_id");
+    ids.sort();
+    assert_eq!(ids, (0..150).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_full_refresh_re_extracts_everything_as_a_new_extraction() {
+    let p = TestProject::new(STREAMS);
+    write_clicks(&p, "a.jsonl", 0..100);
+    p.sync_json(&[]);
+    let run = p.sync_json(&["--full-refresh"]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 100);
+    assert_eq!(run["streams"]["clicks"]["mode"], "full_refresh");
+    // Two extractions, each complete, told apart by run id.
+    let batches = read_batches(&p.lake().join("c/clicks"));
+    let mut by_run: BTreeMap<String, usize> = BTreeMap::new();
+    for b in &batches {
+        let runs = b.column_by_name("_inlet_run_id").unwrap();
+        let runs = runs.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            *by_run.entry(runs.value(i).to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(by_run.values().copied().collect::<Vec<_>>(), vec![100, 100]);
+}
+
+#[test]
+fn bad_lines_fail_with_file_and_line_and_nothing_lands() {
+    let p = TestProject::new(STREAMS);
+    let mut f = fs::File::create(p.data("clicks/bad.jsonl")).unwrap();
+    writeln!(f, "{{\"event_id\": 1}}\n{{\"event_id\": 2}}\n{{\"event_id\": 3, oops}}\n{{\"event_id\": 4}}").unwrap();
+    drop(f);
+    let out = p.inlet(&["sync", "c"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("bad.jsonl:3") && stdout.contains("malformed JSON"), "{stdout}");
+    assert!(parquet_files(&p.lake()).is_empty(), "nothing may land from a failed stream");
+    assert!(p.state_json()["streams"].get("clicks").is_none(), "the failed stream's state must not advance");
+    let runs = p.ok(&["runs", "c"]);
+    assert!(runs.contains("failed") && runs.contains("bad.jsonl:3"), "{runs}");
+
+    // The same input under the skip policy: 3 rows land, 1 is counted.
+    p.write_config(STREAMS, "on_bad_record = \"skip\"");
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 3);
+    assert_eq!(run["streams"]["clicks"]["skipped"], 1);
+}
+
+#[test]
+fn csv_rows_with_the_wrong_number_of_fields_are_reported_by_line() {
+    let p = TestProject::new(STREAMS);
+    fs::write(p.data("exports/o.csv"), "id,name\n1,a\n2,b,extra\n3,c\n").unwrap();
+    let out = p.inlet(&["sync", "c"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("o.csv:3") && stdout.contains("3 fields, the header has 2"), "{stdout}");
+}
+
+#[test]
+fn bad_config_names_the_field_and_the_line() {
+    let p = TestProject::new(STREAMS.replace("glob = \"exports/*.csv\"", "glob = \"exports/*.csv\"\ndelimter = \";\"").as_str());
+    let out = p.inlet(&["sync", "c"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = fs::read_to_string(p.root().join("inlet.toml")).unwrap();
+    let line = text.lines().position(|l| l.starts_with("delimter")).unwrap() + 1;
+    assert!(err.contains(&format!("inlet.toml:{line}:")) && err.contains("unknown field `delimter`"), "{err}");
+    assert!(parquet_files(&p.lake()).is_empty());
+
+    // A top-level typo is located by the TOML parser itself.
+    fs::write(p.root().join("inlet.toml"), "version = 1\n[destinations.local]\nurl = \"file://./lake\"\nurll = 1\n").unwrap();
+    let out = p.inlet(&["sync", "--all"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("inlet.toml:4") && err.contains("urll"), "{err}");
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_error_and_check_says_what_to_fix() {
+    let p = TestProject::new(STREAMS);
+    fs::remove_dir_all(p.root().join("data")).unwrap();
+    let out = p.inlet(&["sync", "c"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connection `c`") && err.contains("data") && err.contains("No such file"), "{err}");
+    let out = p.inlet(&["check", "c"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL directory readable"), "{stdout}");
+    assert!(parquet_files(&p.lake()).is_empty());
+}
+
+#[test]
+fn discover_reports_inferred_schemas_and_connectors_lists_files() {
+    let p = TestProject::new(STREAMS);
+    write_clicks(&p, "a.jsonl", 0..10);
+    fs::write(p.data("exports/o.csv"), "id,name,price\n1,a,1.5\n").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&p.ok(&["--json", "discover", "c"])).unwrap();
+    let clicks = &v["streams"][0];
+    assert_eq!(clicks["name"], "clicks");
+    let fields: Vec<(String, String)> = clicks["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap().to_string(), f["data_type"].to_string()))
+        .collect();
+    assert!(fields.iter().any(|(n, t)| n == "event_id" && t.contains("Int64")), "{fields:?}");
+    let out = p.ok(&["connectors"]);
+    assert!(out.contains("files") && out.contains("builtin"), "{out}");
+    let spec: serde_json::Value = serde_json::from_str(&p.ok(&["spec", "files"])).unwrap();
+    assert_eq!(spec["additionalProperties"], false);
+}

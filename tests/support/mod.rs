@@ -1,0 +1,205 @@
+//! Shared harness of the end-to-end tests: a project in a temp dir, the real `inlet`
+//! binary, and readers of what it landed (our Parquet reader and an outside one).
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_inlet");
+
+/// A project directory with `inlet.toml`, `data/`, and the lake in `lake/`.
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// A project with one `files` connection `c` and the given stream tables.
+    pub fn new(streams_toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        let p = TestProject { dir };
+        p.write_config(streams_toml, "");
+        p
+    }
+
+    pub fn write_config(&self, streams_toml: &str, extra_config: &str) {
+        let text = format!(
+            "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"files\"\n\n[connections.c.config]\npath = \"data\"\n{extra_config}\n{streams_toml}"
+        );
+        fs::write(self.dir.path().join("inlet.toml"), text).expect("write config");
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self, rel: &str) -> PathBuf {
+        let p = self.dir.path().join("data").join(rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).expect("mkdir");
+        }
+        p
+    }
+
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// Run `inlet -p <project> <args>`.
+    pub fn inlet(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run inlet")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("-p").arg(self.dir.path().join("inlet.toml")).args(args);
+        c.env_remove("RUST_LOG").env_remove("INLET_CRASH_AT");
+        c
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.inlet(args);
+        assert!(
+            out.status.success(),
+            "inlet {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `inlet --json sync c`, parsed.
+    pub fn sync_json(&self, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["--json", "sync", "c"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&self.ok(&args)).expect("sync --json output")
+    }
+
+    pub fn state_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["state", "show", "c"])).expect("state json")
+    }
+}
+
+/// Every `*.parquet` file under `dir`, recursively, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// All record batches of every Parquet file under `dir` (each file must be complete).
+pub fn read_batches(dir: &Path) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for path in parquet_files(dir) {
+        let file = fs::File::open(&path).expect("open parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{} is not a complete Parquet file: {e}", path.display()))
+            .build()
+            .expect("reader");
+        for b in reader {
+            out.push(b.expect("batch"));
+        }
+    }
+    out
+}
+
+/// The values of an Int64 column across all files under `dir`.
+pub fn int_column(dir: &Path, name: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for b in read_batches(dir) {
+        let Some(col) = b.column_by_name(name) else { continue };
+        let col = col.as_any().downcast_ref::<Int64Array>().expect("Int64 column");
+        for i in 0..col.len() {
+            assert!(!col.is_null(i), "null in {name}");
+            out.push(col.value(i));
+        }
+    }
+    out
+}
+
+/// Rows as maps of column -> text, for value-by-value comparison.
+pub fn rows_as_text(dir: &Path, key: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for b in read_batches(dir) {
+        let keys = b.column_by_name(key).expect("key column");
+        let keys = keys.as_any().downcast_ref::<Int64Array>().expect("Int64 key");
+        for row in 0..b.num_rows() {
+            let mut m = BTreeMap::new();
+            for (field, col) in b.schema().fields().iter().zip(b.columns()) {
+                if field.name().starts_with("_inlet") || col.is_null(row) {
+                    continue;
+                }
+                let text = arrow_cast_text(col.as_ref(), row);
+                m.insert(field.name().clone(), text);
+            }
+            assert!(out.insert(keys.value(row), m).is_none(), "duplicate key {}", keys.value(row));
+        }
+    }
+    out
+}
+
+fn arrow_cast_text(col: &dyn Array, row: usize) -> String {
+    use arrow_array::{BooleanArray, Float64Array};
+    if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+        return a.value(row).to_string();
+    }
+    if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
+        return a.value(row).to_string();
+    }
+    if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
+        return a.value(row).to_string();
+    }
+    if let Some(a) = col.as_any().downcast_ref::<BooleanArray>() {
+        return a.value(row).to_string();
+    }
+    panic!("unexpected column type {:?}", col.data_type())
+}
+
+/// A Python with duckdb and pyarrow, if one is available. Under CI it must be.
+pub fn outside_python() -> Option<String> {
+    let candidates = [std::env::var("INLET_TEST_PYTHON").ok(), Some("python3".to_string())];
+    for py in candidates.into_iter().flatten() {
+        let ok = Command::new(&py)
+            .args(["-c", "import duckdb, pyarrow"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(py);
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
+    );
+    eprintln!("skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)");
+    None
+}
+
+/// Run a Python snippet and return its stdout.
+pub fn python(py: &str, code: &str) -> String {
+    let out = Command::new(py).args(["-c", code]).output().expect("python");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
