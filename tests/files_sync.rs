@@ -1,5 +1,11 @@
 //! End-to-end: the `files` source landing in a local lake through the real `inlet` binary.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "end-to-end tests: a failed step should fail the test loudly"
+)]
+
 mod support;
 
 use std::{collections::BTreeMap, fs, io::Write};
@@ -39,7 +45,11 @@ fn the_quickstart_lands_the_sample_files_exactly() {
     for sub in ["clicks", "exports"] {
         for e in fs::read_dir(src.join("data").join(sub)).unwrap() {
             let e = e.unwrap();
-            fs::copy(e.path(), p.data(&format!("{sub}/{}", e.file_name().to_string_lossy()))).unwrap();
+            fs::copy(
+                e.path(),
+                p.data(&format!("{sub}/{}", e.file_name().to_string_lossy())),
+            )
+            .unwrap();
         }
     }
     fs::copy(src.join("inlet.toml"), p.root().join("inlet.toml")).unwrap();
@@ -60,7 +70,11 @@ fn the_quickstart_lands_the_sample_files_exactly() {
             let row = &landed[&id];
             assert_eq!(row["page"], v["page"].as_str().unwrap());
             assert_eq!(row["user_id"], v["user_id"].to_string());
-            assert_eq!(row["device"], v["device"].to_string(), "nested objects are kept as JSON text");
+            assert_eq!(
+                row["device"],
+                v["device"].to_string(),
+                "nested objects are kept as JSON text"
+            );
             match v.get("referrer").and_then(|r| r.as_str()) {
                 Some(r) => assert_eq!(row["referrer"], r),
                 None => assert!(!row.contains_key("referrer")),
@@ -75,7 +89,10 @@ fn the_quickstart_lands_the_sample_files_exactly() {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
             let row = &orders[&f[0].parse::<i64>().unwrap()];
-            assert_eq!(row["amount"].parse::<f64>().unwrap(), f[2].parse::<f64>().unwrap());
+            assert_eq!(
+                row["amount"].parse::<f64>().unwrap(),
+                f[2].parse::<f64>().unwrap()
+            );
             assert_eq!(row["status"], f[4]);
             assert_eq!(row["created_at"], f[5]);
             csv_total += f[2].parse::<f64>().unwrap();
@@ -84,7 +101,11 @@ fn the_quickstart_lands_the_sample_files_exactly() {
 
     // Hive layout, readable by outside engines with the exact counts and values.
     for f in parquet_files(&p.lake()) {
-        let rel = f.strip_prefix(p.lake()).unwrap().to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(p.lake())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let parts: Vec<&str> = rel.split('/').collect();
         assert_eq!(parts.len(), 4, "{rel}");
         assert!(parts[2].starts_with("extracted_at=20"), "{rel}");
@@ -104,9 +125,18 @@ fn the_quickstart_lands_the_sample_files_exactly() {
         );
         let referrers = fs::read_dir(p.data("clicks"))
             .unwrap()
-            .flat_map(|e| fs::read_to_string(e.unwrap().path()).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|e| {
+                fs::read_to_string(e.unwrap().path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap().get("referrer").is_some_and(|r| !r.is_null())
+                serde_json::from_str::<serde_json::Value>(l)
+                    .unwrap()
+                    .get("referrer")
+                    .is_some_and(|r| !r.is_null())
             })
             .count();
         let expected = format!(
@@ -129,7 +159,11 @@ fn a_second_sync_lands_nothing_and_a_new_file_lands_only_its_rows() {
     let run = p.sync_json(&[]);
     assert_eq!(run["streams"]["clicks"]["rows"], 0);
     assert_eq!(run["streams"]["clicks"]["files"], 0);
-    assert_eq!(p.state_json()["seq"], seq_after_first, "a no-op sync must not change state");
+    assert_eq!(
+        p.state_json()["seq"],
+        seq_after_first,
+        "a no-op sync must not change state"
+    );
 
     write_clicks(&p, "b.jsonl", 500..800);
     let run = p.sync_json(&[]);
@@ -143,7 +177,10 @@ fn a_second_sync_lands_nothing_and_a_new_file_lands_only_its_rows() {
     for v in rows {
         let row = &landed[&v["event_id"].as_i64().unwrap()];
         assert_eq!(row["big"], v["big"].to_string());
-        assert_eq!(row["amount"].parse::<f64>().unwrap(), v["amount"].as_f64().unwrap());
+        assert_eq!(
+            row["amount"].parse::<f64>().unwrap(),
+            v["amount"].as_f64().unwrap()
+        );
         assert_eq!(row["ok"], v["ok"].to_string());
         assert_eq!(row["ctx"], v["ctx"].to_string());
     }
@@ -154,7 +191,10 @@ fn lines_appended_to_a_file_land_once_and_a_rewritten_file_is_read_again() {
     let p = TestProject::new(STREAMS);
     write_clicks(&p, "log.jsonl", 0..100);
     p.sync_json(&[]);
-    let mut f = fs::OpenOptions::new().append(true).open(p.data("clicks/log.jsonl")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(p.data("clicks/log.jsonl"))
+        .unwrap();
     for id in 100..150 {
         writeln!(f, "{{\"event_id\": {id}}}").unwrap();
     }
@@ -179,7 +219,10 @@ fn a_full_refresh_re_extracts_everything_as_a_new_extraction() {
     let mut by_run: BTreeMap<String, usize> = BTreeMap::new();
     for b in &batches {
         let runs = b.column_by_name("_inlet_run_id").unwrap();
-        let runs = runs.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        let runs = runs
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
         for i in 0..b.num_rows() {
             *by_run.entry(runs.value(i).to_string()).or_default() += 1;
         }
@@ -191,16 +234,32 @@ fn a_full_refresh_re_extracts_everything_as_a_new_extraction() {
 fn bad_lines_fail_with_file_and_line_and_nothing_lands() {
     let p = TestProject::new(STREAMS);
     let mut f = fs::File::create(p.data("clicks/bad.jsonl")).unwrap();
-    writeln!(f, "{{\"event_id\": 1}}\n{{\"event_id\": 2}}\n{{\"event_id\": 3, oops}}\n{{\"event_id\": 4}}").unwrap();
+    writeln!(
+        f,
+        "{{\"event_id\": 1}}\n{{\"event_id\": 2}}\n{{\"event_id\": 3, oops}}\n{{\"event_id\": 4}}"
+    )
+    .unwrap();
     drop(f);
     let out = p.inlet(&["sync", "c"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("bad.jsonl:3") && stdout.contains("malformed JSON"), "{stdout}");
-    assert!(parquet_files(&p.lake()).is_empty(), "nothing may land from a failed stream");
-    assert!(p.state_json()["streams"].get("clicks").is_none(), "the failed stream's state must not advance");
+    assert!(
+        stdout.contains("bad.jsonl:3") && stdout.contains("malformed JSON"),
+        "{stdout}"
+    );
+    assert!(
+        parquet_files(&p.lake()).is_empty(),
+        "nothing may land from a failed stream"
+    );
+    assert!(
+        p.state_json()["streams"].get("clicks").is_none(),
+        "the failed stream's state must not advance"
+    );
     let runs = p.ok(&["runs", "c"]);
-    assert!(runs.contains("failed") && runs.contains("bad.jsonl:3"), "{runs}");
+    assert!(
+        runs.contains("failed") && runs.contains("bad.jsonl:3"),
+        "{runs}"
+    );
 
     // The same input under the skip policy: 3 rows land, 1 is counted.
     p.write_config(STREAMS, "on_bad_record = \"skip\"");
@@ -216,26 +275,50 @@ fn csv_rows_with_the_wrong_number_of_fields_are_reported_by_line() {
     let out = p.inlet(&["sync", "c"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("o.csv:3") && stdout.contains("3 fields, the header has 2"), "{stdout}");
+    assert!(
+        stdout.contains("o.csv:3") && stdout.contains("3 fields, the header has 2"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn bad_config_names_the_field_and_the_line() {
-    let p = TestProject::new(STREAMS.replace("glob = \"exports/*.csv\"", "glob = \"exports/*.csv\"\ndelimter = \";\"").as_str());
+    let p = TestProject::new(
+        STREAMS
+            .replace(
+                "glob = \"exports/*.csv\"",
+                "glob = \"exports/*.csv\"\ndelimter = \";\"",
+            )
+            .as_str(),
+    );
     let out = p.inlet(&["sync", "c"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let text = fs::read_to_string(p.root().join("inlet.toml")).unwrap();
-    let line = text.lines().position(|l| l.starts_with("delimter")).unwrap() + 1;
-    assert!(err.contains(&format!("inlet.toml:{line}:")) && err.contains("unknown field `delimter`"), "{err}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("delimter"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("inlet.toml:{line}:")) && err.contains("unknown field `delimter`"),
+        "{err}"
+    );
     assert!(parquet_files(&p.lake()).is_empty());
 
     // A top-level typo is located by the TOML parser itself.
-    fs::write(p.root().join("inlet.toml"), "version = 1\n[destinations.local]\nurl = \"file://./lake\"\nurll = 1\n").unwrap();
+    fs::write(
+        p.root().join("inlet.toml"),
+        "version = 1\n[destinations.local]\nurl = \"file://./lake\"\nurll = 1\n",
+    )
+    .unwrap();
     let out = p.inlet(&["sync", "--all"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("inlet.toml:4") && err.contains("urll"), "{err}");
+    assert!(
+        err.contains("inlet.toml:4") && err.contains("urll"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -245,7 +328,10 @@ fn a_missing_directory_is_a_clear_error_and_check_says_what_to_fix() {
     let out = p.inlet(&["sync", "c"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("connection `c`") && err.contains("data") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("connection `c`") && err.contains("data") && err.contains("No such file"),
+        "{err}"
+    );
     let out = p.inlet(&["check", "c"]);
     assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -265,9 +351,19 @@ fn discover_reports_inferred_schemas_and_connectors_lists_files() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["name"].as_str().unwrap().to_string(), f["data_type"].to_string()))
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["data_type"].to_string(),
+            )
+        })
         .collect();
-    assert!(fields.iter().any(|(n, t)| n == "event_id" && t.contains("Int64")), "{fields:?}");
+    assert!(
+        fields
+            .iter()
+            .any(|(n, t)| n == "event_id" && t.contains("Int64")),
+        "{fields:?}"
+    );
     let out = p.ok(&["connectors"]);
     assert!(out.contains("files") && out.contains("builtin"), "{out}");
     let spec: serde_json::Value = serde_json::from_str(&p.ok(&["spec", "files"])).unwrap();

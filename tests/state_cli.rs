@@ -1,6 +1,12 @@
 //! Engineers inspecting and changing state: show, reset (one stream or all, dry run),
 //! set (validated), history, rollback; and the lease that keeps runs apart.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "end-to-end tests: a failed step should fail the test loudly"
+)]
+
 mod support;
 
 use std::{fs, io::Write};
@@ -42,18 +48,29 @@ fn resetting_one_stream_relands_it_and_leaves_the_others_byte_identical() {
 
     let dry = p.ok(&["state", "reset", "c", "--stream", "clicks", "--dry-run"]);
     assert!(dry.contains("dry run"), "{dry}");
-    assert_eq!(raw_stream_state(&p, "clicks"), clicks_before, "--dry-run changed state");
+    assert_eq!(
+        raw_stream_state(&p, "clicks"),
+        clicks_before,
+        "--dry-run changed state"
+    );
 
     p.ok(&["state", "reset", "c", "--stream", "clicks"]);
     assert_eq!(raw_stream_state(&p, "orders"), orders_before);
     assert_eq!(raw_stream_state(&p, "clicks"), "null");
 
     let run = p.sync_json(&[]);
-    assert_eq!(run["streams"]["clicks"]["rows"], 100, "the reset stream re-lands in full");
-    assert_eq!(run["streams"]["orders"]["rows"], 0, "the other stream lands nothing");
+    assert_eq!(
+        run["streams"]["clicks"]["rows"], 100,
+        "the reset stream re-lands in full"
+    );
+    assert_eq!(
+        run["streams"]["orders"]["rows"], 0,
+        "the other stream lands nothing"
+    );
     assert_eq!(raw_stream_state(&p, "orders"), orders_before);
 
-    let history: serde_json::Value = serde_json::from_str(&p.ok(&["--json", "state", "history", "c"])).unwrap();
+    let history: serde_json::Value =
+        serde_json::from_str(&p.ok(&["--json", "state", "history", "c"])).unwrap();
     let actions: Vec<String> = history
         .as_array()
         .unwrap()
@@ -75,11 +92,17 @@ fn rollback_restores_an_earlier_version_and_is_itself_recorded() {
 
     let to = seq_before.to_string();
     let dry = p.ok(&["state", "rollback", "c", "--to", &to, "--dry-run"]);
-    assert!(dry.contains("stream clicks") && dry.contains("dry run"), "{dry}");
+    assert!(
+        dry.contains("stream clicks") && dry.contains("dry run"),
+        "{dry}"
+    );
     p.ok(&["state", "rollback", "c", "--to", &to]);
     assert_eq!(raw_stream_state(&p, "clicks"), clicks_before);
     let run = p.sync_json(&[]);
-    assert_eq!(run["streams"]["clicks"]["rows"], 0, "rolled back to after the first sync: nothing new");
+    assert_eq!(
+        run["streams"]["clicks"]["rows"], 0,
+        "rolled back to after the first sync: nothing new"
+    );
     let history = p.ok(&["state", "history", "c"]);
     assert!(history.contains(&format!("rollback to {to}")), "{history}");
 
@@ -91,10 +114,21 @@ fn rollback_restores_an_earlier_version_and_is_itself_recorded() {
 #[test]
 fn set_validates_the_value_and_the_next_sync_follows_it() {
     let p = project();
-    let out = p.inlet(&["state", "set", "c", "--stream", "clicks", "--value", "{\"files\": 3}"]);
+    let out = p.inlet(&[
+        "state",
+        "set",
+        "c",
+        "--stream",
+        "clicks",
+        "--value",
+        "{\"files\": 3}",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("stream `clicks`") && err.contains("not a files state"), "{err}");
+    assert!(
+        err.contains("stream `clicks`") && err.contains("not a files state"),
+        "{err}"
+    );
     let out = p.inlet(&["state", "set", "c", "--stream", "nope", "--value", "{}"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stream `nope`"));
 
@@ -107,11 +141,16 @@ fn set_validates_the_value_and_the_next_sync_follows_it() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let value = format!("{{\"files\": {{\"clicks/a.jsonl\": {{\"size\": {size}, \"mtime_ns\": {mtime}, \"lines\": 40}}}}}}");
+    let value = format!(
+        "{{\"files\": {{\"clicks/a.jsonl\": {{\"size\": {size}, \"mtime_ns\": {mtime}, \"lines\": 40}}}}}}"
+    );
     p.ok(&["state", "set", "c", "--stream", "clicks", "--value", &value]);
     let run = p.sync_json(&["--stream", "clicks"]);
     assert_eq!(run["streams"]["clicks"]["rows"], 60);
-    assert!(run["streams"].get("orders").is_none(), "--stream limits the sync");
+    assert!(
+        run["streams"].get("orders").is_none(),
+        "--stream limits the sync"
+    );
     let history = p.ok(&["state", "history", "c"]);
     assert!(history.contains(" set "), "{history}");
 }
@@ -130,7 +169,10 @@ fn a_connection_held_by_another_run_is_refused_with_the_holder_named() {
     let out = p.inlet(&["sync", "c"]);
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("worker-7:4242") && err.contains("r-other"), "{err}");
+    assert!(
+        err.contains("worker-7:4242") && err.contains("r-other"),
+        "{err}"
+    );
     // An expired lease is taken over.
     fs::write(
         &lease,

@@ -1,6 +1,9 @@
 //! Shared harness of the end-to-end tests: a project in a temp dir, the real `inlet`
 //! binary, and readers of what it landed (our Parquet reader and an outside one).
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::{
     collections::BTreeMap,
@@ -59,7 +62,9 @@ impl TestProject {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("-p").arg(self.dir.path().join("inlet.toml")).args(args);
+        c.arg("-p")
+            .arg(self.dir.path().join("inlet.toml"))
+            .args(args);
         c.env_remove("RUST_LOG").env_remove("INLET_CRASH_AT");
         c
     }
@@ -94,7 +99,9 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -128,8 +135,13 @@ pub fn read_batches(dir: &Path) -> Vec<RecordBatch> {
 pub fn int_column(dir: &Path, name: &str) -> Vec<i64> {
     let mut out = Vec::new();
     for b in read_batches(dir) {
-        let Some(col) = b.column_by_name(name) else { continue };
-        let col = col.as_any().downcast_ref::<Int64Array>().expect("Int64 column");
+        let Some(col) = b.column_by_name(name) else {
+            continue;
+        };
+        let col = col
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("Int64 column");
         for i in 0..col.len() {
             assert!(!col.is_null(i), "null in {name}");
             out.push(col.value(i));
@@ -143,7 +155,10 @@ pub fn rows_as_text(dir: &Path, key: &str) -> BTreeMap<i64, BTreeMap<String, Str
     let mut out = BTreeMap::new();
     for b in read_batches(dir) {
         let keys = b.column_by_name(key).expect("key column");
-        let keys = keys.as_any().downcast_ref::<Int64Array>().expect("Int64 key");
+        let keys = keys
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("Int64 key");
         for row in 0..b.num_rows() {
             let mut m = BTreeMap::new();
             for (field, col) in b.schema().fields().iter().zip(b.columns()) {
@@ -153,7 +168,11 @@ pub fn rows_as_text(dir: &Path, key: &str) -> BTreeMap<i64, BTreeMap<String, Str
                 let text = arrow_cast_text(col.as_ref(), row);
                 m.insert(field.name().clone(), text);
             }
-            assert!(out.insert(keys.value(row), m).is_none(), "duplicate key {}", keys.value(row));
+            assert!(
+                out.insert(keys.value(row), m).is_none(),
+                "duplicate key {}",
+                keys.value(row)
+            );
         }
     }
     out
@@ -178,7 +197,10 @@ fn arrow_cast_text(col: &dyn Array, row: usize) -> String {
 
 /// A Python with duckdb and pyarrow, if one is available. Under CI it must be.
 pub fn outside_python() -> Option<String> {
-    let candidates = [std::env::var("INLET_TEST_PYTHON").ok(), Some("python3".to_string())];
+    let candidates = [
+        std::env::var("INLET_TEST_PYTHON").ok(),
+        Some("python3".to_string()),
+    ];
     for py in candidates.into_iter().flatten() {
         let ok = Command::new(&py)
             .args(["-c", "import duckdb, pyarrow"])
@@ -193,13 +215,22 @@ pub fn outside_python() -> Option<String> {
         std::env::var_os("CI").is_none(),
         "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
     );
-    eprintln!("skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)");
+    eprintln!(
+        "skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
+    );
     None
 }
 
 /// Run a Python snippet and return its stdout.
 pub fn python(py: &str, code: &str) -> String {
-    let out = Command::new(py).args(["-c", code]).output().expect("python");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(py)
+        .args(["-c", code])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

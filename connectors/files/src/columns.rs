@@ -47,7 +47,9 @@ impl Cell {
                 if let Some(i) = n.as_i64() {
                     Cell::Int(i)
                 } else if n.is_f64() {
-                    n.as_f64().map(Cell::Float).unwrap_or(Cell::Json(n.to_string()))
+                    n.as_f64()
+                        .map(Cell::Float)
+                        .unwrap_or(Cell::Json(n.to_string()))
                 } else {
                     Cell::Json(n.to_string())
                 }
@@ -70,7 +72,8 @@ impl Cell {
             }
             return Cell::Text(field.to_string());
         }
-        let leading_zero = field.len() > 1 && field.starts_with('0') && field.as_bytes()[1].is_ascii_digit();
+        let leading_zero =
+            field.len() > 1 && field.starts_with('0') && field.as_bytes()[1].is_ascii_digit();
         if field.bytes().any(|b| b.is_ascii_digit())
             && !leading_zero
             && let Ok(f) = field.parse::<f64>()
@@ -111,7 +114,9 @@ pub fn widen(a: &DataType, b: &DataType) -> DataType {
     match (a, b) {
         (DataType::Null, t) | (t, DataType::Null) => t.clone(),
         (x, y) if x == y => x.clone(),
-        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => DataType::Float64,
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+            DataType::Float64
+        }
         _ => DataType::Utf8,
     }
 }
@@ -238,7 +243,10 @@ mod tests {
     use arrow_array::{Array, Float64Array, StringArray};
 
     fn row(cells: &[(&str, Cell)]) -> Row {
-        cells.iter().map(|(n, c)| (n.to_string(), c.clone())).collect()
+        cells
+            .iter()
+            .map(|(n, c)| (n.to_string(), c.clone()))
+            .collect()
     }
 
     #[test]
@@ -248,18 +256,41 @@ mod tests {
         let s1 = evolve(&empty, &rows).unwrap();
         assert_eq!(s1.field(0).data_type(), &DataType::Int64);
         assert!(evolve(&s1, &rows).is_none());
-        let rows2 = vec![row(&[("v", Cell::Float(2.5)), ("extra", Cell::Text("x".into()))])];
+        let rows2 = vec![row(&[
+            ("v", Cell::Float(2.5)),
+            ("extra", Cell::Text("x".into())),
+        ])];
         let s2 = evolve(&s1, &rows2).unwrap();
-        assert_eq!(s2.field_with_name("v").unwrap().data_type(), &DataType::Float64);
-        assert_eq!(s2.field_with_name("extra").unwrap().data_type(), &DataType::Utf8);
-        let rows3 = vec![row(&[("id", Cell::Text("abc".into()))]), row(&[("id", Cell::Int(7))])];
+        assert_eq!(
+            s2.field_with_name("v").unwrap().data_type(),
+            &DataType::Float64
+        );
+        assert_eq!(
+            s2.field_with_name("extra").unwrap().data_type(),
+            &DataType::Utf8
+        );
+        let rows3 = vec![
+            row(&[("id", Cell::Text("abc".into()))]),
+            row(&[("id", Cell::Int(7))]),
+        ];
         let s3 = evolve(&s2, &rows3).unwrap();
-        assert_eq!(s3.field_with_name("id").unwrap().data_type(), &DataType::Utf8);
+        assert_eq!(
+            s3.field_with_name("id").unwrap().data_type(),
+            &DataType::Utf8
+        );
         let batch = build_batch(&s3, &rows3).unwrap();
-        let ids = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(ids.value(0), "abc");
         assert_eq!(ids.value(1), "7");
-        let v = batch.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let v = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert!(v.is_null(0));
     }
 
@@ -268,7 +299,10 @@ mod tests {
         let c = Cell::from_json(serde_json::json!({"a": [1, 2]}));
         assert_eq!(c, Cell::Json(r#"{"a":[1,2]}"#.into()));
         let big: Value = serde_json::from_str("18446744073709551615").unwrap();
-        assert_eq!(Cell::from_json(big), Cell::Json("18446744073709551615".into()));
+        assert_eq!(
+            Cell::from_json(big),
+            Cell::Json("18446744073709551615".into())
+        );
     }
 
     #[test]
@@ -279,6 +313,9 @@ mod tests {
         assert_eq!(Cell::from_csv("3.25"), Cell::Float(3.25));
         assert_eq!(Cell::from_csv("0.5"), Cell::Float(0.5));
         assert_eq!(Cell::from_csv(""), Cell::Null);
-        assert_eq!(Cell::from_csv("2026-11-23T10:00:00Z"), Cell::Text("2026-11-23T10:00:00Z".into()));
+        assert_eq!(
+            Cell::from_csv("2026-11-23T10:00:00Z"),
+            Cell::Text("2026-11-23T10:00:00Z".into())
+        );
     }
 }

@@ -21,8 +21,8 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 use arrow_schema::{Schema, SchemaRef};
 use async_trait::async_trait;
 use inlet_core::{
-    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadRequest, Source, SourceContext,
-    SourceError, StreamDescriptor, SyncMode,
+    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadRequest, Source,
+    SourceContext, SourceError, StreamDescriptor, SyncMode,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -103,7 +103,10 @@ fn parse_config(config: &Value) -> Result<FilesConfig, SourceError> {
         SourceError::config(field, e.into_inner())
     })?;
     if cfg.streams.is_empty() {
-        return Err(SourceError::config("streams", "declare at least one stream: [..config.streams.NAME] glob = \"*.jsonl\""));
+        return Err(SourceError::config(
+            "streams",
+            "declare at least one stream: [..config.streams.NAME] glob = \"*.jsonl\"",
+        ));
     }
     for (name, s) in &cfg.streams {
         globset::Glob::new(&s.glob)
@@ -133,7 +136,8 @@ impl Connector for FilesConnector {
             name: "files".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: "builtin".into(),
-            description: "JSON-lines and CSV files in a local directory, incremental by file".into(),
+            description: "JSON-lines and CSV files in a local directory, incremental by file"
+                .into(),
             hosts: vec![],
         }
     }
@@ -146,7 +150,11 @@ impl Connector for FilesConnector {
         parse_config(config).map(|_| ())
     }
 
-    async fn build(&self, config: Value, ctx: SourceContext) -> Result<Arc<dyn Source>, SourceError> {
+    async fn build(
+        &self,
+        config: Value,
+        ctx: SourceContext,
+    ) -> Result<Arc<dyn Source>, SourceError> {
         let cfg = parse_config(&config)?;
         let root = ctx.resolve_path(&cfg.path);
         Ok(Arc::new(FilesSource { root, config: cfg }))
@@ -207,10 +215,21 @@ pub struct FilePosition {
 
 impl FilesSource {
     fn stream_config(&self, stream: &str) -> Result<&FileStreamConfig, SourceError> {
-        self.config.streams.get(stream).ok_or_else(|| SourceError::UnknownStream {
-            stream: stream.to_string(),
-            message: format!("configured streams: {}", self.config.streams.keys().cloned().collect::<Vec<_>>().join(", ")),
-        })
+        self.config
+            .streams
+            .get(stream)
+            .ok_or_else(|| SourceError::UnknownStream {
+                stream: stream.to_string(),
+                message: format!(
+                    "configured streams: {}",
+                    self.config
+                        .streams
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
     }
 
     fn parse_state(stream: &str, state: Option<Value>) -> Result<FilesState, SourceError> {
@@ -233,7 +252,10 @@ impl Source for FilesSource {
                 report.push(
                     "directory readable",
                     false,
-                    format!("{}: {e} (fix `path`, or the permissions of the directory)", self.root.display()),
+                    format!(
+                        "{}: {e} (fix `path`, or the permissions of the directory)",
+                        self.root.display()
+                    ),
                 );
                 return Ok(report);
             }
@@ -283,7 +305,11 @@ impl Source for FilesSource {
             root: self.root.clone(),
             stream: request.stream.clone(),
             format: stream_cfg.resolved_format().unwrap_or(FileFormat::Jsonl),
-            delimiter: stream_cfg.delimiter.as_ref().and_then(|d| d.bytes().next()).unwrap_or(b','),
+            delimiter: stream_cfg
+                .delimiter
+                .as_ref()
+                .and_then(|d| d.bytes().next())
+                .unwrap_or(b','),
             glob: stream_cfg.glob.clone(),
             batch_rows: request.batch_rows.max(1),
             policy: self.config.on_bad_record,
@@ -298,7 +324,10 @@ impl Source for FilesSource {
         if let Some(cur) = &parsed.current
             && parsed.files.contains_key(&cur.path)
         {
-            return Err(SourceError::state(stream, format!("`{}` is both done and in progress", cur.path)));
+            return Err(SourceError::state(
+                stream,
+                format!("`{}` is both done and in progress", cur.path),
+            ));
         }
         Ok(())
     }

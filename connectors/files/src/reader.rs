@@ -34,7 +34,10 @@ pub(crate) fn list_files(root: &Path, glob: &str) -> Result<Vec<Found>, SourceEr
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(root).follow_links(true) {
         let entry = entry.map_err(|e| {
-            let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+            let path = e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| root.display().to_string());
             match e.into_io_error() {
                 Some(io) => SourceError::io(path, io),
                 None => SourceError::other(format!("{path}: filesystem loop")),
@@ -43,7 +46,9 @@ pub(crate) fn list_files(root: &Path, glob: &str) -> Result<Vec<Found>, SourceEr
         if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
         let rel = rel.to_string_lossy().replace('\\', "/");
         if !matcher.is_match(&rel) {
             continue;
@@ -51,7 +56,8 @@ pub(crate) fn list_files(root: &Path, glob: &str) -> Result<Vec<Found>, SourceEr
         let meta = entry.metadata().map_err(|e| {
             SourceError::io(
                 entry.path().display().to_string(),
-                e.into_io_error().unwrap_or_else(|| std::io::Error::other("metadata")),
+                e.into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("metadata")),
             )
         })?;
         let mtime_ns = meta
@@ -63,7 +69,11 @@ pub(crate) fn list_files(root: &Path, glob: &str) -> Result<Vec<Found>, SourceEr
         out.push(Found {
             rel,
             path: entry.path().to_path_buf(),
-            mark: FileMark { size: meta.len(), mtime_ns, lines: 0 },
+            mark: FileMark {
+                size: meta.len(),
+                mtime_ns,
+                lines: 0,
+            },
         });
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -71,23 +81,42 @@ pub(crate) fn list_files(root: &Path, glob: &str) -> Result<Vec<Found>, SourceEr
 }
 
 /// The schema of the first records of the first file (for `discover`).
-pub(crate) fn sample_schema(root: &Path, cfg: &FileStreamConfig, format: FileFormat) -> Result<SchemaRef, SourceError> {
+pub(crate) fn sample_schema(
+    root: &Path,
+    cfg: &FileStreamConfig,
+    format: FileFormat,
+) -> Result<SchemaRef, SourceError> {
     let files = list_files(root, &cfg.glob)?;
-    let Some(first) = files.first() else { return Ok(Arc::new(Schema::empty())) };
+    let Some(first) = files.first() else {
+        return Ok(Arc::new(Schema::empty()));
+    };
     let mut rows = Vec::new();
-    let file = File::open(&first.path).map_err(|e| SourceError::io(first.path.display().to_string(), e))?;
+    let file = File::open(&first.path)
+        .map_err(|e| SourceError::io(first.path.display().to_string(), e))?;
     match format {
         FileFormat::Jsonl => {
             for line in BufReader::new(file).lines().take(1000) {
-                let line = line.map_err(|e| SourceError::io(first.path.display().to_string(), e))?;
+                let line =
+                    line.map_err(|e| SourceError::io(first.path.display().to_string(), e))?;
                 if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&line) {
-                    rows.push(map.into_iter().map(|(k, v)| (k, Cell::from_json(v))).collect());
+                    rows.push(
+                        map.into_iter()
+                            .map(|(k, v)| (k, Cell::from_json(v)))
+                            .collect(),
+                    );
                 }
             }
         }
         FileFormat::Csv => {
-            let delimiter = cfg.delimiter.as_ref().and_then(|d| d.bytes().next()).unwrap_or(b',');
-            let mut r = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(file);
+            let delimiter = cfg
+                .delimiter
+                .as_ref()
+                .and_then(|d| d.bytes().next())
+                .unwrap_or(b',');
+            let mut r = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .flexible(true)
+                .from_reader(file);
             let header: Vec<String> = r
                 .headers()
                 .map_err(|e| SourceError::data(first.path.display().to_string(), e))?
@@ -95,7 +124,13 @@ pub(crate) fn sample_schema(root: &Path, cfg: &FileStreamConfig, format: FileFor
                 .map(str::to_string)
                 .collect();
             for rec in r.records().take(1000).flatten() {
-                rows.push(header.iter().cloned().zip(rec.iter().map(Cell::from_csv)).collect());
+                rows.push(
+                    header
+                        .iter()
+                        .cloned()
+                        .zip(rec.iter().map(Cell::from_csv))
+                        .collect(),
+                );
             }
             if rows.is_empty() {
                 rows.push(header.into_iter().map(|h| (h, Cell::Null)).collect());
@@ -150,7 +185,9 @@ pub(crate) fn spawn(job: ReadJob) -> EventStream {
         }
     });
     if let Err(e) = spawned {
-        let _ = tx.try_send(Err(SourceError::other(format!("cannot start a reader thread: {e}"))));
+        let _ = tx.try_send(Err(SourceError::other(format!(
+            "cannot start a reader thread: {e}"
+        ))));
     }
     drop(tx);
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
@@ -184,23 +221,40 @@ impl ReadJob {
                 && (found.mark == cur.mark || found.mark.size > cur.mark.size)
             {
                 // Continue the file in progress (it may have grown meanwhile).
-                work.push(Work { offset: cur.offset, line: cur.line, header: cur.header.clone(), found });
+                work.push(Work {
+                    offset: cur.offset,
+                    line: cur.line,
+                    header: cur.header.clone(),
+                    found,
+                });
                 continue;
             }
             match self.state.files.get(&found.rel) {
-                Some(done) if done.size == found.mark.size && done.mtime_ns == found.mark.mtime_ns => {}
+                Some(done)
+                    if done.size == found.mark.size && done.mtime_ns == found.mark.mtime_ns => {}
                 Some(done) if found.mark.size > done.size => {
                     // Appended to since it was read: read the new bytes only.
-                    work.push(Work { offset: done.size, line: done.lines, header: None, found });
+                    work.push(Work {
+                        offset: done.size,
+                        line: done.lines,
+                        header: None,
+                        found,
+                    });
                 }
-                _ => work.push(Work { offset: 0, line: 0, header: None, found }),
+                _ => work.push(Work {
+                    offset: 0,
+                    line: 0,
+                    header: None,
+                    found,
+                }),
             }
         }
         // The file in progress first, then the rest in path order.
         if let Some(cur) = &current {
             work.sort_by_key(|w| w.found.rel != cur.path);
         }
-        let mut schema: SchemaRef = Arc::new(self.state.schema.clone().unwrap_or_else(Schema::empty));
+        let mut schema: SchemaRef =
+            Arc::new(self.state.schema.clone().unwrap_or_else(Schema::empty));
         for w in work {
             self.read_file(w, &mut schema, tx)?;
         }
@@ -210,19 +264,31 @@ impl ReadJob {
     }
 
     fn checkpoint(&self, current: Option<FilePosition>) -> Value {
-        let state = FilesState { current, ..self.state.clone() };
+        let state = FilesState {
+            current,
+            ..self.state.clone()
+        };
         serde_json::to_value(state).unwrap_or(Value::Null)
     }
 
     fn read_file(&mut self, w: Work, schema: &mut SchemaRef, tx: &Sender) -> Result<(), Failure> {
         let display = w.found.path.display().to_string();
-        let mut file = File::open(&w.found.path).map_err(|e| SourceError::io(display.clone(), e))?;
+        let mut file =
+            File::open(&w.found.path).map_err(|e| SourceError::io(display.clone(), e))?;
         let mut header = w.header.clone();
         if self.format == FileFormat::Csv && header.is_none() {
             header = Some(read_csv_header(&w.found.path, self.delimiter)?);
         }
-        file.seek(SeekFrom::Start(w.offset)).map_err(|e| SourceError::io(display.clone(), e))?;
-        let mut reader = RecordReader::new(self.format, self.delimiter, file, w.offset, w.line, w.offset == 0);
+        file.seek(SeekFrom::Start(w.offset))
+            .map_err(|e| SourceError::io(display.clone(), e))?;
+        let mut reader = RecordReader::new(
+            self.format,
+            self.delimiter,
+            file,
+            w.offset,
+            w.line,
+            w.offset == 0,
+        );
         loop {
             let mut rows: Vec<Row> = Vec::with_capacity(self.batch_rows);
             let mut skipped = Vec::new();
@@ -236,7 +302,9 @@ impl ReadJob {
                             BadRecordPolicy::Fail => {
                                 return Err(SourceError::data(
                                     location,
-                                    format!("{reason} (fix the file, or set on_bad_record = \"skip\")"),
+                                    format!(
+                                        "{reason} (fix the file, or set on_bad_record = \"skip\")"
+                                    ),
                                 )
                                 .into());
                             }
@@ -253,8 +321,9 @@ impl ReadJob {
                     *schema = next;
                     self.state.schema = Some(schema.as_ref().clone());
                 }
-                let batch = build_batch(schema, &rows)
-                    .map_err(|e| SourceError::data(display.clone(), format!("building a batch: {e}")))?;
+                let batch = build_batch(schema, &rows).map_err(|e| {
+                    SourceError::data(display.clone(), format!("building a batch: {e}"))
+                })?;
                 send(tx, ReadEvent::Batch(batch))?;
             }
             for s in skipped {
@@ -268,7 +337,11 @@ impl ReadJob {
                 offset: reader.offset,
                 line: reader.line,
                 mark: w.found.mark.clone(),
-                header: if self.format == FileFormat::Csv { header.clone() } else { None },
+                header: if self.format == FileFormat::Csv {
+                    header.clone()
+                } else {
+                    None
+                },
             };
             send(tx, ReadEvent::Checkpoint(self.checkpoint(Some(position))))?;
         }
@@ -293,7 +366,10 @@ fn read_csv_header(path: &Path, delimiter: u8) -> Result<Vec<String>, SourceErro
     match r.read_record(&mut rec) {
         Ok(true) => Ok(rec.iter().map(|h| h.trim().to_string()).collect()),
         Ok(false) => Ok(Vec::new()),
-        Err(e) => Err(SourceError::data(format!("{}:1", path.display()), format!("bad CSV header: {e}"))),
+        Err(e) => Err(SourceError::data(
+            format!("{}:1", path.display()),
+            format!("bad CSV header: {e}"),
+        )),
     }
 }
 
@@ -322,7 +398,14 @@ enum Inner {
 }
 
 impl RecordReader {
-    fn new(format: FileFormat, delimiter: u8, file: File, offset: u64, line: u64, at_start: bool) -> Self {
+    fn new(
+        format: FileFormat,
+        delimiter: u8,
+        file: File,
+        offset: u64,
+        line: u64,
+        at_start: bool,
+    ) -> Self {
         let inner = match format {
             FileFormat::Jsonl => Inner::Json(BufReader::with_capacity(1 << 20, file)),
             FileFormat::Csv => Inner::Csv(
@@ -353,7 +436,9 @@ impl RecordReader {
     }
 
     fn next_json(&mut self) -> std::io::Result<Option<Record>> {
-        let Inner::Json(lines) = &mut self.inner else { return Ok(None) };
+        let Inner::Json(lines) = &mut self.inner else {
+            return Ok(None);
+        };
         loop {
             self.buf.clear();
             let n = lines.read_until(b'\n', &mut self.buf)?;
@@ -367,18 +452,27 @@ impl RecordReader {
                 continue;
             }
             return Ok(Some(match serde_json::from_slice::<Value>(text) {
-                Ok(Value::Object(map)) => Record::Row(map.into_iter().map(|(k, v)| (k, Cell::from_json(v))).collect()),
+                Ok(Value::Object(map)) => Record::Row(
+                    map.into_iter()
+                        .map(|(k, v)| (k, Cell::from_json(v)))
+                        .collect(),
+                ),
                 Ok(other) => Record::Bad {
                     line: self.line,
                     reason: format!("expected a JSON object, found {}", kind_of(&other)),
                 },
-                Err(e) => Record::Bad { line: self.line, reason: format!("malformed JSON: {e}") },
+                Err(e) => Record::Bad {
+                    line: self.line,
+                    reason: format!("malformed JSON: {e}"),
+                },
             }));
         }
     }
 
     fn next_csv(&mut self, header: Option<&[String]>) -> std::io::Result<Option<Record>> {
-        let Inner::Csv(csv) = &mut self.inner else { return Ok(None) };
+        let Inner::Csv(csv) = &mut self.inner else {
+            return Ok(None);
+        };
         let mut rec = csv::StringRecord::new();
         let result = csv.read_record(&mut rec);
         let pos = csv.position().clone();
@@ -390,7 +484,9 @@ impl RecordReader {
                 let line = self.start_line + rec.position().map(|p| p.line()).unwrap_or(pos.line());
                 if self.expect_header {
                     self.expect_header = false;
-                    return Ok(Some(Record::Header(rec.iter().map(|h| h.trim().to_string()).collect())));
+                    return Ok(Some(Record::Header(
+                        rec.iter().map(|h| h.trim().to_string()).collect(),
+                    )));
                 }
                 let header = header.unwrap_or(&[]);
                 if rec.len() == 1 && rec.get(0) == Some("") {
@@ -403,7 +499,11 @@ impl RecordReader {
                     }));
                 }
                 Ok(Some(Record::Row(
-                    header.iter().cloned().zip(rec.iter().map(Cell::from_csv)).collect(),
+                    header
+                        .iter()
+                        .cloned()
+                        .zip(rec.iter().map(Cell::from_csv))
+                        .collect(),
                 )))
             }
             Err(e) => match e.kind() {
@@ -431,4 +531,3 @@ fn kind_of(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
-

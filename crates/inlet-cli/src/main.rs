@@ -14,7 +14,13 @@ use inlet_runtime::{Project, RuntimeError, SyncOptions, ops, sync::Connection};
 #[command(name = "inlet", version, about)]
 struct Cli {
     /// The project file.
-    #[arg(long, short = 'p', global = true, env = "INLET_PROJECT", default_value = "inlet.toml")]
+    #[arg(
+        long,
+        short = 'p',
+        global = true,
+        env = "INLET_PROJECT",
+        default_value = "inlet.toml"
+    )]
     project: PathBuf,
     /// Print JSON instead of text (for scripts).
     #[arg(long, global = true)]
@@ -148,11 +154,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -191,7 +202,9 @@ fn code_of(e: &anyhow::Error) -> u8 {
         Some(RuntimeError::Busy(_)) => exit::BUSY,
         Some(RuntimeError::CheckFailed { .. }) => exit::CHECK_FAILED,
         Some(RuntimeError::Interrupted { .. }) => exit::INTERRUPTED,
-        Some(RuntimeError::Source { source, .. }) if matches!(source, inlet_core::SourceError::Config { .. }) => {
+        Some(RuntimeError::Source { source, .. })
+            if matches!(**source, inlet_core::SourceError::Config { .. }) =>
+        {
             exit::CONFIG
         }
         _ => exit::FAILED,
@@ -208,10 +221,15 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Spec { connector } => {
-            let c = registry.get(connector).ok_or_else(|| RuntimeError::Config {
-                location: "inlet spec".into(),
-                message: format!("unknown connector `{connector}`; available: {}", registry.names().join(", ")),
-            })?;
+            let c = registry
+                .get(connector)
+                .ok_or_else(|| RuntimeError::Config {
+                    location: "inlet spec".into(),
+                    message: format!(
+                        "unknown connector `{connector}`; available: {}",
+                        registry.names().join(", ")
+                    ),
+                })?;
             println!("{}", serde_json::to_string_pretty(&c.spec())?);
             Ok(exit::OK)
         }
@@ -219,14 +237,21 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             let project = Project::load(&cli.project)?;
             let conn = Connection::open(&project, connection)?;
             let source = conn.build_source(&project, &registry).await?;
-            let mut report = source.check().await.map_err(|e| conn.source_error(None, e))?;
+            let mut report = source
+                .check()
+                .await
+                .map_err(|e| conn.source_error(None, e))?;
             let probe = inlet_lake::layout::META.to_string() + "/probe/" + connection;
             match conn.storage.put(&probe, bytes_of("probe")).await {
                 Ok(_) => {
                     let _ = conn.storage.delete(&probe).await;
                     report.push("lake writable", true, conn.storage.url());
                 }
-                Err(e) => report.push("lake writable", false, format!("{}: {e}", conn.storage.url())),
+                Err(e) => report.push(
+                    "lake writable",
+                    false,
+                    format!("{}: {e}", conn.storage.url()),
+                ),
             }
             out.check(connection, &report)?;
             if report.ok() {
@@ -239,11 +264,19 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             let project = Project::load(&cli.project)?;
             let conn = Connection::open(&project, connection)?;
             let source = conn.build_source(&project, &registry).await?;
-            let catalog = source.discover().await.map_err(|e| conn.source_error(None, e))?;
+            let catalog = source
+                .discover()
+                .await
+                .map_err(|e| conn.source_error(None, e))?;
             out.catalog(&catalog)?;
             Ok(exit::OK)
         }
-        Command::Sync { connection, all, streams, full_refresh } => {
+        Command::Sync {
+            connection,
+            all,
+            streams,
+            full_refresh,
+        } => {
             let project = Project::load(&cli.project)?;
             let names: Vec<String> = match (connection, all) {
                 (Some(c), _) => vec![c.clone()],
@@ -259,18 +292,23 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             let mut code = exit::OK;
             let single = names.len() == 1;
             for name in names {
-                let bar = (!cli.json && std::io::stderr().is_terminal()).then(|| output::progress_bar(&name));
+                let bar = (!cli.json && std::io::stderr().is_terminal())
+                    .then(|| output::progress_bar(&name));
                 let options = SyncOptions {
                     streams: streams.clone(),
                     full_refresh: *full_refresh,
                     progress: bar.clone().map(|b| {
                         Arc::new(move |p: &inlet_runtime::Progress| {
-                            b.set_message(format!("{}: {} rows read, {} landed", p.stream, p.rows_read, p.rows_landed));
+                            b.set_message(format!(
+                                "{}: {} rows read, {} landed",
+                                p.stream, p.rows_read, p.rows_landed
+                            ));
                             b.tick();
                         }) as inlet_runtime::sync::ProgressFn
                     }),
                 };
-                let result = inlet_runtime::sync_connection(&project, &registry, &name, &options).await;
+                let result =
+                    inlet_runtime::sync_connection(&project, &registry, &name, &options).await;
                 if let Some(b) = bar {
                     b.finish_and_clear();
                 }
@@ -304,7 +342,11 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             for name in names {
                 let conn = Connection::open(&project, &name)?;
                 let runs = inlet_lake::RunStore::new(conn.storage.clone());
-                all.extend(runs.list(Some(&name), *limit).await.map_err(|e| conn.lake_error(e))?);
+                all.extend(
+                    runs.list(Some(&name), *limit)
+                        .await
+                        .map_err(|e| conn.lake_error(e))?,
+                );
             }
             all.sort_by(|a, b| b.run_id.cmp(&a.run_id));
             all.truncate(*limit);
@@ -318,22 +360,37 @@ fn bytes_of(s: &'static str) -> bytes::Bytes {
     bytes::Bytes::from_static(s.as_bytes())
 }
 
-async fn state(cli: &Cli, registry: &Registry, out: &output::Output, cmd: &StateCommand) -> anyhow::Result<u8> {
+async fn state(
+    cli: &Cli,
+    registry: &Registry,
+    out: &output::Output,
+    cmd: &StateCommand,
+) -> anyhow::Result<u8> {
     let project = Project::load(&cli.project)?;
     match cmd {
         StateCommand::Show { connection, stream } => {
             let state = ops::show(&project, connection).await?;
             out.state(&state, stream.as_deref())?;
         }
-        StateCommand::Reset { connection, stream, dry_run } => {
+        StateCommand::Reset {
+            connection,
+            stream,
+            dry_run,
+        } => {
             let plan = ops::reset(&project, connection, stream.as_deref(), *dry_run).await?;
             out.state_plan(&plan)?;
         }
-        StateCommand::Set { connection, stream, value, dry_run } => {
-            let value: serde_json::Value = serde_json::from_str(value).map_err(|e| RuntimeError::Config {
-                location: "--value".into(),
-                message: format!("not JSON: {e}"),
-            })?;
+        StateCommand::Set {
+            connection,
+            stream,
+            value,
+            dry_run,
+        } => {
+            let value: serde_json::Value =
+                serde_json::from_str(value).map_err(|e| RuntimeError::Config {
+                    location: "--value".into(),
+                    message: format!("not JSON: {e}"),
+                })?;
             let plan = ops::set(&project, registry, connection, stream, value, *dry_run).await?;
             out.state_plan(&plan)?;
         }
@@ -341,8 +398,14 @@ async fn state(cli: &Cli, registry: &Registry, out: &output::Output, cmd: &State
             let history = ops::history(&project, connection).await?;
             out.history(&history)?;
         }
-        StateCommand::Rollback { connection, to, stream, dry_run } => {
-            let plan = ops::rollback(&project, connection, *to, stream.as_deref(), *dry_run).await?;
+        StateCommand::Rollback {
+            connection,
+            to,
+            stream,
+            dry_run,
+        } => {
+            let plan =
+                ops::rollback(&project, connection, *to, stream.as_deref(), *dry_run).await?;
             out.state_plan(&plan)?;
         }
     }

@@ -37,7 +37,11 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 impl Output {
@@ -47,20 +51,41 @@ impl Output {
         }
         println!("{:<16} {:<10} {:<8} DESCRIPTION", "NAME", "VERSION", "KIND");
         for i in infos {
-            let hosts = if i.hosts.is_empty() { String::new() } else { format!(" (hosts: {})", i.hosts.join(", ")) };
-            println!("{:<16} {:<10} {:<8} {}{}", i.name, i.version, i.kind, i.description, hosts);
+            let hosts = if i.hosts.is_empty() {
+                String::new()
+            } else {
+                format!(" (hosts: {})", i.hosts.join(", "))
+            };
+            println!(
+                "{:<16} {:<10} {:<8} {}{}",
+                i.name, i.version, i.kind, i.description, hosts
+            );
         }
         Ok(())
     }
 
     pub fn check(&self, connection: &str, report: &CheckReport) -> anyhow::Result<()> {
         if self.json {
-            return print_json(&json!({"connection": connection, "ok": report.ok(), "items": report.items}));
+            return print_json(
+                &json!({"connection": connection, "ok": report.ok(), "items": report.items}),
+            );
         }
         for item in &report.items {
-            println!("{} {}: {}", if item.ok { "ok  " } else { "FAIL" }, item.name, item.message);
+            println!(
+                "{} {}: {}",
+                if item.ok { "ok  " } else { "FAIL" },
+                item.name,
+                item.message
+            );
         }
-        println!("{connection}: {}", if report.ok() { "check passed" } else { "check FAILED" });
+        println!(
+            "{connection}: {}",
+            if report.ok() {
+                "check passed"
+            } else {
+                "check FAILED"
+            }
+        );
         Ok(())
     }
 
@@ -84,12 +109,22 @@ impl Output {
         }
         for s in &catalog.streams {
             let modes: Vec<&str> = s.sync_modes.iter().map(|m| m.as_str()).collect();
-            println!("stream {} (modes: {}; default {})", s.name, modes.join(", "), s.default_mode);
+            println!(
+                "stream {} (modes: {}; default {})",
+                s.name,
+                modes.join(", "),
+                s.default_mode
+            );
             if !s.primary_key.is_empty() {
                 println!("  primary key: {}", s.primary_key.join(", "));
             }
             for f in s.schema.fields() {
-                println!("  {:<32} {}{}", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" });
+                println!(
+                    "  {:<32} {}{}",
+                    f.name(),
+                    f.data_type(),
+                    if f.is_nullable() { "" } else { " not null" }
+                );
             }
         }
         Ok(())
@@ -115,7 +150,10 @@ impl Output {
                 (None, 0) => String::new(),
                 (None, n) => format!(" ({n} bad records skipped)"),
             };
-            println!("  {name:<24} {:<13} {:>10} rows {:>4} files{extra}", s.mode, s.rows, s.files);
+            println!(
+                "  {name:<24} {:<13} {:>10} rows {:>4} files{extra}",
+                s.mode, s.rows, s.files
+            );
         }
         Ok(())
     }
@@ -124,7 +162,10 @@ impl Output {
         if self.json {
             return print_json(&serde_json::to_value(runs)?);
         }
-        println!("{:<26} {:<16} {:<11} {:>10} {:>10} {:>6} {:>8}", "RUN", "CONNECTION", "OUTCOME", "ROWS", "BYTES", "FILES", "SECONDS");
+        println!(
+            "{:<26} {:<16} {:<11} {:>10} {:>10} {:>6} {:>8}",
+            "RUN", "CONNECTION", "OUTCOME", "ROWS", "BYTES", "FILES", "SECONDS"
+        );
         for r in runs {
             println!(
                 "{:<26} {:<16} {:<11} {:>10} {:>10} {:>6} {:>8}",
@@ -134,7 +175,9 @@ impl Output {
                 r.rows(),
                 human_bytes(r.bytes()),
                 r.files(),
-                r.duration_secs().map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into())
+                r.duration_secs()
+                    .map(|d| format!("{d:.1}"))
+                    .unwrap_or_else(|| "-".into())
             );
             if let Some(e) = &r.error {
                 println!("  error: {e}");
@@ -146,7 +189,10 @@ impl Output {
     pub fn state(&self, state: &ConnectionState, stream: Option<&str>) -> anyhow::Result<()> {
         let mut v = serde_json::to_value(state)?;
         if let Some(s) = stream {
-            let one = v["streams"].get(s).cloned().unwrap_or(serde_json::Value::Null);
+            let one = v["streams"]
+                .get(s)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
             v = json!({ "seq": state.seq, "stream": s, "state": one });
         }
         print_json(&v)
@@ -166,7 +212,9 @@ impl Output {
             println!("  after:  {}", serde_json::to_string(after)?);
         }
         match plan.seq {
-            Some(seq) if plan.applied => println!("{}: committed as version {seq}", plan.connection),
+            Some(seq) if plan.applied => {
+                println!("{}: committed as version {seq}", plan.connection)
+            }
             _ => println!("{}: dry run, nothing changed", plan.connection),
         }
         Ok(())
@@ -176,7 +224,10 @@ impl Output {
         if self.json {
             return print_json(&serde_json::to_value(history)?);
         }
-        println!("{:>6} {:<25} {:<16} {:<28} {:<26} STREAMS", "SEQ", "AT", "ACTION", "BY", "RUN");
+        println!(
+            "{:>6} {:<25} {:<16} {:<28} {:<26} STREAMS",
+            "SEQ", "AT", "ACTION", "BY", "RUN"
+        );
         for e in history {
             let streams: Vec<&str> = e.changes.keys().map(String::as_str).collect();
             println!(

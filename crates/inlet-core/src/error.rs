@@ -155,7 +155,13 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::ConnectionReset),
         );
         assert!(reset.is_transient());
-        assert!(SourceError::Unavailable { resource: "h".into(), message: "x".into() }.is_transient());
+        assert!(
+            SourceError::Unavailable {
+                resource: "h".into(),
+                message: "x".into()
+            }
+            .is_transient()
+        );
         assert!(!SourceError::config("path", "missing").is_transient());
     }
 }

@@ -47,7 +47,10 @@ mod tests {
     fn fingerprint_changes_with_type_and_not_with_metadata() {
         let a = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
         let b = Schema::new(vec![Field::new("id", DataType::Utf8, false)]);
-        let c = a.clone().with_metadata(std::collections::HashMap::from([("k".to_string(), "v".to_string())]));
+        let c = a.clone().with_metadata(std::collections::HashMap::from([(
+            "k".to_string(),
+            "v".to_string(),
+        )]));
         assert_ne!(fingerprint(&a), fingerprint(&b));
         assert_eq!(fingerprint(&a), fingerprint(&c));
         assert_eq!(fingerprint(&a).len(), 32);

@@ -36,13 +36,19 @@ impl SecretValue {
 
     /// Read the secret. `field` names the config field in errors; `base_dir` anchors
     /// relative file paths. Errors never contain the secret.
-    pub fn resolve(&self, field: &str, base_dir: &Path) -> Result<SecretString, crate::SourceError> {
+    pub fn resolve(
+        &self,
+        field: &str,
+        base_dir: &Path,
+    ) -> Result<SecretString, crate::SourceError> {
         match self {
             SecretValue::Literal(s) => Ok(s.clone()),
             SecretValue::Env(name) => std::env::var(name).map(SecretString::from).map_err(|_| {
                 crate::SourceError::config(
                     field,
-                    format!("environment variable `{name}` is not set (referenced as ${{env:{name}}})"),
+                    format!(
+                        "environment variable `{name}` is not set (referenced as ${{env:{name}}})"
+                    ),
                 )
             }),
             SecretValue::File(path) => {
@@ -123,8 +129,13 @@ mod tests {
 
     #[test]
     fn references_resolve_late_and_errors_name_the_field() {
-        assert!(matches!(SecretValue::parse("${env:PG_PASSWORD}"), SecretValue::Env(n) if n == "PG_PASSWORD"));
-        assert!(matches!(SecretValue::parse("${file:secret.txt}"), SecretValue::File(_)));
+        assert!(
+            matches!(SecretValue::parse("${env:PG_PASSWORD}"), SecretValue::Env(n) if n == "PG_PASSWORD")
+        );
+        assert!(matches!(
+            SecretValue::parse("${file:secret.txt}"),
+            SecretValue::File(_)
+        ));
         // Not a whole-value reference: a literal, never templated.
         assert!(SecretValue::parse("pre${env:X}").literal_equals("pre${env:X}"));
         let err = SecretValue::Env("INLET_TEST_SURELY_UNSET_VAR".into())
@@ -134,7 +145,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("inlet-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("s.txt"), "tok3n\n").unwrap();
-        let got = SecretValue::File("s.txt".into()).resolve("token", &dir).unwrap();
+        let got = SecretValue::File("s.txt".into())
+            .resolve("token", &dir)
+            .unwrap();
         assert_eq!(got.expose_secret(), "tok3n");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -37,7 +37,11 @@ impl SourceContext {
     /// Resolve a path from config against the project folder.
     pub fn resolve_path(&self, path: &str) -> PathBuf {
         let p = PathBuf::from(path);
-        if p.is_absolute() { p } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            self.base_dir.join(p)
+        }
     }
 }
 
@@ -60,8 +64,11 @@ pub trait Connector: Send + Sync + Debug {
     fn validate(&self, config: &Value) -> Result<(), SourceError>;
 
     /// Build a source from a configuration that passed [`Connector::validate`].
-    async fn build(&self, config: Value, ctx: SourceContext)
-    -> Result<Arc<dyn Source>, SourceError>;
+    async fn build(
+        &self,
+        config: Value,
+        ctx: SourceContext,
+    ) -> Result<Arc<dyn Source>, SourceError>;
 }
 
 /// One result line of [`Source::check`].

@@ -22,7 +22,9 @@ pub enum LakeError {
         message: String,
     },
     /// The connection is being synced by someone else.
-    #[error("connection `{connection}` is busy: held by {holder} (run {run_id}) until {expires_at}")]
+    #[error(
+        "connection `{connection}` is busy: held by {holder} (run {run_id}) until {expires_at}"
+    )]
     Busy {
         /// The connection.
         connection: String,
@@ -67,7 +69,9 @@ impl LakeError {
         match self {
             LakeError::Io { source, .. } => !matches!(
                 source.kind(),
-                io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound | io::ErrorKind::StorageFull
+                io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::NotFound
+                    | io::ErrorKind::StorageFull
             ),
             LakeError::Conflict { .. } | LakeError::Busy { .. } => true,
             _ => false,

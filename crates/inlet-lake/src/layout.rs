@@ -69,7 +69,11 @@ pub fn runs_prefix(source: Option<&str>) -> String {
 /// A new run id: UTC start time (sortable) and 8 random hex digits.
 pub fn new_run_id(now: DateTime<Utc>) -> String {
     let random = uuid::Uuid::now_v7().simple().to_string();
-    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &random[random.len() - 8..])
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &random[random.len() - 8..]
+    )
 }
 
 /// Check that a name can be a folder of the lake: no separators, no dot-names, not the
@@ -99,7 +103,10 @@ mod tests {
     fn data_files_are_hive_partitioned_and_staging_is_not_parquet() {
         let d = NaiveDate::from_ymd_opt(2026, 11, 3).unwrap();
         let k = data_file("shop", "orders", d, "r1", 7);
-        assert_eq!(k, "shop/orders/extracted_at=2026-11-03/part-r1-00007.parquet");
+        assert_eq!(
+            k,
+            "shop/orders/extracted_at=2026-11-03/part-r1-00007.parquet"
+        );
         let s = staging_key(&k);
         assert!(s.starts_with("_inlet/") && !s.ends_with(".parquet"));
     }

@@ -32,11 +32,28 @@ pub struct Lease {
     ttl: Duration,
 }
 
-fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn holder() -> String {
+    format!("{}:{}", host(), std::process::id())
+}
+
+/// Whether `holder` names a process on this host that no longer exists (it was killed):
+/// its lease need not be waited out.
+fn holder_is_dead_here(holder: &str) -> bool {
+    let Some((h, pid)) = holder.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    h == host()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Lease {
@@ -55,12 +72,18 @@ impl Lease {
             acquired_at: now,
             expires_at: now + ttl,
         };
-        let bytes = Bytes::from(serde_json::to_vec_pretty(&info).map_err(|e| LakeError::Invalid(e.to_string()))?);
+        let bytes = Bytes::from(
+            serde_json::to_vec_pretty(&info).map_err(|e| LakeError::Invalid(e.to_string()))?,
+        );
         let condition = match storage.get(&key).await? {
             None => Precondition::Absent,
             Some((existing, version)) => {
                 let held: Option<LeaseInfo> = serde_json::from_slice(&existing).ok();
                 match held {
+                    Some(h) if h.expires_at > now && holder_is_dead_here(&h.holder) => {
+                        tracing::warn!(connection, holder = %h.holder, run_id = %h.run_id, "taking over the lease of a process on this host that no longer runs");
+                        Precondition::Matches(version)
+                    }
                     Some(h) if h.expires_at > now => {
                         return Err(LakeError::Busy {
                             connection: connection.to_string(),
@@ -77,16 +100,25 @@ impl Lease {
                 }
             }
         };
-        let version = storage.put_if(&key, bytes, condition).await.map_err(|e| match e {
-            LakeError::Conflict { .. } => LakeError::Busy {
-                connection: connection.to_string(),
-                holder: "another process".into(),
-                run_id: "unknown".into(),
-                expires_at: "unknown".into(),
-            },
-            other => other,
-        })?;
-        Ok(Lease { storage, key, info, version, ttl })
+        let version = storage
+            .put_if(&key, bytes, condition)
+            .await
+            .map_err(|e| match e {
+                LakeError::Conflict { .. } => LakeError::Busy {
+                    connection: connection.to_string(),
+                    holder: "another process".into(),
+                    run_id: "unknown".into(),
+                    expires_at: "unknown".into(),
+                },
+                other => other,
+            })?;
+        Ok(Lease {
+            storage,
+            key,
+            info,
+            version,
+            ttl,
+        })
     }
 
     /// What this lease says.
@@ -98,10 +130,16 @@ impl Lease {
     pub async fn renew(&mut self) -> Result<(), LakeError> {
         let mut info = self.info.clone();
         info.expires_at = Utc::now() + self.ttl;
-        let bytes = Bytes::from(serde_json::to_vec_pretty(&info).map_err(|e| LakeError::Invalid(e.to_string()))?);
+        let bytes = Bytes::from(
+            serde_json::to_vec_pretty(&info).map_err(|e| LakeError::Invalid(e.to_string()))?,
+        );
         self.version = self
             .storage
-            .put_if(&self.key, bytes, Precondition::Matches(self.version.clone()))
+            .put_if(
+                &self.key,
+                bytes,
+                Precondition::Matches(self.version.clone()),
+            )
             .await?;
         self.info = info;
         Ok(())
@@ -118,7 +156,10 @@ impl Lease {
     }
 
     /// Who holds the lease of `connection`, if anyone (expired leases included).
-    pub async fn peek(storage: &dyn Storage, connection: &str) -> Result<Option<LeaseInfo>, LakeError> {
+    pub async fn peek(
+        storage: &dyn Storage,
+        connection: &str,
+    ) -> Result<Option<LeaseInfo>, LakeError> {
         Ok(storage
             .get(&layout::lease_key(connection))
             .await?
@@ -135,12 +176,23 @@ mod tests {
     async fn a_second_holder_is_told_who_holds_it_until_it_expires() {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()).unwrap());
-        let first = Lease::acquire(storage.clone(), "c", "r1", Duration::seconds(60)).await.unwrap();
-        let err = Lease::acquire(storage.clone(), "c", "r2", Duration::seconds(60)).await.unwrap_err();
-        assert!(matches!(&err, LakeError::Busy { run_id, .. } if run_id == "r1"), "{err}");
+        let first = Lease::acquire(storage.clone(), "c", "r1", Duration::seconds(60))
+            .await
+            .unwrap();
+        let err = Lease::acquire(storage.clone(), "c", "r2", Duration::seconds(60))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LakeError::Busy { run_id, .. } if run_id == "r1"),
+            "{err}"
+        );
         first.release().await.unwrap();
-        let expired = Lease::acquire(storage.clone(), "c", "r3", Duration::milliseconds(-1)).await.unwrap();
+        let expired = Lease::acquire(storage.clone(), "c", "r3", Duration::milliseconds(-1))
+            .await
+            .unwrap();
         drop(expired);
-        Lease::acquire(storage, "c", "r4", Duration::seconds(60)).await.unwrap();
+        Lease::acquire(storage, "c", "r4", Duration::seconds(60))
+            .await
+            .unwrap();
     }
 }

@@ -30,8 +30,12 @@ pub mod writer;
 pub use error::LakeError;
 pub use lease::{Lease, LeaseInfo};
 pub use runs::{RunRecord, RunStore, StreamRunStats};
-pub use state::{ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState};
-pub use storage::{LocalStorage, ObjectMeta, Precondition, StagedObject, StagedUpload, Storage, Version};
+pub use state::{
+    ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState,
+};
+pub use storage::{
+    LocalStorage, ObjectMeta, Precondition, StagedObject, StagedUpload, Storage, Version,
+};
 pub use writer::{StreamWriter, WriterOptions};
 
 /// Crash-test hook: when `INLET_CRASH_AT` names this point, the process aborts here, as a

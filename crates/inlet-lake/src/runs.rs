@@ -86,15 +86,23 @@ impl RunStore {
 
     /// Write (or overwrite) a record.
     pub async fn save(&self, record: &RunRecord) -> Result<(), LakeError> {
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| LakeError::Invalid(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(record).map_err(|e| LakeError::Invalid(e.to_string()))?;
         self.storage
-            .put(&layout::run_key(&record.connection, &record.run_id), Bytes::from(bytes))
+            .put(
+                &layout::run_key(&record.connection, &record.run_id),
+                Bytes::from(bytes),
+            )
             .await?;
         Ok(())
     }
 
     /// Records of one connection or all, newest first, at most `limit`.
-    pub async fn list(&self, connection: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, LakeError> {
+    pub async fn list(
+        &self,
+        connection: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, LakeError> {
         let mut objects = self.storage.list(&layout::runs_prefix(connection)).await?;
         objects.retain(|o| o.key.ends_with(".json"));
         // Keys end in the run id, which sorts by start time.
@@ -102,10 +110,12 @@ impl RunStore {
         let mut out = Vec::new();
         for o in objects.into_iter().take(limit) {
             if let Some((bytes, _)) = self.storage.get(&o.key).await? {
-                out.push(serde_json::from_slice(&bytes).map_err(|e| LakeError::Corrupt {
-                    resource: o.key.clone(),
-                    message: e.to_string(),
-                })?);
+                out.push(
+                    serde_json::from_slice(&bytes).map_err(|e| LakeError::Corrupt {
+                        resource: o.key.clone(),
+                        message: e.to_string(),
+                    })?,
+                );
             }
         }
         Ok(out)

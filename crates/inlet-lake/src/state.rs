@@ -168,7 +168,11 @@ impl StateStore {
 
     /// The state of one stream (default when never committed).
     pub fn stream(&self, stream: &str) -> StreamState {
-        self.current.streams.get(stream).cloned().unwrap_or_default()
+        self.current
+            .streams
+            .get(stream)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Re-read the state from storage and roll forward.
@@ -176,10 +180,13 @@ impl StateStore {
         let key = layout::state_key(&self.connection);
         match self.storage.get(&key).await? {
             Some((bytes, version)) => {
-                let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| LakeError::Corrupt {
-                    resource: key.clone(),
-                    message: format!("{e} (restore it with `inlet state rollback`, or repair it by hand)"),
-                })?;
+                let file: StateFile =
+                    serde_json::from_slice(&bytes).map_err(|e| LakeError::Corrupt {
+                        resource: key.clone(),
+                        message: format!(
+                            "{e} (restore it with `inlet state rollback`, or repair it by hand)"
+                        ),
+                    })?;
                 let StateFile::V1(state) = file;
                 self.current = state;
                 self.version = Some(version);
@@ -217,9 +224,14 @@ impl StateStore {
             changes: change.changes,
             pending: change.pending,
         };
-        let bytes = serde_json::to_vec_pretty(&entry).map_err(|e| LakeError::Invalid(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&entry).map_err(|e| LakeError::Invalid(e.to_string()))?;
         self.storage
-            .put_if(&layout::history_key(&self.connection, entry.seq), Bytes::from(bytes), Precondition::Absent)
+            .put_if(
+                &layout::history_key(&self.connection, entry.seq),
+                Bytes::from(bytes),
+                Precondition::Absent,
+            )
             .await
             .map_err(|e| match e {
                 LakeError::Conflict { resource, .. } => LakeError::Conflict {
@@ -242,11 +254,17 @@ impl StateStore {
     /// Every recorded change, oldest first.
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, LakeError> {
         let mut out = Vec::new();
-        for obj in self.storage.list(&layout::history_prefix(&self.connection)).await? {
+        for obj in self
+            .storage
+            .list(&layout::history_prefix(&self.connection))
+            .await?
+        {
             if !obj.key.ends_with(".json") {
                 continue;
             }
-            let Some((bytes, _)) = self.storage.get(&obj.key).await? else { continue };
+            let Some((bytes, _)) = self.storage.get(&obj.key).await? else {
+                continue;
+            };
             out.push(parse_entry(&obj.key, &bytes)?);
         }
         out.sort_by_key(|e| e.seq);
@@ -287,7 +305,10 @@ impl StateStore {
             Some(v) => Precondition::Matches(v.clone()),
             None => Precondition::Absent,
         };
-        let version = self.storage.put_if(&key, Bytes::from(bytes), condition).await?;
+        let version = self
+            .storage
+            .put_if(&key, Bytes::from(bytes), condition)
+            .await?;
         self.current = next;
         self.version = Some(version);
         Ok(())
@@ -330,7 +351,13 @@ mod tests {
             action: StateAction::Checkpoint,
             actor: "test".into(),
             run_id: Some("r".into()),
-            changes: BTreeMap::from([(stream.to_string(), Some(StreamState { cursor: Some(cursor), partitions: None }))]),
+            changes: BTreeMap::from([(
+                stream.to_string(),
+                Some(StreamState {
+                    cursor: Some(cursor),
+                    partitions: None,
+                }),
+            )]),
             pending: vec![],
         }
     }
@@ -378,11 +405,20 @@ mod tests {
             action: StateAction::Checkpoint,
             actor: "dead".into(),
             run_id: None,
-            changes: BTreeMap::from([("x".to_string(), Some(StreamState { cursor: Some(json!(2)), partitions: None }))]),
+            changes: BTreeMap::from([(
+                "x".to_string(),
+                Some(StreamState {
+                    cursor: Some(json!(2)),
+                    partitions: None,
+                }),
+            )]),
             pending: vec![],
         };
         storage
-            .put(&layout::history_key("c", 2), Bytes::from(serde_json::to_vec(&entry).unwrap()))
+            .put(
+                &layout::history_key("c", 2),
+                Bytes::from(serde_json::to_vec(&entry).unwrap()),
+            )
             .await
             .unwrap();
         let s = StateStore::open(storage, "c").await.unwrap();

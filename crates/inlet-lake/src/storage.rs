@@ -80,7 +80,12 @@ pub trait Storage: Send + Sync + Debug {
     /// Write an object, replacing it atomically.
     async fn put(&self, key: &str, bytes: Bytes) -> Result<Version, LakeError>;
     /// Write an object only if the precondition holds.
-    async fn put_if(&self, key: &str, bytes: Bytes, condition: Precondition) -> Result<Version, LakeError>;
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        condition: Precondition,
+    ) -> Result<Version, LakeError>;
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError>;
     /// Remove an object; absent objects are not an error.
@@ -121,7 +126,9 @@ impl LocalStorage {
 
     fn path(&self, key: &str) -> Result<PathBuf, LakeError> {
         if key.split('/').any(|p| p == ".." || p == ".") || key.starts_with('/') {
-            return Err(LakeError::Invalid(format!("key `{key}` escapes the lake root")));
+            return Err(LakeError::Invalid(format!(
+                "key `{key}` escapes the lake root"
+            )));
         }
         Ok(self.root.join(key))
     }
@@ -136,7 +143,9 @@ impl LocalStorage {
         fs::create_dir_all(dir).map_err(|e| self.err(dir, e))?;
         let tmp = dir.join(format!(
             ".{}.{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("object"),
             uuid::Uuid::now_v7().simple()
         ));
         let mut f = fs::File::create(&tmp).map_err(|e| self.err(&tmp, e))?;
@@ -205,7 +214,12 @@ impl Storage for LocalStorage {
         Ok(digest(&bytes))
     }
 
-    async fn put_if(&self, key: &str, bytes: Bytes, condition: Precondition) -> Result<Version, LakeError> {
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        condition: Precondition,
+    ) -> Result<Version, LakeError> {
         let path = self.path(key)?;
         let _lock = self.lock_dir(&path)?;
         let current = match fs::read(&path) {
@@ -261,7 +275,9 @@ impl Storage for LocalStorage {
                 if ft.is_dir() {
                     stack.push(path);
                 } else if ft.is_file() && !name.starts_with('.') {
-                    let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                    let Ok(rel) = path.strip_prefix(&self.root) else {
+                        continue;
+                    };
                     let key = rel.to_string_lossy().replace('\\', "/");
                     if key.starts_with(prefix) {
                         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -399,31 +415,55 @@ mod tests {
     async fn conditional_writes_let_one_writer_win() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStorage::new(dir.path()).unwrap();
-        let v1 = s.put_if("a/x.json", Bytes::from("1"), Precondition::Absent).await.unwrap();
+        let v1 = s
+            .put_if("a/x.json", Bytes::from("1"), Precondition::Absent)
+            .await
+            .unwrap();
         assert!(matches!(
-            s.put_if("a/x.json", Bytes::from("2"), Precondition::Absent).await,
+            s.put_if("a/x.json", Bytes::from("2"), Precondition::Absent)
+                .await,
             Err(LakeError::Conflict { .. })
         ));
-        let v2 = s.put_if("a/x.json", Bytes::from("2"), Precondition::Matches(v1.clone())).await.unwrap();
+        let v2 = s
+            .put_if(
+                "a/x.json",
+                Bytes::from("2"),
+                Precondition::Matches(v1.clone()),
+            )
+            .await
+            .unwrap();
         assert!(matches!(
-            s.put_if("a/x.json", Bytes::from("3"), Precondition::Matches(v1)).await,
+            s.put_if("a/x.json", Bytes::from("3"), Precondition::Matches(v1))
+                .await,
             Err(LakeError::Conflict { .. })
         ));
-        assert_eq!(s.get("a/x.json").await.unwrap().unwrap(), (Bytes::from("2"), v2));
+        assert_eq!(
+            s.get("a/x.json").await.unwrap().unwrap(),
+            (Bytes::from("2"), v2)
+        );
     }
 
     #[tokio::test]
     async fn staged_objects_are_invisible_until_published_and_publish_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStorage::new(dir.path()).unwrap();
-        let mut up = s.stage("src/st/extracted_at=2026-01-01/part-1.parquet").await.unwrap();
+        let mut up = s
+            .stage("src/st/extracted_at=2026-01-01/part-1.parquet")
+            .await
+            .unwrap();
         up.write(Bytes::from_static(b"PAR1....")).await.unwrap();
         let staged = up.finish().await.unwrap();
         let visible: Vec<_> = s.list("src/").await.unwrap();
         assert!(visible.is_empty());
         let all = s.list("").await.unwrap();
         assert!(all.iter().all(|o| !o.key.ends_with(".parquet")), "{all:?}");
-        assert_eq!(s.list_staged("src").await.unwrap(), vec![StagedObject { rows: 0, ..staged.clone() }]);
+        assert_eq!(
+            s.list_staged("src").await.unwrap(),
+            vec![StagedObject {
+                rows: 0,
+                ..staged.clone()
+            }]
+        );
         s.publish(&staged).await.unwrap();
         s.publish(&staged).await.unwrap();
         assert_eq!(s.list("src/").await.unwrap().len(), 1);

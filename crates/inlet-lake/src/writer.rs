@@ -62,7 +62,10 @@ impl SharedBuffer {
 
 impl Write for SharedBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -147,14 +150,19 @@ impl StreamWriter {
     }
 
     /// Append a batch extracted at `extracted_at`.
-    pub async fn write(&mut self, batch: &RecordBatch, extracted_at: DateTime<Utc>) -> Result<(), LakeError> {
+    pub async fn write(
+        &mut self,
+        batch: &RecordBatch,
+        extracted_at: DateTime<Utc>,
+    ) -> Result<(), LakeError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let date = extracted_at.date_naive();
-        let must_roll = self.open.as_ref().is_some_and(|o| {
-            o.date != date || o.input_schema.fields() != batch.schema().fields()
-        });
+        let must_roll = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.date != date || o.input_schema.fields() != batch.schema().fields());
         if must_roll {
             self.close_file().await?;
         }
@@ -168,12 +176,16 @@ impl StreamWriter {
         };
         open.writer
             .write(&with_lineage)
-            .map_err(|e| LakeError::Parquet { resource: resource.clone(), message: e.to_string() })?;
+            .map_err(|e| LakeError::Parquet {
+                resource: resource.clone(),
+                message: e.to_string(),
+            })?;
         open.rows += batch.num_rows() as u64;
         if open.writer.in_progress_size() >= self.options.row_group_bytes {
-            open.writer
-                .flush()
-                .map_err(|e| LakeError::Parquet { resource, message: e.to_string() })?;
+            open.writer.flush().map_err(|e| LakeError::Parquet {
+                resource,
+                message: e.to_string(),
+            })?;
         }
         let bytes = open.buffer.take();
         if !bytes.is_empty() {
@@ -202,29 +214,50 @@ impl StreamWriter {
         }
     }
 
-    fn add_lineage(&self, batch: &RecordBatch, extracted_at: DateTime<Utc>) -> Result<RecordBatch, LakeError> {
+    fn add_lineage(
+        &self,
+        batch: &RecordBatch,
+        extracted_at: DateTime<Utc>,
+    ) -> Result<RecordBatch, LakeError> {
         let n = batch.num_rows();
         let ts: ArrayRef = Arc::new(
-            TimestampMicrosecondArray::from_value(extracted_at.timestamp_micros(), n).with_timezone("UTC"),
+            TimestampMicrosecondArray::from_value(extracted_at.timestamp_micros(), n)
+                .with_timezone("UTC"),
         );
-        let run: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(&self.run_id, n)));
+        let run: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            &self.run_id,
+            n,
+        )));
         let mut columns = batch.columns().to_vec();
         columns.push(ts);
         columns.push(run);
-        RecordBatch::try_new(lineage_schema(&batch.schema())?, columns).map_err(|e| LakeError::Parquet {
-            resource: format!("{}/{}", self.source, self.stream),
-            message: e.to_string(),
+        RecordBatch::try_new(lineage_schema(&batch.schema())?, columns).map_err(|e| {
+            LakeError::Parquet {
+                resource: format!("{}/{}", self.source, self.stream),
+                message: e.to_string(),
+            }
         })
     }
 
-    async fn open_file(&mut self, input_schema: SchemaRef, date: NaiveDate) -> Result<(), LakeError> {
-        let key = layout::data_file(&self.source, &self.stream, date, &self.run_id, self.next_file);
+    async fn open_file(
+        &mut self,
+        input_schema: SchemaRef,
+        date: NaiveDate,
+    ) -> Result<(), LakeError> {
+        let key = layout::data_file(
+            &self.source,
+            &self.stream,
+            date,
+            &self.run_id,
+            self.next_file,
+        );
         self.next_file += 1;
         let schema = lineage_schema(&input_schema)?;
-        let level = ZstdLevel::try_new(self.options.zstd_level).map_err(|e| LakeError::Parquet {
-            resource: key.clone(),
-            message: e.to_string(),
-        })?;
+        let level =
+            ZstdLevel::try_new(self.options.zstd_level).map_err(|e| LakeError::Parquet {
+                resource: key.clone(),
+                message: e.to_string(),
+            })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.options.row_group_rows))
@@ -236,13 +269,18 @@ impl StreamWriter {
                     "inlet.schema_fingerprint".into(),
                     inlet_core::schema::fingerprint(&input_schema),
                 ),
-                KeyValue::new("inlet.extracted_date".into(), date.format("%Y-%m-%d").to_string()),
+                KeyValue::new(
+                    "inlet.extracted_date".into(),
+                    date.format("%Y-%m-%d").to_string(),
+                ),
             ]))
             .build();
         let buffer = SharedBuffer::default();
-        let writer = ArrowWriter::try_new(buffer.clone(), schema, Some(props)).map_err(|e| LakeError::Parquet {
-            resource: key.clone(),
-            message: e.to_string(),
+        let writer = ArrowWriter::try_new(buffer.clone(), schema, Some(props)).map_err(|e| {
+            LakeError::Parquet {
+                resource: key.clone(),
+                message: e.to_string(),
+            }
         })?;
         let upload = self.storage.stage(&key).await?;
         self.open = Some(OpenFile {
@@ -258,17 +296,27 @@ impl StreamWriter {
     }
 
     async fn close_file(&mut self) -> Result<(), LakeError> {
-        let Some(mut open) = self.open.take() else { return Ok(()) };
+        let Some(mut open) = self.open.take() else {
+            return Ok(());
+        };
         let resource = format!("{}/{}", self.source, self.stream);
-        for (key, value) in [("inlet.cursor_start", &open.cursor_start), ("inlet.cursor_end", &self.last_cursor)] {
+        for (key, value) in [
+            ("inlet.cursor_start", &open.cursor_start),
+            ("inlet.cursor_end", &self.last_cursor),
+        ] {
             if let Some(v) = value {
-                open.writer.append_key_value_metadata(KeyValue::new(key.into(), summarize_cursor(v)));
+                open.writer
+                    .append_key_value_metadata(KeyValue::new(key.into(), summarize_cursor(v)));
             }
         }
-        open.writer.append_key_value_metadata(KeyValue::new("inlet.rows".into(), open.rows.to_string()));
+        open.writer
+            .append_key_value_metadata(KeyValue::new("inlet.rows".into(), open.rows.to_string()));
         if let Err(e) = open.writer.finish() {
             open.upload.abort().await;
-            return Err(LakeError::Parquet { resource, message: e.to_string() });
+            return Err(LakeError::Parquet {
+                resource,
+                message: e.to_string(),
+            });
         }
         let bytes = open.buffer.take();
         if !bytes.is_empty()
@@ -297,7 +345,11 @@ fn summarize_cursor(v: &Value) -> String {
 
 /// The schema of a file: the stream's columns, then the lineage columns.
 pub fn lineage_schema(input: &Schema) -> Result<SchemaRef, LakeError> {
-    if input.fields().iter().any(|f| f.name() == EXTRACTED_AT || f.name() == RUN_ID) {
+    if input
+        .fields()
+        .iter()
+        .any(|f| f.name() == EXTRACTED_AT || f.name() == RUN_ID)
+    {
         return Err(LakeError::Invalid(format!(
             "a source column is named `{EXTRACTED_AT}` or `{RUN_ID}`, which inlet reserves for lineage"
         )));
@@ -309,7 +361,10 @@ pub fn lineage_schema(input: &Schema) -> Result<SchemaRef, LakeError> {
         false,
     )));
     fields.push(Arc::new(Field::new(RUN_ID, DataType::Utf8, false)));
-    Ok(Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())))
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        input.metadata().clone(),
+    )))
 }
 
 #[cfg(test)]
@@ -320,17 +375,29 @@ mod tests {
 
     fn batch(start: i64, n: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(start..start + n))]).unwrap()
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(start..start + n))],
+        )
+        .unwrap()
     }
 
     #[tokio::test]
     async fn files_roll_by_size_and_by_date_and_carry_metadata() {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()).unwrap());
-        let opts = WriterOptions { target_file_bytes: 20_000, row_group_bytes: 10_000, ..Default::default() };
+        let opts = WriterOptions {
+            target_file_bytes: 20_000,
+            row_group_bytes: 10_000,
+            ..Default::default()
+        };
         let mut w = StreamWriter::new(storage.clone(), "src", "st", "run1", opts, 0);
-        let day1 = DateTime::parse_from_rfc3339("2026-11-23T23:59:00Z").unwrap().to_utc();
-        let day2 = DateTime::parse_from_rfc3339("2026-11-24T00:00:01Z").unwrap().to_utc();
+        let day1 = DateTime::parse_from_rfc3339("2026-11-23T23:59:00Z")
+            .unwrap()
+            .to_utc();
+        let day2 = DateTime::parse_from_rfc3339("2026-11-24T00:00:01Z")
+            .unwrap()
+            .to_utc();
         for i in 0..10 {
             w.write(&batch(i * 5000, 5000), day1).await.unwrap();
         }
@@ -339,16 +406,29 @@ mod tests {
         let staged = w.take_staged().await.unwrap();
         assert!(staged.len() >= 3, "{staged:?}");
         assert_eq!(staged.iter().map(|s| s.rows).sum::<u64>(), 50_010);
-        assert!(staged.last().unwrap().final_key.contains("extracted_at=2026-11-24/"));
+        assert!(
+            staged
+                .last()
+                .unwrap()
+                .final_key
+                .contains("extracted_at=2026-11-24/")
+        );
         for s in &staged {
             storage.publish(s).await.unwrap();
         }
         let listed = storage.list("src/st/").await.unwrap();
         assert_eq!(listed.len(), staged.len());
         let path = dir.path().join(&staged.last().unwrap().final_key);
-        let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(std::fs::File::open(path).unwrap())
+                .unwrap();
         use parquet::file::reader::FileReader;
-        let kv = reader.metadata().file_metadata().key_value_metadata().unwrap().clone();
+        let kv = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .clone();
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         assert_eq!(get("inlet.source").as_deref(), Some("src"));
         assert_eq!(get("inlet.run_id").as_deref(), Some("run1"));

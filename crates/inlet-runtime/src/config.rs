@@ -111,7 +111,13 @@ impl Project {
         })?;
         let base_dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."))
             .to_path_buf();
         Project::parse(&text, path, &base_dir)
@@ -143,7 +149,10 @@ impl Project {
         if self.file.version != 1 {
             return Err(self.error_at(
                 &["version"],
-                format!("unsupported version {}: this inlet reads version 1", self.file.version),
+                format!(
+                    "unsupported version {}: this inlet reads version 1",
+                    self.file.version
+                ),
             ));
         }
         for (name, dest) in &self.file.destinations {
@@ -162,10 +171,14 @@ impl Project {
                     .map_err(|m| self.error_at(&["connections", name, "streams", stream], m))?;
             }
             if conn.batch_rows == Some(0) {
-                return Err(self.error_at(&["connections", name, "batch_rows"], "must be at least 1"));
+                return Err(
+                    self.error_at(&["connections", name, "batch_rows"], "must be at least 1")
+                );
             }
             if conn.parallelism == Some(0) {
-                return Err(self.error_at(&["connections", name, "parallelism"], "must be at least 1"));
+                return Err(
+                    self.error_at(&["connections", name, "parallelism"], "must be at least 1")
+                );
             }
         }
         Ok(())
@@ -173,13 +186,16 @@ impl Project {
 
     /// The connection called `name`.
     pub fn connection(&self, name: &str) -> Result<&ConnectionConfig, RuntimeError> {
-        self.file.connections.get(name).ok_or_else(|| RuntimeError::Config {
-            location: self.path.display().to_string(),
-            message: format!(
-                "no connection `{name}`; the project has: {}",
-                join_or_none(self.file.connections.keys())
-            ),
-        })
+        self.file
+            .connections
+            .get(name)
+            .ok_or_else(|| RuntimeError::Config {
+                location: self.path.display().to_string(),
+                message: format!(
+                    "no connection `{name}`; the project has: {}",
+                    join_or_none(self.file.connections.keys())
+                ),
+            })
     }
 
     /// The name and config of a connection's destination.
@@ -236,7 +252,11 @@ impl Project {
 
 fn join_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = names.map(String::as_str).collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -251,7 +271,10 @@ fn find_key_line(text: &str, path: &[&str]) -> Option<usize> {
     let mut matched = 0;
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim();
-        if let Some(header) = t.strip_prefix('[').and_then(|h| h.trim_end_matches(']').split(']').next()) {
+        if let Some(header) = t
+            .strip_prefix('[')
+            .and_then(|h| h.trim_end_matches(']').split(']').next())
+        {
             let parts: Vec<String> = header
                 .trim_start_matches('[')
                 .split('.')
@@ -341,15 +364,29 @@ mode = "incremental"
 
     #[test]
     fn a_missing_destination_is_named() {
-        let bad = GOOD.replace("connector = \"files\"", "connector = \"files\"\ndestination = \"s3\"");
-        let msg = Project::parse(&bad, Path::new("inlet.toml"), Path::new(".")).unwrap_err().to_string();
-        assert!(msg.contains("no destination `s3`") && msg.contains("inlet.toml:9"), "{msg}");
+        let bad = GOOD.replace(
+            "connector = \"files\"",
+            "connector = \"files\"\ndestination = \"s3\"",
+        );
+        let msg = Project::parse(&bad, Path::new("inlet.toml"), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("no destination `s3`") && msg.contains("inlet.toml:9"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn key_lines_are_found_under_their_table() {
         let text = "[connections.a.config]\npath = 1\n[connections.b.config]\npath = 2\n";
-        assert_eq!(find_key_line(text, &["connections", "b", "config", "path"]), Some(4));
-        assert_eq!(find_key_line(text, &["connections", "a", "config", "path"]), Some(2));
+        assert_eq!(
+            find_key_line(text, &["connections", "b", "config", "path"]),
+            Some(4)
+        );
+        assert_eq!(
+            find_key_line(text, &["connections", "a", "config", "path"]),
+            Some(2)
+        );
     }
 }

@@ -22,7 +22,7 @@ pub enum RuntimeError {
         stream: Option<String>,
         /// The cause.
         #[source]
-        source: SourceError,
+        source: Box<SourceError>,
     },
     /// The lake failed (storage, state).
     #[error("connection `{connection}`: lake {url}: {source}")]
@@ -33,11 +33,11 @@ pub enum RuntimeError {
         url: String,
         /// The cause.
         #[source]
-        source: LakeError,
+        source: Box<LakeError>,
     },
     /// Another run holds the connection's lease.
     #[error("{0}")]
-    Busy(LakeError),
+    Busy(Box<LakeError>),
     /// A check found problems.
     #[error("connection `{connection}`: check failed: {summary}")]
     CheckFailed {
@@ -47,7 +47,9 @@ pub enum RuntimeError {
         summary: String,
     },
     /// The run was interrupted (signal) after committing what it had.
-    #[error("connection `{connection}`: interrupted; landed data and state are consistent, the next sync resumes")]
+    #[error(
+        "connection `{connection}`: interrupted; landed data and state are consistent, the next sync resumes"
+    )]
     Interrupted {
         /// The connection.
         connection: String,

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use inlet_core::Registry;
-use inlet_lake::{ConnectionState, HistoryEntry, Lease, StateAction, StateStore, StreamState, state::Change};
+use inlet_lake::{
+    ConnectionState, HistoryEntry, Lease, StateAction, StateStore, StreamState, state::Change,
+};
 use serde_json::Value;
 
 use crate::{Project, RuntimeError, sync::Connection};
@@ -35,9 +37,16 @@ pub async fn show(project: &Project, connection: &str) -> Result<ConnectionState
 }
 
 /// Every change of a connection's state, oldest first.
-pub async fn history(project: &Project, connection: &str) -> Result<Vec<HistoryEntry>, RuntimeError> {
+pub async fn history(
+    project: &Project,
+    connection: &str,
+) -> Result<Vec<HistoryEntry>, RuntimeError> {
     let conn = Connection::open(project, connection)?;
-    open_store(&conn).await?.history().await.map_err(|e| conn.lake_error(e))
+    open_store(&conn)
+        .await?
+        .history()
+        .await
+        .map_err(|e| conn.lake_error(e))
 }
 
 async fn apply(
@@ -63,9 +72,14 @@ async fn apply(
         return Ok(plan);
     }
     let run_id = format!("manual-{}", uuid::Uuid::now_v7().simple());
-    let lease = Lease::acquire(conn.storage.clone(), &conn.name, &run_id, chrono::Duration::seconds(60))
-        .await
-        .map_err(|e| conn.lake_error(e))?;
+    let lease = Lease::acquire(
+        conn.storage.clone(),
+        &conn.name,
+        &run_id,
+        chrono::Duration::seconds(60),
+    )
+    .await
+    .map_err(|e| conn.lake_error(e))?;
     let result = async {
         store.reload().await?;
         store
@@ -73,7 +87,11 @@ async fn apply(
                 action,
                 actor: crate::sync::actor(),
                 run_id: None,
-                changes: plan.changes.iter().map(|(k, (_, a))| (k.clone(), a.clone())).collect(),
+                changes: plan
+                    .changes
+                    .iter()
+                    .map(|(k, (_, a))| (k.clone(), a.clone()))
+                    .collect(),
                 pending: vec![],
             })
             .await
@@ -103,7 +121,11 @@ pub async fn reset(
                     location: format!("connection `{connection}`"),
                     message: format!(
                         "stream `{s}` has no state; streams with state: {}",
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 });
             }
@@ -126,7 +148,10 @@ pub async fn set(
 ) -> Result<StatePlan, RuntimeError> {
     let conn = Connection::open(project, connection)?;
     let source = conn.build_source(project, registry).await?;
-    let catalog = source.discover().await.map_err(|e| conn.source_error(None, e))?;
+    let catalog = source
+        .discover()
+        .await
+        .map_err(|e| conn.source_error(None, e))?;
     if catalog.stream(stream).is_none() {
         return Err(conn.source_error(
             None,
@@ -142,7 +167,10 @@ pub async fn set(
     let mut store = open_store(&conn).await?;
     let changes = BTreeMap::from([(
         stream.to_string(),
-        Some(StreamState { cursor: Some(cursor), partitions: None }),
+        Some(StreamState {
+            cursor: Some(cursor),
+            partitions: None,
+        }),
     )]);
     apply(&conn, &mut store, StateAction::Set, changes, dry_run).await
 }
@@ -158,7 +186,13 @@ pub async fn rollback(
     let conn = Connection::open(project, connection)?;
     let mut store = open_store(&conn).await?;
     let then = store.streams_at(to).await.map_err(|e| conn.lake_error(e))?;
-    let mut names: Vec<String> = store.current().streams.keys().chain(then.keys()).cloned().collect();
+    let mut names: Vec<String> = store
+        .current()
+        .streams
+        .keys()
+        .chain(then.keys())
+        .cloned()
+        .collect();
     names.sort();
     names.dedup();
     if let Some(s) = stream {
@@ -168,5 +202,12 @@ pub async fn rollback(
         let v = then.get(&n).cloned();
         (n, v)
     });
-    apply(&conn, &mut store, StateAction::Rollback { to }, changes.collect(), dry_run).await
+    apply(
+        &conn,
+        &mut store,
+        StateAction::Rollback { to },
+        changes.collect(),
+        dry_run,
+    )
+    .await
 }

@@ -9,10 +9,12 @@ use std::{
 
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
-use inlet_core::{Partition, ReadEvent, ReadRequest, Registry, Source, SourceContext, SourceError, SyncMode};
+use inlet_core::{
+    Partition, ReadEvent, ReadRequest, Registry, Source, SourceContext, SourceError, SyncMode,
+};
 use inlet_lake::{
-    Lease, LocalStorage, PartitionProgress, RunRecord, RunStore, StateAction, StateStore, Storage, StreamRunStats,
-    StreamState, StreamWriter, WriterOptions, state::Change,
+    Lease, LocalStorage, PartitionProgress, RunRecord, RunStore, StateAction, StateStore, Storage,
+    StreamRunStats, StreamState, StreamWriter, WriterOptions, state::Change,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -84,7 +86,10 @@ impl Connection {
             writer.zstd_level = level;
         }
         // Small test lakes want small files; INLET_TARGET_FILE_BYTES overrides the size.
-        if let Some(bytes) = std::env::var("INLET_TARGET_FILE_BYTES").ok().and_then(|v| v.parse().ok()) {
+        if let Some(bytes) = std::env::var("INLET_TARGET_FILE_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             writer.target_file_bytes = bytes;
         }
         Ok(Connection {
@@ -97,7 +102,11 @@ impl Connection {
     }
 
     /// Validate the connector config (pure) and build the source (I/O allowed).
-    pub async fn build_source(&self, project: &Project, registry: &Registry) -> Result<Arc<dyn Source>, RuntimeError> {
+    pub async fn build_source(
+        &self,
+        project: &Project,
+        registry: &Registry,
+    ) -> Result<Arc<dyn Source>, RuntimeError> {
         let connector = registry.get(&self.config.connector).ok_or_else(|| {
             project.error_at(
                 &["connections", &self.name, "connector"],
@@ -130,38 +139,51 @@ impl Connection {
         RuntimeError::Source {
             connection: self.name.clone(),
             stream: stream.map(str::to_string),
-            source,
+            source: Box::new(source),
         }
     }
 
     /// Wrap a lake error with this connection's name and lake.
     pub fn lake_error(&self, source: inlet_lake::LakeError) -> RuntimeError {
         match source {
-            busy @ inlet_lake::LakeError::Busy { .. } => RuntimeError::Busy(busy),
+            busy @ inlet_lake::LakeError::Busy { .. } => RuntimeError::Busy(Box::new(busy)),
             source => RuntimeError::Lake {
                 connection: self.name.clone(),
                 url: self.storage.url(),
-                source,
+                source: Box::new(source),
             },
         }
     }
 }
 
 /// The storage behind a destination URL.
-pub fn storage_for_url(project: &Project, dest: &str, url: &str) -> Result<Arc<dyn Storage>, RuntimeError> {
+pub fn storage_for_url(
+    project: &Project,
+    dest: &str,
+    url: &str,
+) -> Result<Arc<dyn Storage>, RuntimeError> {
     let path = if let Some(rest) = url.strip_prefix("file://") {
         PathBuf::from(rest)
     } else if url.contains("://") {
         return Err(project.error_at(
             &["destinations", dest, "url"],
-            format!("`{url}`: this build lands on local directories (file://PATH or a plain path) only"),
+            format!(
+                "`{url}`: this build lands on local directories (file://PATH or a plain path) only"
+            ),
         ));
     } else {
         PathBuf::from(url)
     };
-    let path = if path.is_absolute() { path } else { project.base_dir.join(path) };
+    let path = if path.is_absolute() {
+        path
+    } else {
+        project.base_dir.join(path)
+    };
     let storage = LocalStorage::new(&path).map_err(|e| {
-        project.error_at(&["destinations", dest, "url"], format!("cannot use {}: {e}", path.display()))
+        project.error_at(
+            &["destinations", dest, "url"],
+            format!("cannot use {}: {e}", path.display()),
+        )
     })?;
     Ok(Arc::new(storage))
 }
@@ -188,10 +210,24 @@ pub async fn sync_connection(
     let source = conn.build_source(project, registry).await?;
     let started_at = Utc::now();
     let run_id = inlet_lake::layout::new_run_id(started_at);
-    let lease = Lease::acquire(conn.storage.clone(), name, &run_id, chrono::Duration::seconds(LEASE_TTL_SECS))
-        .await
-        .map_err(|e| conn.lake_error(e))?;
-    run_with_lease(project, &conn, source, &run_id, started_at, options, Arc::new(Mutex::new(lease))).await
+    let lease = Lease::acquire(
+        conn.storage.clone(),
+        name,
+        &run_id,
+        chrono::Duration::seconds(LEASE_TTL_SECS),
+    )
+    .await
+    .map_err(|e| conn.lake_error(e))?;
+    run_with_lease(
+        project,
+        &conn,
+        source,
+        &run_id,
+        started_at,
+        options,
+        Arc::new(Mutex::new(lease)),
+    )
+    .await
 }
 
 async fn run_with_lease(
@@ -270,7 +306,11 @@ async fn run_with_lease(
     };
     runs.save(&record).await.map_err(|e| conn.lake_error(e))?;
     if let Ok(lease) = Arc::try_unwrap(lease) {
-        lease.into_inner().release().await.map_err(|e| conn.lake_error(e))?;
+        lease
+            .into_inner()
+            .release()
+            .await
+            .map_err(|e| conn.lake_error(e))?;
     }
     result.map(|()| record)
 }
@@ -278,12 +318,24 @@ async fn run_with_lease(
 /// Delete staged files that no commit lists: leftovers of a process that died before
 /// its commit. Only the lease holder may do this.
 async fn collect_garbage(conn: &Connection, store: &StateStore) -> Result<(), RuntimeError> {
-    let pending: std::collections::HashSet<&str> =
-        store.current().pending.iter().map(|p| p.staging.as_str()).collect();
-    for staged in conn.storage.list_staged(&conn.name).await.map_err(|e| conn.lake_error(e))? {
+    let pending: std::collections::HashSet<&str> = store
+        .current()
+        .pending
+        .iter()
+        .map(|p| p.staging.as_str())
+        .collect();
+    for staged in conn
+        .storage
+        .list_staged(&conn.name)
+        .await
+        .map_err(|e| conn.lake_error(e))?
+    {
         if !pending.contains(staged.staging.as_str()) {
             tracing::info!(connection = %conn.name, file = %staged.final_key, "discarding a file staged by an interrupted run");
-            conn.storage.discard(&staged).await.map_err(|e| conn.lake_error(e))?;
+            conn.storage
+                .discard(&staged)
+                .await
+                .map_err(|e| conn.lake_error(e))?;
         }
     }
     Ok(())
@@ -321,10 +373,14 @@ fn select_streams(
         let descriptor = catalog.stream(&name).ok_or_else(|| {
             project.error_at(
                 &["connections", &conn.name, "streams", &name],
-                format!("the source has no stream `{name}`; it has: {}", catalog.names().join(", ")),
+                format!(
+                    "the source has no stream `{name}`; it has: {}",
+                    catalog.names().join(", ")
+                ),
             )
         })?;
-        inlet_lake::layout::check_name("stream", &name).map_err(|m| conn.source_error(None, SourceError::other(m)))?;
+        inlet_lake::layout::check_name("stream", &name)
+            .map_err(|m| conn.source_error(None, SourceError::other(m)))?;
         let selection = conn.config.streams.get(&name).cloned().unwrap_or_default();
         let mode = if options.full_refresh {
             SyncMode::FullRefresh
@@ -392,7 +448,10 @@ impl StreamRun<'_> {
                     done: Default::default(),
                     checkpoints: Default::default(),
                 };
-                let state = StreamState { cursor: current.cursor.clone(), partitions: Some(p.clone()) };
+                let state = StreamState {
+                    cursor: current.cursor.clone(),
+                    partitions: Some(p.clone()),
+                };
                 self.commit_state(state, vec![]).await?;
                 Some(p)
             }
@@ -437,7 +496,9 @@ impl StreamRun<'_> {
         mut resume: Option<Value>,
         multi: bool,
     ) -> Result<(), RuntimeError> {
-        let file_offset = u32::try_from(index).unwrap_or(u32::MAX / 100_000).saturating_mul(100_000);
+        let file_offset = u32::try_from(index)
+            .unwrap_or(u32::MAX / 100_000)
+            .saturating_mul(100_000);
         let mut writer = StreamWriter::new(
             self.conn.storage.clone(),
             &self.conn.name,
@@ -449,7 +510,9 @@ impl StreamRun<'_> {
         let max_retries = self.conn.config.max_retries.unwrap_or(3);
         let mut attempt = 0u32;
         loop {
-            let result = self.read_attempt(request, &partition, &mut resume, &mut writer, multi).await;
+            let result = self
+                .read_attempt(request, &partition, &mut resume, &mut writer, multi)
+                .await;
             match result {
                 Ok(()) => return Ok(()),
                 Err(e) => {
@@ -490,7 +553,10 @@ impl StreamRun<'_> {
             match event.map_err(|e| self.src(e))? {
                 ReadEvent::Batch(batch) => {
                     let n = batch.num_rows() as u64;
-                    writer.write(&batch, Utc::now()).await.map_err(|e| self.lake(e))?;
+                    writer
+                        .write(&batch, Utc::now())
+                        .await
+                        .map_err(|e| self.lake(e))?;
                     rows_since_checkpoint += n;
                     self.report(n).await;
                 }
@@ -500,7 +566,8 @@ impl StreamRun<'_> {
                     rows_since_checkpoint = 0;
                     if writer.pending_bytes() >= commit_bytes || last_commit.elapsed() >= interval {
                         let cp = last_checkpoint.take();
-                        self.commit(writer, partition, cp.clone(), false, multi).await?;
+                        self.commit(writer, partition, cp.clone(), false, multi)
+                            .await?;
                         if cp.is_some() {
                             *resume = cp;
                         }
@@ -520,16 +587,26 @@ impl StreamRun<'_> {
             tracing::warn!(connection = %self.conn.name, stream = %self.stream, rows = rows_since_checkpoint, "the source ended without a final checkpoint; those rows may be read again next time");
         }
         let cp = last_checkpoint.or_else(|| resume.clone());
-        self.commit(writer, partition, cp.clone(), true, multi).await?;
+        self.commit(writer, partition, cp.clone(), true, multi)
+            .await?;
         *resume = cp;
         Ok(())
     }
 
     async fn report(&self, rows: u64) {
-        let total = self.rows_read.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
-        let Some(progress) = &self.progress else { return };
+        let total = self
+            .rows_read
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed)
+            + rows;
+        let Some(progress) = &self.progress else {
+            return;
+        };
         let landed = self.stats.lock().await.rows;
-        progress(&Progress { stream: self.stream.clone(), rows_read: total, rows_landed: landed });
+        progress(&Progress {
+            stream: self.stream.clone(),
+            rows_read: total,
+            rows_landed: landed,
+        });
     }
 
     /// Land what the writer holds and move the state to `cursor` (a partition's
@@ -546,10 +623,16 @@ impl StreamRun<'_> {
         inlet_lake::failpoint("after-stage");
         let current = self.store.lock().await.stream(&self.stream);
         let next = if !multi {
-            StreamState { cursor: cursor.or(current.cursor.clone()), partitions: None }
+            StreamState {
+                cursor: cursor.or(current.cursor.clone()),
+                partitions: None,
+            }
         } else {
             let mut progress = current.partitions.clone().ok_or_else(|| {
-                self.src(SourceError::state(&self.stream, "partition progress vanished during the run (was the state reset meanwhile?)"))
+                self.src(SourceError::state(
+                    &self.stream,
+                    "partition progress vanished during the run (was the state reset meanwhile?)",
+                ))
             })?;
             if done {
                 progress.done.insert(partition.id.clone());
@@ -558,9 +641,15 @@ impl StreamRun<'_> {
                 progress.checkpoints.insert(partition.id.clone(), c);
             }
             if progress.done.len() >= progress.plan.partitions.len() {
-                StreamState { cursor: progress.plan.state_after.clone(), partitions: None }
+                StreamState {
+                    cursor: progress.plan.state_after.clone(),
+                    partitions: None,
+                }
             } else {
-                StreamState { cursor: current.cursor.clone(), partitions: Some(progress) }
+                StreamState {
+                    cursor: current.cursor.clone(),
+                    partitions: Some(progress),
+                }
             }
         };
         if staged.is_empty() && next == current {
@@ -581,12 +670,18 @@ impl StreamRun<'_> {
         Ok(())
     }
 
-    async fn commit_state(&self, state: StreamState, pending: Vec<inlet_lake::StagedObject>) -> Result<(), RuntimeError> {
+    async fn commit_state(
+        &self,
+        state: StreamState,
+        pending: Vec<inlet_lake::StagedObject>,
+    ) -> Result<(), RuntimeError> {
         {
             let mut lease = self.lease.lock().await;
             let age = Utc::now() - lease.info().acquired_at;
             let left = lease.info().expires_at - Utc::now();
-            if left < chrono::Duration::seconds(LEASE_TTL_SECS * 2 / 3) || age < chrono::Duration::zero() {
+            if left < chrono::Duration::seconds(LEASE_TTL_SECS * 2 / 3)
+                || age < chrono::Duration::zero()
+            {
                 lease.renew().await.map_err(|e| self.lake(e))?;
             }
         }
