@@ -109,12 +109,14 @@ fn killing_a_sync_at_random_moments_and_rerunning_lands_every_row_exactly_once()
     let mut rng = Lcg(seed);
     let mut kills = 0;
     let mut moments = Vec::new();
-    for _round in 0..6 {
+    let mut attempts = 0;
+    while kills < 24 && attempts < 100 {
         let mut landed = 0usize;
         for _ in 0..5 {
             // Anywhere from process start to the estimated end of what is left to do.
             let left = 1.0 - landed as f64 / (FILES * LINES) as f64;
             let delay = full.mul_f64((0.05 + 0.95 * rng.next_f64()) * left.max(0.1));
+            attempts += 1;
             let mut child = sync_cmd(&p).spawn().unwrap();
             std::thread::sleep(delay);
             let finished = child.try_wait().unwrap().is_some();

@@ -52,7 +52,13 @@ fn the_quickstart_lands_the_sample_files_exactly() {
             .unwrap();
         }
     }
-    fs::copy(src.join("inlet.toml"), p.root().join("inlet.toml")).unwrap();
+    let config = fs::read_to_string(src.join("inlet.toml")).unwrap();
+    assert!(config.contains("url = \"file://../../lake\""));
+    fs::write(
+        p.root().join("inlet.toml"),
+        config.replace("file://../../lake", "file://./lake"),
+    )
+    .unwrap();
     let out = p.ok(&["--json", "sync", "quickstart"]);
     let run: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(run["outcome"], "succeeded");

@@ -358,7 +358,7 @@ mode = "incremental"
         let bad = GOOD.replace("mode = \"incremental\"", "mode = \"incremental\"\nmdoe = 1");
         let err = Project::parse(&bad, Path::new("inlet.toml"), Path::new(".")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("inlet.toml:16"), "{msg}");
+        assert!(msg.contains("inlet.toml:15"), "{msg}");
         assert!(msg.contains("mdoe"), "{msg}");
     }
 
