@@ -235,18 +235,14 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::Check { connection } => {
             let project = Project::load(&cli.project)?;
-            let conn = Connection::open(&project, connection)?;
+            let conn = Connection::open(&project, connection).await?;
             let source = conn.build_source(&project, &registry).await?;
             let mut report = source
                 .check()
                 .await
                 .map_err(|e| conn.source_error(None, e))?;
-            let probe = inlet_lake::layout::META.to_string() + "/probe/" + connection;
-            match conn.storage.put(&probe, bytes_of("probe")).await {
-                Ok(_) => {
-                    let _ = conn.storage.delete(&probe).await;
-                    report.push("lake writable", true, conn.storage.url());
-                }
+            match conn.storage.probe().await {
+                Ok(()) => report.push("lake writable", true, conn.storage.url()),
                 Err(e) => report.push(
                     "lake writable",
                     false,
@@ -262,7 +258,7 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::Discover { connection } => {
             let project = Project::load(&cli.project)?;
-            let conn = Connection::open(&project, connection)?;
+            let conn = Connection::open(&project, connection).await?;
             let source = conn.build_source(&project, &registry).await?;
             let catalog = source
                 .discover()
@@ -340,7 +336,7 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
                 None => project.file.connections.keys().cloned().collect(),
             };
             for name in names {
-                let conn = Connection::open(&project, &name)?;
+                let conn = Connection::open(&project, &name).await?;
                 let runs = inlet_lake::RunStore::new(conn.storage.clone());
                 all.extend(
                     runs.list(Some(&name), *limit)
@@ -354,10 +350,6 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
     }
-}
-
-fn bytes_of(s: &'static str) -> bytes::Bytes {
-    bytes::Bytes::from_static(s.as_bytes())
 }
 
 async fn state(

@@ -51,6 +51,16 @@ pub enum LakeError {
         /// The cause.
         message: String,
     },
+    /// An object store answered with an error.
+    #[error("{resource}: {message}")]
+    Remote {
+        /// The bucket, key or operation.
+        resource: String,
+        /// What the store said and what to do; never contains credentials.
+        message: String,
+        /// Whether retrying may help (throttling, 5xx, timeouts).
+        transient: bool,
+    },
     /// A request on the state that cannot be met (unknown version, unknown stream).
     #[error("{0}")]
     Invalid(String),
@@ -74,6 +84,7 @@ impl LakeError {
                     | io::ErrorKind::StorageFull
             ),
             LakeError::Conflict { .. } | LakeError::Busy { .. } => true,
+            LakeError::Remote { transient, .. } => *transient,
             _ => false,
         }
     }

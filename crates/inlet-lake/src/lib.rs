@@ -1,7 +1,7 @@
 //! # inlet-lake: the raw layer
 //!
-//! Everything inlet writes lives under one root (a local directory today, an S3 prefix
-//! behind the same [`Storage`] trait):
+//! Everything inlet writes lives under one root (a local directory or an S3 bucket and
+//! prefix, behind the same [`Storage`] trait):
 //!
 //! ```text
 //! <root>/<source>/<stream>/extracted_at=YYYY-MM-DD/part-<run>-<n>.parquet   data (immutable)
@@ -34,7 +34,8 @@ pub use state::{
     ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState,
 };
 pub use storage::{
-    LocalStorage, ObjectMeta, Precondition, StagedObject, StagedUpload, Storage, Version,
+    LocalStorage, ObjectMeta, Precondition, S3Options, S3Storage, ServerSideEncryption,
+    StagedObject, StagedUpload, Storage, Version,
 };
 pub use writer::{StreamWriter, WriterOptions};
 

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use inlet_core::SyncMode;
+use inlet_core::{SyncMode, secret::SecretValue};
 use serde::Deserialize;
 
 use crate::RuntimeError;
@@ -40,6 +40,44 @@ pub struct DestinationConfig {
     /// zstd level (default 3).
     #[serde(default)]
     pub zstd_level: Option<i32>,
+    /// S3: the bucket's region (default: from the AWS environment or profile).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// S3: endpoint URL of an S3-compatible store.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3: path-style addressing, which most S3-compatible stores need (default false).
+    #[serde(default)]
+    pub path_style: bool,
+    /// S3: access key id (a literal or `${env:NAME}`); with `secret_access_key` it replaces
+    /// the AWS credential chain (env, profile, web identity, instance metadata).
+    #[serde(default)]
+    pub access_key_id: Option<SecretValue>,
+    /// S3: secret access key (`${env:NAME}`, `${file:PATH}` or a literal). Never printed.
+    #[serde(default)]
+    pub secret_access_key: Option<SecretValue>,
+    /// S3: session token for temporary credentials.
+    #[serde(default)]
+    pub session_token: Option<SecretValue>,
+    /// S3: server-side encryption, `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    #[serde(default)]
+    pub server_side_encryption: Option<String>,
+    /// S3: the KMS key id for `aws:kms` (default: the bucket's key).
+    #[serde(default)]
+    pub sse_kms_key_id: Option<String>,
+    /// S3: storage class of data files (`STANDARD`, `STANDARD_IA`, `INTELLIGENT_TIERING`...).
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    /// S3: multipart part size in MiB (default 8, at least 5); memory per open file.
+    #[serde(default)]
+    pub part_size_mb: Option<u64>,
+}
+
+impl DestinationConfig {
+    /// Whether the destination is an S3 bucket.
+    pub fn is_s3(&self) -> bool {
+        self.url.starts_with("s3://")
+    }
 }
 
 /// One connection: a connector, its config, the streams to sync.
@@ -161,6 +199,7 @@ impl Project {
             if dest.url.trim().is_empty() {
                 return Err(self.error_at(&["destinations", name, "url"], "url is empty"));
             }
+            self.check_s3_fields(name, dest)?;
         }
         for (name, conn) in &self.file.connections {
             inlet_lake::layout::check_name("connection", name)
@@ -180,6 +219,62 @@ impl Project {
                     self.error_at(&["connections", name, "parallelism"], "must be at least 1")
                 );
             }
+        }
+        Ok(())
+    }
+
+    fn check_s3_fields(&self, name: &str, dest: &DestinationConfig) -> Result<(), RuntimeError> {
+        let at =
+            |field: &str, m: &str| self.error_at(&["destinations", name, field], m.to_string());
+        if !dest.is_s3() {
+            let s3_only = [
+                ("region", dest.region.is_some()),
+                ("endpoint", dest.endpoint.is_some()),
+                ("path_style", dest.path_style),
+                ("access_key_id", dest.access_key_id.is_some()),
+                ("secret_access_key", dest.secret_access_key.is_some()),
+                ("session_token", dest.session_token.is_some()),
+                (
+                    "server_side_encryption",
+                    dest.server_side_encryption.is_some(),
+                ),
+                ("sse_kms_key_id", dest.sse_kms_key_id.is_some()),
+                ("storage_class", dest.storage_class.is_some()),
+                ("part_size_mb", dest.part_size_mb.is_some()),
+            ];
+            if let Some((field, _)) = s3_only.iter().find(|(_, set)| *set) {
+                return Err(at(field, "only applies to s3:// destinations"));
+            }
+            return Ok(());
+        }
+        if let Err(m) = inlet_lake::S3Options::from_url(&dest.url) {
+            return Err(at("url", &m));
+        }
+        if dest.access_key_id.is_some() != dest.secret_access_key.is_some() {
+            return Err(at(
+                "secret_access_key",
+                "set both access_key_id and secret_access_key, or neither (to use the AWS credential chain)",
+            ));
+        }
+        if let Some(sse) = &dest.server_side_encryption
+            && sse != "AES256"
+            && sse != "aws:kms"
+        {
+            return Err(at(
+                "server_side_encryption",
+                "must be \"AES256\" (SSE-S3) or \"aws:kms\" (SSE-KMS)",
+            ));
+        }
+        if dest.sse_kms_key_id.is_some()
+            && dest.server_side_encryption.as_deref() != Some("aws:kms")
+        {
+            return Err(at(
+                "sse_kms_key_id",
+                "needs server_side_encryption = \"aws:kms\"",
+            ));
+        }
+        if dest.part_size_mb.is_some_and(|p| p < 5) {
+            return Err(at("part_size_mb", "S3 parts are at least 5 MiB"));
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ async fn open_store(conn: &Connection) -> Result<StateStore, RuntimeError> {
 
 /// The current state of a connection.
 pub async fn show(project: &Project, connection: &str) -> Result<ConnectionState, RuntimeError> {
-    let conn = Connection::open(project, connection)?;
+    let conn = Connection::open(project, connection).await?;
     Ok(open_store(&conn).await?.current().clone())
 }
 
@@ -41,7 +41,7 @@ pub async fn history(
     project: &Project,
     connection: &str,
 ) -> Result<Vec<HistoryEntry>, RuntimeError> {
-    let conn = Connection::open(project, connection)?;
+    let conn = Connection::open(project, connection).await?;
     open_store(&conn)
         .await?
         .history()
@@ -111,7 +111,7 @@ pub async fn reset(
     stream: Option<&str>,
     dry_run: bool,
 ) -> Result<StatePlan, RuntimeError> {
-    let conn = Connection::open(project, connection)?;
+    let conn = Connection::open(project, connection).await?;
     let mut store = open_store(&conn).await?;
     let streams: Vec<String> = match stream {
         Some(s) => {
@@ -146,7 +146,7 @@ pub async fn set(
     cursor: Value,
     dry_run: bool,
 ) -> Result<StatePlan, RuntimeError> {
-    let conn = Connection::open(project, connection)?;
+    let conn = Connection::open(project, connection).await?;
     let source = conn.build_source(project, registry).await?;
     let catalog = source
         .discover()
@@ -183,7 +183,7 @@ pub async fn rollback(
     stream: Option<&str>,
     dry_run: bool,
 ) -> Result<StatePlan, RuntimeError> {
-    let conn = Connection::open(project, connection)?;
+    let conn = Connection::open(project, connection).await?;
     let mut store = open_store(&conn).await?;
     let then = store.streams_at(to).await.map_err(|e| conn.lake_error(e))?;
     let mut names: Vec<String> = store

@@ -71,10 +71,10 @@ pub struct Connection {
 
 impl Connection {
     /// Resolve a connection of the project: its destination's storage and writer options.
-    pub fn open(project: &Project, name: &str) -> Result<Connection, RuntimeError> {
+    pub async fn open(project: &Project, name: &str) -> Result<Connection, RuntimeError> {
         let config = project.connection(name)?.clone();
         let (dest_name, dest) = project.destination_of(name, &config)?;
-        let storage = storage_for_url(project, dest_name, &dest.url)?;
+        let storage = open_storage(project, dest_name, dest).await?;
         let mut writer = WriterOptions::default();
         if let Some(mb) = dest.target_file_mb {
             writer.target_file_bytes = mb.max(1) * 1024 * 1024;
@@ -156,20 +156,59 @@ impl Connection {
     }
 }
 
-/// The storage behind a destination URL.
-pub fn storage_for_url(
+/// The storage of a destination: a local directory, or an S3 bucket.
+pub async fn open_storage(
     project: &Project,
     dest: &str,
-    url: &str,
+    config: &crate::config::DestinationConfig,
 ) -> Result<Arc<dyn Storage>, RuntimeError> {
+    let url = config.url.as_str();
+    if config.is_s3() {
+        let mut options = inlet_lake::S3Options::from_url(url)
+            .map_err(|m| project.error_at(&["destinations", dest, "url"], m))?;
+        options.region = config.region.clone();
+        options.endpoint = config.endpoint.clone();
+        options.path_style = config.path_style;
+        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            let resolve = |field: &str, v: &inlet_core::secret::SecretValue| {
+                v.resolve(field, &project.base_dir).map_err(|e| match e {
+                    SourceError::Config { message, .. } => {
+                        project.error_at(&["destinations", dest, field], message)
+                    }
+                    other => project.error_at(&["destinations", dest, field], other.to_string()),
+                })
+            };
+            let id = resolve("access_key_id", id)?;
+            let secret = resolve("secret_access_key", secret)?;
+            let token = match &config.session_token {
+                Some(t) => Some(resolve("session_token", t)?),
+                None => None,
+            };
+            use secrecy::ExposeSecret;
+            options.credentials = Some((id.expose_secret().to_string(), secret, token));
+        }
+        options.sse = match config.server_side_encryption.as_deref() {
+            Some("AES256") => Some(inlet_lake::ServerSideEncryption::S3),
+            Some("aws:kms") => Some(inlet_lake::ServerSideEncryption::Kms(
+                config.sse_kms_key_id.clone(),
+            )),
+            _ => None,
+        };
+        options.storage_class = config.storage_class.clone();
+        if let Some(mb) = config.part_size_mb {
+            options.part_size = (mb * 1024 * 1024) as usize;
+        }
+        let storage = inlet_lake::S3Storage::connect(options)
+            .await
+            .map_err(|e| project.error_at(&["destinations", dest, "url"], e.to_string()))?;
+        return Ok(Arc::new(storage));
+    }
     let path = if let Some(rest) = url.strip_prefix("file://") {
         PathBuf::from(rest)
     } else if url.contains("://") {
         return Err(project.error_at(
             &["destinations", dest, "url"],
-            format!(
-                "`{url}`: this build lands on local directories (file://PATH or a plain path) only"
-            ),
+            format!("`{url}`: use s3://BUCKET/PREFIX, file://PATH or a plain path"),
         ));
     } else {
         PathBuf::from(url)
@@ -206,7 +245,7 @@ pub async fn sync_connection(
     name: &str,
     options: &SyncOptions,
 ) -> Result<RunRecord, RuntimeError> {
-    let conn = Connection::open(project, name)?;
+    let conn = Connection::open(project, name).await?;
     let source = conn.build_source(project, registry).await?;
     let started_at = Utc::now();
     let run_id = inlet_lake::layout::new_run_id(started_at);

@@ -1,8 +1,6 @@
-//! Storage backends: a flat key space under a root, with atomic replace, conditional
-//! writes, and staged uploads that become visible only when published.
+//! The lake in a local directory.
 
 use std::{
-    fmt::Debug,
     fs,
     io::{self, Write},
     path::{Path, PathBuf},
@@ -10,96 +8,9 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
+use super::{ObjectMeta, Precondition, StagedObject, StagedUpload, Storage, Version};
 use crate::{LakeError, layout};
-
-/// An opaque object version (an ETag on S3, a content digest on disk).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version(pub String);
-
-/// The condition of a conditional write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Precondition {
-    /// The object must not exist (`If-None-Match: *`).
-    Absent,
-    /// The object must be at this version (`If-Match`).
-    Matches(Version),
-}
-
-/// A listed object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectMeta {
-    /// Key relative to the root, `/`-separated.
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-/// A finished upload that is durable but not yet visible under its final key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StagedObject {
-    /// Where it will be visible.
-    pub final_key: String,
-    /// Backend handle: a staging key on disk, an upload id on S3.
-    pub staging: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Rows it holds (data files), for reports.
-    #[serde(default)]
-    pub rows: u64,
-}
-
-/// Bytes streamed into a staged object.
-#[async_trait]
-pub trait StagedUpload: Send + Debug {
-    /// Append bytes.
-    async fn write(&mut self, bytes: Bytes) -> Result<(), LakeError>;
-    /// Make the bytes durable (fsync, or the last part uploaded); still invisible.
-    async fn finish(self: Box<Self>) -> Result<StagedObject, LakeError>;
-    /// Drop what was written.
-    async fn abort(self: Box<Self>);
-}
-
-/// A lake backend.
-///
-/// Contract:
-/// - [`Storage::put`] replaces atomically: a reader sees the old or the new bytes.
-/// - [`Storage::put_if`] MUST fail with [`LakeError::Conflict`] when the precondition does
-///   not hold, and two concurrent calls with the same precondition MUST NOT both succeed.
-/// - A staged object MUST NOT be visible to [`Storage::list`] under its final key (nor as
-///   any key ending in `.parquet`) before [`Storage::publish`].
-/// - [`Storage::publish`] MUST be idempotent: publishing an already published object
-///   succeeds and changes nothing.
-#[async_trait]
-pub trait Storage: Send + Sync + Debug {
-    /// The root as a URL, for messages (`file:///srv/lake`, `s3://bucket/raw`).
-    fn url(&self) -> String;
-    /// Read an object and its version; `None` when absent.
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, Version)>, LakeError>;
-    /// Write an object, replacing it atomically.
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<Version, LakeError>;
-    /// Write an object only if the precondition holds.
-    async fn put_if(
-        &self,
-        key: &str,
-        bytes: Bytes,
-        condition: Precondition,
-    ) -> Result<Version, LakeError>;
-    /// Every object whose key starts with `prefix`, sorted by key.
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError>;
-    /// Remove an object; absent objects are not an error.
-    async fn delete(&self, key: &str) -> Result<(), LakeError>;
-    /// Start a staged upload that [`Storage::publish`] will make visible at `final_key`.
-    async fn stage(&self, final_key: &str) -> Result<Box<dyn StagedUpload>, LakeError>;
-    /// Make a staged object visible under its final key.
-    async fn publish(&self, staged: &StagedObject) -> Result<(), LakeError>;
-    /// Drop a staged object that will never be published.
-    async fn discard(&self, staged: &StagedObject) -> Result<(), LakeError>;
-    /// Staged objects of one source still waiting (for garbage collection by the holder
-    /// of the source's lease).
-    async fn list_staged(&self, source: &str) -> Result<Vec<StagedObject>, LakeError>;
-}
 
 /// The lake in a local directory. Atomicity by temp file + fsync + rename; conditional
 /// writes under an exclusive file lock; versions are content digests.
@@ -410,6 +321,7 @@ impl StagedUpload for LocalUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::*;
 
     #[tokio::test]
     async fn conditional_writes_let_one_writer_win() {
