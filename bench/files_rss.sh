@@ -4,6 +4,7 @@
 # batch and row-group size, not by input size.
 #
 #   bench/files_rss.sh [SIZE_GB]        PROFILE=release|dev (default release)
+#   LAKE=s3 bench/files_rss.sh 1        the same, landing on a local S3 server (s3s-fs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_gb="${1:-2}"
@@ -13,6 +14,20 @@ command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -
 
 if [ "$profile" = release ]; then cargo build --release --bin inlet -q; bin="${CARGO_TARGET_DIR:-target}/release/inlet";
 else cargo build --bin inlet -q; bin="${CARGO_TARGET_DIR:-target}/debug/inlet"; fi
+lake_toml='url = "file://./lake"'
+if [ "${LAKE:-local}" = s3 ]; then
+  cargo build --release -q -p inlet-lake --example s3_test_server
+  rm -rf "$work/s3"; mkdir -p "$work/s3"
+  "${CARGO_TARGET_DIR:-target}/release/examples/s3_test_server" "$work/s3" > "$work/s3.endpoint" &
+  server=$!; trap 'kill $server 2>/dev/null' EXIT
+  for _ in $(seq 50); do [ -s "$work/s3.endpoint" ] && break; sleep 0.1; done
+  lake_toml="url = \"s3://lake/raw\"
+endpoint = \"$(cat "$work/s3.endpoint")\"
+path_style = true
+region = \"us-east-1\"
+access_key_id = \"inlet\"
+secret_access_key = \"inlet-secret\""
+fi
 
 mkdir -p "$work/data/events"
 input="$work/data/events/big.jsonl"
@@ -38,10 +53,10 @@ with open(path, "w", buffering=1 << 22) as f:
         written += len(chunk)
 PY
 fi
-cat > "$work/inlet.toml" <<'TOML'
+cat > "$work/inlet.toml" <<TOML
 version = 1
 [destinations.local]
-url = "file://./lake"
+$lake_toml
 [connections.bench]
 connector = "files"
 [connections.bench.config]
@@ -57,7 +72,7 @@ wall=$(grep 'Elapsed (wall clock)' "$work/time.txt" | awk '{print $NF}')
 rss_kb=$(grep 'Maximum resident set size' "$work/time.txt" | awk '{print $NF}')
 user=$(grep 'User time' "$work/time.txt" | awk '{print $NF}')
 sys=$(grep 'System time' "$work/time.txt" | awk '{print $NF}')
-out_bytes=$(du -sb "$work/lake/bench" | cut -f1)
+if [ "${LAKE:-local}" = s3 ]; then out_bytes=$(du -sb "$work/s3/lake/raw/bench" | cut -f1); else out_bytes=$(du -sb "$work/lake/bench" | cut -f1); fi
 python3 - <<PY
 wall = "$wall".split(":"); secs = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall)))
 cpu = $user + $sys
