@@ -7,7 +7,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use inlet_core::Registry;
-use inlet_runtime::{Project, RuntimeError, SyncOptions, ops, sync::Connection};
+use inlet_runtime::{Project, RuntimeError, SyncOptions, daemon::Stop, ops, sync::Connection};
 
 /// inlet: land data from databases, APIs and files as partitioned Parquet in a lake.
 #[derive(Debug, Parser)]
@@ -68,6 +68,21 @@ enum Command {
     /// Inspect and change connection state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Run every scheduled connection on its schedule until SIGTERM/SIGINT.
+    Daemon {
+        /// Connections running at once.
+        #[arg(long, default_value_t = 4)]
+        max_concurrent: usize,
+        /// Serve /metrics and /healthz on this address (e.g. 127.0.0.1:9464).
+        #[arg(long, env = "INLET_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// After a stop signal, wait this long for runs to reach a checkpoint (30s, 2m).
+        #[arg(long, default_value = "60s")]
+        shutdown_timeout: String,
+        /// Only this connection (repeatable; default: every connection with a schedule).
+        #[arg(long = "connection")]
+        connections: Vec<String>,
+    },
     /// List past runs.
     Runs {
         /// Only this connection.
@@ -170,11 +185,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    let stop = Stop::default();
     let result = runtime.block_on(async {
-        tokio::select! {
-            r = run(&cli) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(RuntimeError::Interrupted { connection: "sync".into() })),
-        }
+        watch_signals(stop.clone());
+        run(&cli, &stop).await
     });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -183,6 +197,32 @@ fn main() -> ExitCode {
             ExitCode::from(code_of(&e))
         }
     }
+}
+
+/// First SIGINT/SIGTERM: stop at the next checkpoint (committing what was read). Second:
+/// exit at once (safe too: uncommitted data is discarded by the next run).
+fn watch_signals(stop: Stop) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if n == 0 {
+                eprintln!("inlet: stopping at the next checkpoint (signal again to exit now)");
+                stop.request();
+            } else {
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
 }
 
 fn one_line(e: &anyhow::Error) -> String {
@@ -211,7 +251,7 @@ fn code_of(e: &anyhow::Error) -> u8 {
     }
 }
 
-async fn run(cli: &Cli) -> anyhow::Result<u8> {
+async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
     let registry = registry();
     let out = output::Output { json: cli.json };
     match &cli.command {
@@ -288,9 +328,14 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             let mut code = exit::OK;
             let single = names.len() == 1;
             for name in names {
+                if stop.requested() {
+                    code = exit::INTERRUPTED;
+                    break;
+                }
                 let bar = (!cli.json && std::io::stderr().is_terminal())
                     .then(|| output::progress_bar(&name));
                 let options = SyncOptions {
+                    stop: Some(stop.flag()),
                     streams: streams.clone(),
                     full_refresh: *full_refresh,
                     progress: bar.clone().map(|b| {
@@ -311,7 +356,9 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
                 match result {
                     Ok(record) => {
                         out.run(&record)?;
-                        if record.outcome != "succeeded" {
+                        if record.outcome == "interrupted" {
+                            code = exit::INTERRUPTED;
+                        } else if record.outcome != "succeeded" && code == exit::OK {
                             code = exit::FAILED;
                         }
                     }
@@ -328,6 +375,28 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::State(cmd) => state(cli, &registry, &out, cmd).await,
+        Command::Daemon {
+            max_concurrent,
+            metrics_addr,
+            shutdown_timeout,
+            connections,
+        } => {
+            let project = Arc::new(Project::load(&cli.project)?);
+            let shutdown_timeout = inlet_runtime::schedule::parse_duration(shutdown_timeout)
+                .map_err(|m| RuntimeError::Config {
+                    location: "--shutdown-timeout".into(),
+                    message: m,
+                })?;
+            let options = inlet_runtime::daemon::DaemonOptions {
+                max_concurrent: *max_concurrent,
+                metrics_addr: *metrics_addr,
+                shutdown_timeout,
+                connections: connections.clone(),
+            };
+            inlet_runtime::daemon::run_daemon(project, Arc::new(registry), options, stop.clone())
+                .await?;
+            Ok(exit::OK)
+        }
         Command::Runs { connection, limit } => {
             let project = Project::load(&cli.project)?;
             let mut all = Vec::new();

@@ -89,9 +89,19 @@ pub struct ConnectionConfig {
     /// Destination name; may be omitted when the project has exactly one.
     #[serde(default)]
     pub destination: Option<String>,
-    /// Cron expression or interval for `inlet daemon`.
+    /// When `inlet daemon` runs it: `every 15m`, `@hourly`, or cron (UTC) `*/15 * * * *`.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// What the daemon does after a run overran due times: `skip` (default) or `catch_up`.
+    #[serde(default)]
+    pub missed_runs: Option<crate::daemon::MissedRuns>,
+    /// Random delay up to this many seconds added to each due time (spreads load).
+    #[serde(default)]
+    pub jitter_secs: Option<u64>,
+    /// Lease time-to-live in seconds (default 300): how long a crashed run on another host
+    /// blocks the connection. Renewed while the run goes on.
+    #[serde(default)]
+    pub lease_ttl_secs: Option<u64>,
     /// Rows per batch asked of the source (default 8192).
     #[serde(default)]
     pub batch_rows: Option<usize>,
@@ -213,6 +223,16 @@ impl Project {
                 return Err(
                     self.error_at(&["connections", name, "batch_rows"], "must be at least 1")
                 );
+            }
+            if let Some(s) = &conn.schedule {
+                crate::schedule::Schedule::parse(s)
+                    .map_err(|m| self.error_at(&["connections", name, "schedule"], m))?;
+            }
+            if conn.lease_ttl_secs.is_some_and(|t| t < 2) {
+                return Err(self.error_at(
+                    &["connections", name, "lease_ttl_secs"],
+                    "must be at least 2",
+                ));
             }
             if conn.parallelism == Some(0) {
                 return Err(

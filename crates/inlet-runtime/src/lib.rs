@@ -8,8 +8,11 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod daemon;
 mod error;
+pub mod metrics;
 pub mod ops;
+pub mod schedule;
 pub mod sync;
 
 pub use config::{ConnectionConfig, Project, ProjectFile, StreamSelection};

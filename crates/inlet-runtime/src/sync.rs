@@ -44,6 +44,8 @@ pub struct SyncOptions {
     pub full_refresh: bool,
     /// Progress receiver.
     pub progress: Option<ProgressFn>,
+    /// When set, the run commits at the next checkpoint and stops (graceful shutdown).
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for SyncOptions {
@@ -235,7 +237,7 @@ pub(crate) fn actor() -> String {
     format!("{user}@{host}")
 }
 
-const LEASE_TTL_SECS: i64 = 300;
+const DEFAULT_LEASE_TTL_SECS: u64 = 300;
 
 /// Run one sync of `name`. Returns the run record, also when streams failed (its
 /// `outcome` says so); returns an error when the run could not start.
@@ -249,24 +251,41 @@ pub async fn sync_connection(
     let source = conn.build_source(project, registry).await?;
     let started_at = Utc::now();
     let run_id = inlet_lake::layout::new_run_id(started_at);
+    let ttl = conn.config.lease_ttl_secs.unwrap_or(DEFAULT_LEASE_TTL_SECS);
     let lease = Lease::acquire(
         conn.storage.clone(),
         name,
         &run_id,
-        chrono::Duration::seconds(LEASE_TTL_SECS),
+        chrono::Duration::seconds(ttl as i64),
     )
     .await
     .map_err(|e| conn.lake_error(e))?;
-    run_with_lease(
-        project,
-        &conn,
-        source,
-        &run_id,
-        started_at,
-        options,
-        Arc::new(Mutex::new(lease)),
-    )
-    .await
+    let lease = Arc::new(Mutex::new(lease));
+    // Renew the lease while the run goes on, so that only a dead holder's lease lapses.
+    let renewer = tokio::spawn({
+        let lease = lease.clone();
+        let connection = name.to_string();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(ttl * 1000 / 3)).await;
+                if let Err(e) = lease.lock().await.renew().await {
+                    tracing::error!(connection, error = %e, "could not renew the lease; another process may take the connection over");
+                    break;
+                }
+            }
+        }
+    });
+    let result = run_with_lease(project, &conn, source, &run_id, started_at, options).await;
+    renewer.abort();
+    let _ = renewer.await;
+    if let Ok(lease) = Arc::try_unwrap(lease) {
+        lease
+            .into_inner()
+            .release()
+            .await
+            .map_err(|e| conn.lake_error(e))?;
+    }
+    result
 }
 
 async fn run_with_lease(
@@ -276,7 +295,6 @@ async fn run_with_lease(
     run_id: &str,
     started_at: chrono::DateTime<Utc>,
     options: &SyncOptions,
-    lease: Arc<Mutex<Lease>>,
 ) -> Result<RunRecord, RuntimeError> {
     let store = StateStore::open(conn.storage.clone(), &conn.name)
         .await
@@ -299,22 +317,33 @@ async fn run_with_lease(
         let catalog = source.discover().await.map_err(|e| conn.source_error(None, e))?;
         let selected = select_streams(project, conn, &catalog, options)?;
         let mut failures = Vec::new();
+        let mut interrupted = false;
         for (stream, mode, cursor_field) in selected {
+            if stop_requested(&options.stop) {
+                interrupted = true;
+                break;
+            }
             tracing::info!(connection = %conn.name, stream = %stream, mode = %mode, run_id, "syncing stream");
             let stats = Arc::new(Mutex::new(StreamRunStats { mode: mode.to_string(), ..Default::default() }));
             let runner = StreamRun {
                 conn,
                 source: source.clone(),
                 store: store.clone(),
-                lease: lease.clone(),
                 stats: stats.clone(),
                 run_id,
                 stream: stream.clone(),
                 progress: options.progress.clone(),
                 rows_read: Default::default(),
+                stop: options.stop.clone(),
             };
             let result = runner.run(mode, cursor_field).await;
             let mut s = stats.lock().await.clone();
+            if let Err(RuntimeError::Interrupted { .. }) = &result {
+                tracing::info!(connection = %conn.name, stream = %stream, "stopped at a checkpoint");
+                interrupted = true;
+                record.streams.insert(stream, s);
+                break;
+            }
             if let Err(e) = &result {
                 tracing::error!(connection = %conn.name, stream = %stream, error = %e, "stream failed");
                 s.error = Some(e.to_string());
@@ -322,17 +351,24 @@ async fn run_with_lease(
             }
             record.streams.insert(stream, s);
         }
-        Ok::<_, RuntimeError>(failures)
+        Ok::<_, RuntimeError>((failures, interrupted))
     }
     .await;
 
     record.finished_at = Some(Utc::now());
     let result = match outcome {
-        Ok(failures) if failures.is_empty() => {
+        Ok((failures, true)) => {
+            record.outcome = "interrupted".into();
+            if !failures.is_empty() {
+                record.error = Some(failures.join("; "));
+            }
+            Ok(())
+        }
+        Ok((failures, false)) if failures.is_empty() => {
             record.outcome = "succeeded".into();
             Ok(())
         }
-        Ok(failures) => {
+        Ok((failures, false)) => {
             record.outcome = "failed".into();
             record.error = Some(failures.join("; "));
             Ok(())
@@ -344,13 +380,6 @@ async fn run_with_lease(
         }
     };
     runs.save(&record).await.map_err(|e| conn.lake_error(e))?;
-    if let Ok(lease) = Arc::try_unwrap(lease) {
-        lease
-            .into_inner()
-            .release()
-            .await
-            .map_err(|e| conn.lake_error(e))?;
-    }
     result.map(|()| record)
 }
 
@@ -441,12 +470,17 @@ struct StreamRun<'a> {
     conn: &'a Connection,
     source: Arc<dyn Source>,
     store: Arc<Mutex<StateStore>>,
-    lease: Arc<Mutex<Lease>>,
     stats: Arc<Mutex<StreamRunStats>>,
     run_id: &'a str,
     stream: String,
     progress: Option<ProgressFn>,
     rows_read: std::sync::atomic::AtomicU64,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+fn stop_requested(stop: &Option<Arc<std::sync::atomic::AtomicBool>>) -> bool {
+    stop.as_ref()
+        .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 impl StreamRun<'_> {
@@ -556,7 +590,8 @@ impl StreamRun<'_> {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     writer.abort().await;
-                    if e.is_transient() && attempt < max_retries {
+                    let interrupted = matches!(e, RuntimeError::Interrupted { .. });
+                    if e.is_transient() && !interrupted && attempt < max_retries {
                         attempt += 1;
                         self.stats.lock().await.retries += 1;
                         let wait = Duration::from_millis(500 * 2u64.pow(attempt.min(6)));
@@ -603,7 +638,11 @@ impl StreamRun<'_> {
                     writer.note_checkpoint(&value);
                     last_checkpoint = Some(value);
                     rows_since_checkpoint = 0;
-                    if writer.pending_bytes() >= commit_bytes || last_commit.elapsed() >= interval {
+                    let stopping = stop_requested(&self.stop);
+                    if stopping
+                        || writer.pending_bytes() >= commit_bytes
+                        || last_commit.elapsed() >= interval
+                    {
                         let cp = last_checkpoint.take();
                         self.commit(writer, partition, cp.clone(), false, multi)
                             .await?;
@@ -611,6 +650,11 @@ impl StreamRun<'_> {
                             *resume = cp;
                         }
                         last_commit = Instant::now();
+                    }
+                    if stopping {
+                        return Err(RuntimeError::Interrupted {
+                            connection: self.conn.name.clone(),
+                        });
                     }
                 }
                 ReadEvent::Skipped(skipped) => {
@@ -714,16 +758,6 @@ impl StreamRun<'_> {
         state: StreamState,
         pending: Vec<inlet_lake::StagedObject>,
     ) -> Result<(), RuntimeError> {
-        {
-            let mut lease = self.lease.lock().await;
-            let age = Utc::now() - lease.info().acquired_at;
-            let left = lease.info().expires_at - Utc::now();
-            if left < chrono::Duration::seconds(LEASE_TTL_SECS * 2 / 3)
-                || age < chrono::Duration::zero()
-            {
-                lease.renew().await.map_err(|e| self.lake(e))?;
-            }
-        }
         let mut store = self.store.lock().await;
         store
             .commit(Change {

@@ -1,0 +1,285 @@
+//! `inlet daemon`: runs every scheduled connection on its schedule, a bounded number at a
+//! time, serves `/metrics` and `/healthz`, and shuts down gracefully: on a stop request
+//! each run in flight commits at its next checkpoint and ends; nothing is lost and the
+//! next start resumes.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use inlet_core::Registry;
+use inlet_lake::RunRecord;
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
+
+use crate::{
+    Project, RuntimeError, SyncOptions, metrics::Metrics, schedule::Schedule, sync_connection,
+};
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Connections running at once, across all connections (default 4).
+    pub max_concurrent: usize,
+    /// Where to serve `/metrics` and `/healthz` (none: no server).
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long to wait for runs to reach a checkpoint after a stop request.
+    pub shutdown_timeout: Duration,
+    /// Only these connections (default: every connection with a schedule).
+    pub connections: Vec<String>,
+}
+
+/// What to do when a run overran one or more due times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedRuns {
+    /// Skip them: the next run is at the next due time after now.
+    #[default]
+    Skip,
+    /// Run once right away to catch up, then follow the schedule.
+    CatchUp,
+}
+
+/// A stop request, shared with signal handlers.
+#[derive(Debug, Default, Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Stop {
+    /// Ask everything to stop at the next checkpoint.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether a stop was requested.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// The flag given to syncs.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        if self.requested() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+struct Slot {
+    name: String,
+    schedule: Schedule,
+    missed: MissedRuns,
+    jitter: Duration,
+    next_due: DateTime<Utc>,
+    running: bool,
+    failures: u32,
+}
+
+fn jitter(max: Duration) -> chrono::Duration {
+    if max.is_zero() {
+        return chrono::Duration::zero();
+    }
+    let nanos = u128::from(std::process::id()) * 7919 + Utc::now().timestamp_subsec_nanos() as u128;
+    let ms = (nanos % max.as_millis().max(1)) as i64;
+    chrono::Duration::milliseconds(ms)
+}
+
+/// Run the daemon until `stop` is requested. Returns when every run has ended (or the
+/// shutdown timeout passed).
+pub async fn run_daemon(
+    project: Arc<Project>,
+    registry: Arc<Registry>,
+    options: DaemonOptions,
+    stop: Stop,
+) -> Result<(), RuntimeError> {
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let mut slots = Vec::new();
+    let now = Utc::now();
+    for (name, conn) in &project.file.connections {
+        if !options.connections.is_empty() && !options.connections.contains(name) {
+            continue;
+        }
+        let Some(text) = &conn.schedule else { continue };
+        let schedule = Schedule::parse(text)
+            .map_err(|m| project.error_at(&["connections", name, "schedule"], m))?;
+        let jitter_max = Duration::from_secs(conn.jitter_secs.unwrap_or(0));
+        let first = schedule.next_after(now) + jitter(jitter_max);
+        metrics.lock().await.register(name);
+        slots.push(Slot {
+            name: name.clone(),
+            schedule,
+            missed: conn.missed_runs.unwrap_or_default(),
+            jitter: jitter_max,
+            next_due: first,
+            running: false,
+            failures: 0,
+        });
+    }
+    if slots.is_empty() {
+        return Err(RuntimeError::Config {
+            location: project.path.display().to_string(),
+            message: "no connection has a `schedule`: nothing for the daemon to run".into(),
+        });
+    }
+    if let Some(addr) = options.metrics_addr {
+        crate::metrics::serve(addr, metrics.clone(), stop.clone())
+            .await
+            .map_err(|e| RuntimeError::Config {
+                location: "--metrics-addr".into(),
+                message: format!("cannot listen on {addr}: {e}"),
+            })?;
+    }
+    tracing::info!(connections = slots.len(), "daemon started");
+    let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
+    let (done_tx, mut done_rx) =
+        mpsc::unbounded_channel::<(usize, Result<RunRecord, RuntimeError>)>();
+    let mut in_flight = 0usize;
+
+    loop {
+        if stop.requested() {
+            break;
+        }
+        let now = Utc::now();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if slot.running || slot.next_due > now {
+                continue;
+            }
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            slot.running = true;
+            in_flight += 1;
+            let (project, registry, done_tx, name) = (
+                project.clone(),
+                registry.clone(),
+                done_tx.clone(),
+                slot.name.clone(),
+            );
+            let sync_options = SyncOptions {
+                stop: Some(stop.flag()),
+                ..Default::default()
+            };
+            tracing::info!(connection = %name, due = %slot.next_due, "starting a scheduled run");
+            tokio::spawn(async move {
+                let result = sync_connection(&project, &registry, &name, &sync_options).await;
+                drop(permit);
+                let _ = done_tx.send((i, result));
+            });
+        }
+        let next = slots
+            .iter()
+            .filter(|s| !s.running)
+            .map(|s| s.next_due)
+            .min();
+        let sleep = next
+            .map(|n| (n - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            Some((i, result)) = done_rx.recv() => {
+                in_flight -= 1;
+                finish(&mut slots[i], result, &metrics).await;
+            }
+            _ = stop.wait() => {}
+        }
+    }
+
+    tracing::info!(
+        runs = in_flight,
+        "stopping: runs in flight commit at their next checkpoint"
+    );
+    let deadline = tokio::time::Instant::now() + options.shutdown_timeout;
+    while in_flight > 0 {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some((i, result))) => {
+                in_flight -= 1;
+                finish(&mut slots[i], result, &metrics).await;
+            }
+            _ => {
+                tracing::warn!(
+                    runs = in_flight,
+                    "shutdown timeout: leaving runs mid-way (their uncommitted data is discarded by the next run)"
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn finish(
+    slot: &mut Slot,
+    result: Result<RunRecord, RuntimeError>,
+    metrics: &Mutex<Metrics>,
+) {
+    slot.running = false;
+    let now = Utc::now();
+    let mut m = metrics.lock().await;
+    match &result {
+        Ok(record) => {
+            m.record_run(&slot.name, record);
+            if record.outcome == "failed" {
+                slot.failures += 1;
+            } else if record.outcome == "succeeded" {
+                slot.failures = 0;
+            }
+            tracing::info!(connection = %slot.name, run_id = %record.run_id, outcome = %record.outcome, rows = record.rows(), "run ended");
+        }
+        Err(RuntimeError::Busy(e)) => {
+            m.record_skip(&slot.name, "busy");
+            tracing::info!(connection = %slot.name, reason = %e, "skipped: another process holds the connection");
+        }
+        Err(e) => {
+            m.record_error(&slot.name);
+            slot.failures += 1;
+            tracing::error!(connection = %slot.name, error = %e, "run failed");
+        }
+    }
+    m.set_failing(&slot.name, slot.failures);
+    // The next due time after the one that just ran.
+    let mut next = slot.schedule.next_after(slot.next_due) + jitter(slot.jitter);
+    if next <= now {
+        next = match slot.missed {
+            MissedRuns::CatchUp => now,
+            MissedRuns::Skip => slot.schedule.next_after(now) + jitter(slot.jitter),
+        };
+    }
+    if slot.failures >= 3 {
+        // A connection that keeps failing is retried with growing pauses, not in a loop.
+        let pause = chrono::Duration::seconds(30 * 2i64.pow((slot.failures - 3).min(7)));
+        tracing::warn!(connection = %slot.name, failures = slot.failures, pause_secs = pause.num_seconds(), "connection keeps failing; pausing it");
+        next = next.max(now + pause);
+    }
+    slot.next_due = next;
+}
+
+/// The names of connections and their next due time, for `inlet daemon --dry-run`.
+pub fn plan(
+    project: &Project,
+    from: DateTime<Utc>,
+) -> Result<BTreeMap<String, DateTime<Utc>>, RuntimeError> {
+    let mut out = BTreeMap::new();
+    for (name, conn) in &project.file.connections {
+        if let Some(text) = &conn.schedule {
+            let s = Schedule::parse(text)
+                .map_err(|m| project.error_at(&["connections", name, "schedule"], m))?;
+            out.insert(name.clone(), s.next_after(from));
+        }
+    }
+    Ok(out)
+}
