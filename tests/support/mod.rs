@@ -203,7 +203,7 @@ pub fn outside_python() -> Option<String> {
     ];
     for py in candidates.into_iter().flatten() {
         let ok = Command::new(&py)
-            .args(["-c", "import duckdb, pyarrow"])
+            .args(["-c", "import duckdb, pyarrow, prometheus_client"])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
