@@ -69,10 +69,10 @@ rm -rf "$work/lake"
 bytes=$(stat -c %s "$input")
 /usr/bin/time -v "$bin" --project "$work/inlet.toml" --json sync bench > "$work/run.json" 2> "$work/time.txt"
 rows=$(python3 -c "import json; print(json.load(open('$work/run.json'))['streams']['events']['rows'])")
-wall=$(grep 'Elapsed (wall clock)' "$work/time.txt" | awk '{print $NF}')
-rss_kb=$(grep 'Maximum resident set size' "$work/time.txt" | awk '{print $NF}')
-user=$(grep 'User time' "$work/time.txt" | awk '{print $NF}')
-sys=$(grep 'System time' "$work/time.txt" | awk '{print $NF}')
+wall=$(grep -a 'Elapsed (wall clock)' "$work/time.txt" | awk '{print $NF}')
+rss_kb=$(grep -a 'Maximum resident set size' "$work/time.txt" | awk '{print $NF}')
+user=$(grep -a 'User time' "$work/time.txt" | awk '{print $NF}')
+sys=$(grep -a 'System time' "$work/time.txt" | awk '{print $NF}')
 if [ "${LAKE:-local}" = s3 ]; then out_bytes=$(du -sb "$work/s3/lake/raw/bench" | cut -f1); else out_bytes=$(du -sb "$work/lake/bench" | cut -f1); fi
 python3 - <<PY
 wall = "$wall".split(":"); secs = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall)))

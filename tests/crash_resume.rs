@@ -162,20 +162,6 @@ fn a_crash_at_each_step_of_a_commit_is_repaired_by_the_next_run() {
     }
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else if !e.file_name().to_string_lossy().starts_with('.') {
-            out.push(e.path());
-        }
-    }
-    out
-}
 
 #[test]
 fn memory_stays_bounded_by_batch_size_not_input_size() {

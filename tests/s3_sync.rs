@@ -251,20 +251,6 @@ fn a_process_killed_during_multipart_uploads_lands_every_row_once_after_a_rerun(
     drop(server.runtime);
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
 
 #[test]
 fn a_wrong_secret_or_a_missing_bucket_is_a_clear_error_without_the_secret() {

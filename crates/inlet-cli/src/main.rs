@@ -90,6 +90,9 @@ enum Command {
         /// At most this many runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only runs with this outcome (succeeded, failed, interrupted, running).
+        #[arg(long)]
+        outcome: Option<String>,
     },
 }
 
@@ -397,7 +400,11 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                 .await?;
             Ok(exit::OK)
         }
-        Command::Runs { connection, limit } => {
+        Command::Runs {
+            connection,
+            limit,
+            outcome,
+        } => {
             let project = Project::load(&cli.project)?;
             let mut all = Vec::new();
             let names: Vec<String> = match connection {
@@ -407,13 +414,17 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             for name in names {
                 let conn = Connection::open(&project, &name).await?;
                 let runs = inlet_lake::RunStore::new(conn.storage.clone());
+                let fetch = if outcome.is_some() { usize::MAX } else { *limit };
                 all.extend(
-                    runs.list(Some(&name), *limit)
+                    runs.list(Some(&name), fetch)
                         .await
                         .map_err(|e| conn.lake_error(e))?,
                 );
             }
-            all.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+            all.retain(|r| outcome.as_ref().is_none_or(|o| &r.outcome == o));
+            all.sort_by(|a, b| {
+                (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id))
+            });
             all.truncate(*limit);
             out.runs(&all)?;
             Ok(exit::OK)

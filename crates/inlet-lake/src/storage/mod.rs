@@ -100,16 +100,17 @@ pub trait Storage: Send + Sync + Debug {
     /// Prove the lake can be written: by default put, read back and delete a small
     /// object. Errors say what is missing (bucket, permission, region, credentials).
     async fn probe(&self) -> Result<(), LakeError> {
-        let key = format!(
-            "{}/probe/{}",
-            crate::layout::META,
-            uuid::Uuid::now_v7().simple()
-        );
-        self.put(&key, Bytes::from_static(b"inlet probe")).await?;
-        self.get(&key).await?;
-        self.delete(&key).await
+        probe_roundtrip(self).await
     }
     /// Staged objects of one source still waiting (for garbage collection by the holder
     /// of the source's lease).
     async fn list_staged(&self, source: &str) -> Result<Vec<StagedObject>, LakeError>;
+}
+
+/// Put, read back and delete a small probe object: the write test of `inlet check`.
+pub(crate) async fn probe_roundtrip<S: Storage + ?Sized>(storage: &S) -> Result<(), LakeError> {
+    let key = format!("{}/probe/{}", crate::layout::META, uuid::Uuid::now_v7().simple());
+    storage.put(&key, Bytes::from_static(b"inlet probe")).await?;
+    storage.get(&key).await?;
+    storage.delete(&key).await
 }
