@@ -162,7 +162,6 @@ fn a_crash_at_each_step_of_a_commit_is_repaired_by_the_next_run() {
     }
 }
 
-
 #[test]
 fn memory_stays_bounded_by_batch_size_not_input_size() {
     // 300 MB of JSON lines; the sync's peak RSS must stay far below the input size.

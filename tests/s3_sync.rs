@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::{collections::HashSet, fs, io::Write, path::Path, process::Stdio, time::Instant};
+use std::{collections::HashSet, fs, io::Write, process::Stdio, time::Instant};
 
 use support::*;
 
@@ -250,7 +250,6 @@ fn a_process_killed_during_multipart_uploads_lands_every_row_once_after_a_rerun(
     assert!(left.is_empty(), "uploads left behind: {left:?}");
     drop(server.runtime);
 }
-
 
 #[test]
 fn a_wrong_secret_or_a_missing_bucket_is_a_clear_error_without_the_secret() {

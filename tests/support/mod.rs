@@ -238,7 +238,9 @@ pub fn python(py: &str, code: &str) -> String {
 /// Every file under `dir` (not hidden), recursively.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else { return out };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries.flatten() {
         if e.path().is_dir() {
             out.extend(walk(&e.path()));

@@ -414,7 +414,11 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             for name in names {
                 let conn = Connection::open(&project, &name).await?;
                 let runs = inlet_lake::RunStore::new(conn.storage.clone());
-                let fetch = if outcome.is_some() { usize::MAX } else { *limit };
+                let fetch = if outcome.is_some() {
+                    usize::MAX
+                } else {
+                    *limit
+                };
                 all.extend(
                     runs.list(Some(&name), fetch)
                         .await
@@ -422,9 +426,7 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                 );
             }
             all.retain(|r| outcome.as_ref().is_none_or(|o| &r.outcome == o));
-            all.sort_by(|a, b| {
-                (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id))
-            });
+            all.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
             all.truncate(*limit);
             out.runs(&all)?;
             Ok(exit::OK)

@@ -109,8 +109,14 @@ pub trait Storage: Send + Sync + Debug {
 
 /// Put, read back and delete a small probe object: the write test of `inlet check`.
 pub(crate) async fn probe_roundtrip<S: Storage + ?Sized>(storage: &S) -> Result<(), LakeError> {
-    let key = format!("{}/probe/{}", crate::layout::META, uuid::Uuid::now_v7().simple());
-    storage.put(&key, Bytes::from_static(b"inlet probe")).await?;
+    let key = format!(
+        "{}/probe/{}",
+        crate::layout::META,
+        uuid::Uuid::now_v7().simple()
+    );
+    storage
+        .put(&key, Bytes::from_static(b"inlet probe"))
+        .await?;
     storage.get(&key).await?;
     storage.delete(&key).await
 }
