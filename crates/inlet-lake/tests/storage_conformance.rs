@@ -26,6 +26,9 @@ use s3s::{
     service::S3ServiceBuilder,
 };
 
+/// The landing comparison measures time: the tests of this file run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const AK: &str = "inlet-test-access";
 const SK: &str = "inlet-test-secret-do-not-print";
 
@@ -289,18 +292,21 @@ async fn conformance(s: Arc<dyn Storage>) {
 
 #[tokio::test]
 async fn local_directory_passes_the_storage_conformance_suite() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     conformance(Arc::new(LocalStorage::new(dir.path()).unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_passes_the_storage_conformance_suite() {
+    let _serial = SERIAL.lock().await;
     let server = start_server(None).await;
     conformance(s3(&server).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_and_a_missing_bucket_are_named_and_the_secret_is_not_printed() {
+    let _serial = SERIAL.lock().await;
     let server = start_server(None).await;
     let wrong = "wrong-secret-value-1234";
     let s: Arc<dyn Storage> = Arc::new(
@@ -342,6 +348,7 @@ async fn a_wrong_secret_and_a_missing_bucket_are_named_and_the_secret_is_not_pri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_500s_and_slowdowns_are_retried_without_loss() {
+    let _serial = SERIAL.lock().await;
     for (op, slow_down) in [
         ("UploadPart", false),
         ("PutObject", true),
@@ -381,6 +388,7 @@ async fn injected_500s_and_slowdowns_are_retried_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn landing_on_s3_costs_at_most_a_small_factor_of_landing_on_disk() {
+    let _serial = SERIAL.lock().await;
     use arrow_array::{Int64Array, RecordBatch, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     let schema = Arc::new(Schema::new(vec![
