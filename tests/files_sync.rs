@@ -375,3 +375,45 @@ fn discover_reports_inferred_schemas_and_connectors_lists_files() {
     let spec: serde_json::Value = serde_json::from_str(&p.ok(&["spec", "files"])).unwrap();
     assert_eq!(spec["additionalProperties"], false);
 }
+
+#[test]
+fn an_unterminated_last_line_waits_until_it_is_complete_or_the_file_has_settled() {
+    let p = TestProject::new(STREAMS);
+    let live = p.data("clicks/live.jsonl");
+    fs::write(
+        &live,
+        "{\"event_id\": 1}\n{\"event_id\": 2}\n{\"event_id\": 3, \"pa",
+    )
+    .unwrap();
+    let run = p.sync_json(&[]);
+    assert_eq!(
+        run["streams"]["clicks"]["rows"], 2,
+        "a half-written line is not read"
+    );
+    let mut f = fs::OpenOptions::new().append(true).open(&live).unwrap();
+    writeln!(f, "ge\": \"/x\"}}\n{{\"event_id\": 4}}").unwrap();
+    drop(f);
+    let run = p.sync_json(&[]);
+    assert_eq!(
+        run["streams"]["clicks"]["rows"], 2,
+        "the completed line and the next one"
+    );
+    let rows = rows_as_text(&p.lake().join("c/clicks"), "event_id");
+    assert_eq!(rows.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(rows[&3]["page"], "/x");
+
+    // A finished export without a final newline: read in full once it has settled.
+    let old = p.data("clicks/old.jsonl");
+    fs::write(&old, "{\"event_id\": 10}\n{\"event_id\": 11}").unwrap();
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 2);
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 0);
+}

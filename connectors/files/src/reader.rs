@@ -289,6 +289,7 @@ impl ReadJob {
             w.line,
             w.offset == 0,
         );
+        reader.hold_partial_line = recently_modified(&w.found.mark);
         loop {
             let mut rows: Vec<Row> = Vec::with_capacity(self.batch_rows);
             let mut skipped = Vec::new();
@@ -390,6 +391,21 @@ struct RecordReader {
     offset: u64,
     /// Lines consumed so far.
     line: u64,
+    /// Leave an unterminated last line unread (the file may still be being written).
+    hold_partial_line: bool,
+}
+
+/// How long after its last modification a file counts as finished: an unterminated last
+/// line of a file modified more recently is left for the next run (it may be half
+/// written); in an older file it is read as a complete record.
+pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn recently_modified(mark: &FileMark) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    now - mark.mtime_ns < SETTLE.as_nanos() as i128
 }
 
 enum Inner {
@@ -425,6 +441,7 @@ impl RecordReader {
             buf: Vec::new(),
             offset,
             line,
+            hold_partial_line: false,
         }
     }
 
@@ -443,6 +460,10 @@ impl RecordReader {
             self.buf.clear();
             let n = lines.read_until(b'\n', &mut self.buf)?;
             if n == 0 {
+                return Ok(None);
+            }
+            if self.hold_partial_line && !self.buf.ends_with(b"\n") {
+                // The last line of a file still being written: leave it for the next run.
                 return Ok(None);
             }
             self.offset += n as u64;
