@@ -351,6 +351,18 @@ impl ReadJob {
         // size read, so the rest is read next time.
         mark.size = reader.offset;
         mark.lines = reader.line;
+        // If the file grew while it was read and was read to its end, its mtime is now
+        // newer than the listing's: record that one, or the next run would think the file
+        // was rewritten and read it again in full.
+        if let Ok(meta) = std::fs::metadata(&w.found.path)
+            && meta.len() == reader.offset
+            && let Some(mtime) = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        {
+            mark.mtime_ns = mtime.as_nanos() as i128;
+        }
         self.state.files.insert(w.found.rel.clone(), mark);
         send(tx, ReadEvent::Checkpoint(self.checkpoint(None)))?;
         Ok(())

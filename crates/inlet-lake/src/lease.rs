@@ -20,6 +20,10 @@ pub struct LeaseInfo {
     pub acquired_at: DateTime<Utc>,
     /// When it lapses unless renewed.
     pub expires_at: DateTime<Utc>,
+    /// The holder's PID namespace (`pid:[inode]`), so a process only judges holders whose
+    /// PIDs it can see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
 }
 
 /// A held lease. Release it when the run ends; a crashed holder's lease lapses.
@@ -42,16 +46,25 @@ fn holder() -> String {
     format!("{}:{}", host(), std::process::id())
 }
 
-/// Whether `holder` names a process on this host that no longer exists (it was killed):
-/// its lease need not be waited out.
-fn holder_is_dead_here(holder: &str) -> bool {
-    let Some((h, pid)) = holder.rsplit_once(':') else {
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Whether the holder is a process on this host, in our PID namespace, that no longer
+/// exists (it was killed): its lease need not be waited out. Holders we cannot see (other
+/// hosts, other containers) are only ever taken over when their lease expires.
+fn holder_is_dead_here(info: &LeaseInfo) -> bool {
+    let Some((h, pid)) = info.holder.rsplit_once(':') else {
         return false;
     };
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
+    let same_namespace = info.pid_namespace.is_some() && info.pid_namespace == pid_namespace();
     h == host()
+        && same_namespace
         && pid != std::process::id()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -71,6 +84,7 @@ impl Lease {
             run_id: run_id.to_string(),
             acquired_at: now,
             expires_at: now + ttl,
+            pid_namespace: pid_namespace(),
         };
         let bytes = Bytes::from(
             serde_json::to_vec_pretty(&info).map_err(|e| LakeError::Invalid(e.to_string()))?,
@@ -80,7 +94,7 @@ impl Lease {
             Some((existing, version)) => {
                 let held: Option<LeaseInfo> = serde_json::from_slice(&existing).ok();
                 match held {
-                    Some(h) if h.expires_at > now && holder_is_dead_here(&h.holder) => {
+                    Some(h) if h.expires_at > now && holder_is_dead_here(&h) => {
                         tracing::warn!(connection, holder = %h.holder, run_id = %h.run_id, "taking over the lease of a process on this host that no longer runs");
                         Precondition::Matches(version)
                     }

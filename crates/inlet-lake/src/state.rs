@@ -215,6 +215,9 @@ impl StateStore {
 
     /// Commit a change: history entry, then state, then publish its files.
     pub async fn commit(&mut self, change: Change) -> Result<HistoryEntry, LakeError> {
+        // The previous commit's files must be visible before its entry stops being the
+        // one that lists them; otherwise a later garbage collection would drop them.
+        self.publish_pending().await?;
         let entry = HistoryEntry {
             seq: self.current.seq + 1,
             at: Utc::now(),
@@ -226,28 +229,41 @@ impl StateStore {
         };
         let bytes =
             serde_json::to_vec_pretty(&entry).map_err(|e| LakeError::Invalid(e.to_string()))?;
-        self.storage
-            .put_if(
-                &layout::history_key(&self.connection, entry.seq),
-                Bytes::from(bytes),
-                Precondition::Absent,
-            )
-            .await
-            .map_err(|e| match e {
-                LakeError::Conflict { resource, .. } => LakeError::Conflict {
-                    resource,
-                    message: format!(
-                        "state version {} was committed by another process; reload and retry",
-                        entry.seq
-                    ),
-                },
-                other => other,
-            })?;
+        let key = layout::history_key(&self.connection, entry.seq);
+        let created = self
+            .storage
+            .put_if(&key, Bytes::from(bytes.clone()), Precondition::Absent)
+            .await;
+        if let Err(e) = created {
+            // A retried request whose first attempt succeeded also answers "exists":
+            // the entry is ours if it holds exactly our bytes.
+            let ours = matches!(e, LakeError::Conflict { .. })
+                && self
+                    .storage
+                    .get(&key)
+                    .await?
+                    .is_some_and(|(b, _)| b[..] == bytes[..]);
+            if !ours {
+                return Err(match e {
+                    LakeError::Conflict { resource, .. } => LakeError::Conflict {
+                        resource,
+                        message: format!(
+                            "state version {} was committed by another process; reload and retry",
+                            entry.seq
+                        ),
+                    },
+                    other => other,
+                });
+            }
+        }
         crate::failpoint("after-history");
         let next = apply(&self.current, &entry);
         self.write_state(next).await?;
         crate::failpoint("after-state");
-        self.publish_pending().await?;
+        // Committed: a failure to publish now is finished by the next commit or reload.
+        if let Err(e) = self.publish_pending().await {
+            tracing::warn!(connection = %self.connection, seq = entry.seq, error = %e, "committed, but publishing its files failed; the next commit or run publishes them");
+        }
         Ok(entry)
     }
 
@@ -289,7 +305,8 @@ impl StateStore {
         Ok(state.streams)
     }
 
-    async fn read_entry(&self, seq: u64) -> Result<Option<HistoryEntry>, LakeError> {
+    /// The history entry `seq`, if it exists.
+    pub async fn read_entry(&self, seq: u64) -> Result<Option<HistoryEntry>, LakeError> {
         let key = layout::history_key(&self.connection, seq);
         match self.storage.get(&key).await? {
             Some((bytes, _)) => Ok(Some(parse_entry(&key, &bytes)?)),
@@ -305,10 +322,19 @@ impl StateStore {
             Some(v) => Precondition::Matches(v.clone()),
             None => Precondition::Absent,
         };
-        let version = self
+        let version = match self
             .storage
-            .put_if(&key, Bytes::from(bytes), condition)
-            .await?;
+            .put_if(&key, Bytes::from(bytes.clone()), condition)
+            .await
+        {
+            Ok(v) => v,
+            // A retried request whose first attempt succeeded: the object holds our bytes.
+            Err(LakeError::Conflict { resource, message }) => match self.storage.get(&key).await? {
+                Some((b, v)) if b[..] == bytes[..] => v,
+                _ => return Err(LakeError::Conflict { resource, message }),
+            },
+            Err(e) => return Err(e),
+        };
         self.current = next;
         self.version = Some(version);
         Ok(())
@@ -424,5 +450,36 @@ mod tests {
         let s = StateStore::open(storage, "c").await.unwrap();
         assert_eq!(s.current().seq, 2);
         assert_eq!(s.stream("x").cursor, Some(json!(2)));
+    }
+
+    #[tokio::test]
+    async fn files_a_commit_could_not_publish_are_never_dropped_by_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()).unwrap());
+        let mut s = StateStore::open(storage.clone(), "c").await.unwrap();
+        let mut up = storage
+            .stage("c/st/extracted_at=2026-01-01/part-r-00000.parquet")
+            .await
+            .unwrap();
+        up.write(Bytes::from_static(b"data")).await.unwrap();
+        let staged = up.finish().await.unwrap();
+        // Make publishing fail: the staged file is briefly out of reach.
+        let from = dir.path().join(&staged.staging);
+        let aside = dir.path().join("aside");
+        std::fs::rename(&from, &aside).unwrap();
+        let mut first = change("st", json!(1));
+        first.pending = vec![staged.clone()];
+        s.commit(first).await.unwrap();
+        assert_eq!(s.current().pending, vec![staged.clone()]);
+        // The next commit must not replace the unpublished list.
+        assert!(s.commit(change("st", json!(2))).await.is_err());
+        assert_eq!(s.current().pending, vec![staged.clone()]);
+        std::fs::rename(&aside, &from).unwrap();
+        s.commit(change("st", json!(2))).await.unwrap();
+        assert_eq!(
+            storage.list("c/").await.unwrap().len(),
+            1,
+            "published before moving on"
+        );
     }
 }

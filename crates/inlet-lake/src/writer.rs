@@ -95,6 +95,7 @@ pub struct StreamWriter {
     open: Option<OpenFile>,
     staged: Vec<StagedObject>,
     next_file: u32,
+    partition: usize,
     last_cursor: Option<Value>,
 }
 
@@ -110,7 +111,7 @@ impl std::fmt::Debug for StreamWriter {
 }
 
 impl StreamWriter {
-    /// A writer for `source`/`stream` in run `run_id`. `file_offset` makes file names of
+    /// A writer for `source`/`stream` in run `run_id`. `partition` makes file names of
     /// several writers of one stream (parallel partitions) distinct.
     pub fn new(
         storage: Arc<dyn Storage>,
@@ -118,7 +119,7 @@ impl StreamWriter {
         stream: &str,
         run_id: &str,
         options: WriterOptions,
-        file_offset: u32,
+        partition: usize,
     ) -> Self {
         StreamWriter {
             storage,
@@ -128,7 +129,8 @@ impl StreamWriter {
             options,
             open: None,
             staged: Vec::new(),
-            next_file: file_offset,
+            next_file: 0,
+            partition,
             last_cursor: None,
         }
     }
@@ -244,14 +246,15 @@ impl StreamWriter {
         input_schema: SchemaRef,
         date: NaiveDate,
     ) -> Result<(), LakeError> {
-        let key = layout::data_file(
-            &self.source,
-            &self.stream,
-            date,
-            &self.run_id,
-            self.next_file,
-        );
-        self.next_file += 1;
+        // Partitions of one run write side by side: their index keeps names distinct.
+        let tag = match self.partition {
+            0 => self.run_id.clone(),
+            p => format!("{}-p{p}", self.run_id),
+        };
+        let key = layout::data_file(&self.source, &self.stream, date, &tag, self.next_file);
+        self.next_file = self.next_file.checked_add(1).ok_or_else(|| {
+            LakeError::Invalid(format!("{}: more than 2^32 files in one run", self.stream))
+        })?;
         let schema = lineage_schema(&input_schema)?;
         let level =
             ZstdLevel::try_new(self.options.zstd_level).map_err(|e| LakeError::Parquet {

@@ -180,9 +180,11 @@ pub async fn run_daemon(
                 let _ = done_tx.send((i, result));
             });
         }
+        // Slots already due are waiting for a permit: a finishing run (done_rx) frees one.
+        let now = Utc::now();
         let next = slots
             .iter()
-            .filter(|s| !s.running)
+            .filter(|s| !s.running && s.next_due > now)
             .map(|s| s.next_due)
             .min();
         let sleep = next

@@ -262,20 +262,26 @@ pub async fn sync_connection(
     .map_err(|e| conn.lake_error(e))?;
     let lease = Arc::new(Mutex::new(lease));
     // Renew the lease while the run goes on, so that only a dead holder's lease lapses.
+    let lease_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let renewer = tokio::spawn({
         let lease = lease.clone();
+        let lost = lease_lost.clone();
         let connection = name.to_string();
         async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(ttl * 1000 / 3)).await;
                 if let Err(e) = lease.lock().await.renew().await {
-                    tracing::error!(connection, error = %e, "could not renew the lease; another process may take the connection over");
+                    tracing::error!(connection, error = %e, "could not renew the lease; this run stops before its next commit");
+                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
                     break;
                 }
             }
         }
     });
-    let result = run_with_lease(project, &conn, source, &run_id, started_at, options).await;
+    let result = run_with_lease(
+        project, &conn, source, &run_id, started_at, options, lease_lost,
+    )
+    .await;
     renewer.abort();
     let _ = renewer.await;
     if let Ok(lease) = Arc::try_unwrap(lease) {
@@ -295,6 +301,7 @@ async fn run_with_lease(
     run_id: &str,
     started_at: chrono::DateTime<Utc>,
     options: &SyncOptions,
+    lease_lost: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<RunRecord, RuntimeError> {
     let store = StateStore::open(conn.storage.clone(), &conn.name)
         .await
@@ -335,6 +342,7 @@ async fn run_with_lease(
                 progress: options.progress.clone(),
                 rows_read: Default::default(),
                 stop: options.stop.clone(),
+                lease_lost: lease_lost.clone(),
             };
             let result = runner.run(mode, cursor_field).await;
             let mut s = stats.lock().await.clone();
@@ -476,6 +484,7 @@ struct StreamRun<'a> {
     progress: Option<ProgressFn>,
     rows_read: std::sync::atomic::AtomicU64,
     stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+    lease_lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn stop_requested(stop: &Option<Arc<std::sync::atomic::AtomicBool>>) -> bool {
@@ -569,16 +578,13 @@ impl StreamRun<'_> {
         mut resume: Option<Value>,
         multi: bool,
     ) -> Result<(), RuntimeError> {
-        let file_offset = u32::try_from(index)
-            .unwrap_or(u32::MAX / 100_000)
-            .saturating_mul(100_000);
         let mut writer = StreamWriter::new(
             self.conn.storage.clone(),
             &self.conn.name,
             &self.stream,
             self.run_id,
             self.conn.writer.clone(),
-            file_offset,
+            index,
         );
         let max_retries = self.conn.config.max_retries.unwrap_or(3);
         let mut attempt = 0u32;
@@ -758,8 +764,15 @@ impl StreamRun<'_> {
         state: StreamState,
         pending: Vec<inlet_lake::StagedObject>,
     ) -> Result<(), RuntimeError> {
+        if self.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(self.lake(inlet_lake::LakeError::Invalid(format!(
+                "connection `{}`: the lease was lost (another process may have taken over); nothing after the last commit was landed",
+                self.conn.name
+            ))));
+        }
         let mut store = self.store.lock().await;
-        store
+        let attempted = store.current().seq + 1;
+        let result = store
             .commit(Change {
                 action: StateAction::Checkpoint,
                 actor: "sync".into(),
@@ -767,8 +780,22 @@ impl StreamRun<'_> {
                 changes: BTreeMap::from([(self.stream.clone(), Some(state))]),
                 pending,
             })
-            .await
-            .map_err(|e| self.lake(e))?;
+            .await;
+        if let Err(e) = result {
+            // The commit point may have been passed before the error (the state write
+            // or a response was lost): if our entry is there, the commit happened, and
+            // reading again from the older resume point would land rows twice.
+            store.reload().await.map_err(|e| self.lake(e))?;
+            let ours = store
+                .read_entry(attempted)
+                .await
+                .map_err(|e| self.lake(e))?
+                .is_some_and(|entry| entry.run_id.as_deref() == Some(self.run_id));
+            if !ours {
+                return Err(self.lake(e));
+            }
+            tracing::warn!(connection = %self.conn.name, stream = %self.stream, seq = attempted, error = %e, "the commit went through despite an error");
+        }
         Ok(())
     }
 }

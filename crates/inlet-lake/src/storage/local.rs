@@ -303,7 +303,13 @@ impl StagedUpload for LocalUpload {
             .file
             .into_inner()
             .map_err(|e| LakeError::io(path.clone(), e.into_error()))?;
-        file.sync_all().map_err(|e| LakeError::io(path, e))?;
+        file.sync_all()
+            .map_err(|e| LakeError::io(path.clone(), e))?;
+        // The staged file's directory entry must survive a power loss too: a commit
+        // will list it.
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir).map_err(|e| LakeError::io(path, e))?;
+        }
         Ok(StagedObject {
             final_key: self.final_key,
             staging: self.staging,

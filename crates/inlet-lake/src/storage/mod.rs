@@ -107,7 +107,8 @@ pub trait Storage: Send + Sync + Debug {
     async fn list_staged(&self, source: &str) -> Result<Vec<StagedObject>, LakeError>;
 }
 
-/// Put, read back and delete a small probe object: the write test of `inlet check`.
+/// Put, read back and delete a small probe object (the write test of `inlet check`), and
+/// prove that conditional writes are honoured: state and leases rely on them.
 pub(crate) async fn probe_roundtrip<S: Storage + ?Sized>(storage: &S) -> Result<(), LakeError> {
     let key = format!(
         "{}/probe/{}",
@@ -118,5 +119,21 @@ pub(crate) async fn probe_roundtrip<S: Storage + ?Sized>(storage: &S) -> Result<
         .put(&key, Bytes::from_static(b"inlet probe"))
         .await?;
     storage.get(&key).await?;
-    storage.delete(&key).await
+    storage.delete(&key).await?;
+    let cond = format!("{key}-conditional");
+    storage
+        .put_if(&cond, Bytes::from_static(b"1"), Precondition::Absent)
+        .await?;
+    let second = storage
+        .put_if(&cond, Bytes::from_static(b"2"), Precondition::Absent)
+        .await;
+    storage.delete(&cond).await?;
+    match second {
+        Err(LakeError::Conflict { .. }) => Ok(()),
+        Ok(_) => Err(LakeError::Invalid(format!(
+            "{}: the store ignores conditional writes (If-None-Match: *); inlet's state and leases need them",
+            storage.url()
+        ))),
+        Err(e) => Err(e),
+    }
 }
