@@ -417,3 +417,20 @@ fn an_unterminated_last_line_waits_until_it_is_complete_or_the_file_has_settled(
     let run = p.sync_json(&[]);
     assert_eq!(run["streams"]["clicks"]["rows"], 0);
 }
+
+#[test]
+fn an_unterminated_last_csv_row_of_a_file_being_written_waits_for_the_next_run() {
+    let p = TestProject::new(STREAMS);
+    let path = p.data("exports/live.csv");
+    fs::write(&path, "id,name\n1,alice\n2,bo").unwrap();
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["orders"]["rows"], 1);
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    writeln!(f, "b\n3,carol").unwrap();
+    drop(f);
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["orders"]["rows"], 2);
+    let rows = rows_as_text(&p.lake().join("c/orders"), "id");
+    assert_eq!(rows[&2]["name"], "bob");
+    assert_eq!(rows[&3]["name"], "carol");
+}

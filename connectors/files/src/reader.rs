@@ -279,6 +279,15 @@ impl ReadJob {
         if self.format == FileFormat::Csv && header.is_none() {
             header = Some(read_csv_header(&w.found.path, self.delimiter)?);
         }
+        let hold = recently_modified(&w.found.mark);
+        // A CSV file still being written: read up to its last complete line only.
+        let limit = if hold && self.format == FileFormat::Csv {
+            complete_lines_end(&mut file)
+                .map_err(|e| SourceError::io(display.clone(), e))?
+                .saturating_sub(w.offset)
+        } else {
+            u64::MAX
+        };
         file.seek(SeekFrom::Start(w.offset))
             .map_err(|e| SourceError::io(display.clone(), e))?;
         let mut reader = RecordReader::new(
@@ -288,8 +297,9 @@ impl ReadJob {
             w.offset,
             w.line,
             w.offset == 0,
+            limit,
         );
-        reader.hold_partial_line = recently_modified(&w.found.mark);
+        reader.hold_partial_line = hold;
         loop {
             let mut rows: Vec<Row> = Vec::with_capacity(self.batch_rows);
             let mut skipped = Vec::new();
@@ -412,6 +422,26 @@ struct RecordReader {
 /// written); in an older file it is read as a complete record.
 pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The byte offset just after the last newline of the file (its length if it ends with
+/// one, 0 if it has none).
+fn complete_lines_end(file: &mut File) -> std::io::Result<u64> {
+    use std::io::Read;
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 fn recently_modified(mark: &FileMark) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -422,10 +452,12 @@ fn recently_modified(mark: &FileMark) -> bool {
 
 enum Inner {
     Json(BufReader<File>),
-    Csv(csv::Reader<File>),
+    Csv(csv::Reader<std::io::Take<File>>),
 }
 
 impl RecordReader {
+    /// `limit`: bytes of the file to read from `offset` (CSV; JSON lines hold back a
+    /// partial last line by themselves).
     fn new(
         format: FileFormat,
         delimiter: u8,
@@ -433,6 +465,7 @@ impl RecordReader {
         offset: u64,
         line: u64,
         at_start: bool,
+        limit: u64,
     ) -> Self {
         let inner = match format {
             FileFormat::Jsonl => Inner::Json(BufReader::with_capacity(1 << 20, file)),
@@ -442,7 +475,7 @@ impl RecordReader {
                     .has_headers(false)
                     .flexible(true)
                     .buffer_capacity(1 << 20)
-                    .from_reader(file),
+                    .from_reader(std::io::Read::take(file, limit)),
             ),
         };
         RecordReader {
