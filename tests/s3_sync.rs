@@ -49,7 +49,25 @@ fn start_server() -> Server {
                     let _ = hyper_util::server::conn::auto::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
                     )
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        // Each request runs in a task of its own, so a client that
+                        // disconnects (a killed process) does not cancel it half way: S3
+                        // finishes a request it received, while s3s-fs alone would drop a
+                        // CompleteMultipartUpload mid-way together with its connection.
+                        hyper::service::service_fn(
+                            move |req: hyper::Request<hyper::body::Incoming>| {
+                                let service = service.clone();
+                                async move {
+                                    tokio::spawn(async move {
+                                        service.call(req.map(s3s::Body::from)).await
+                                    })
+                                    .await
+                                    .expect("the request task")
+                                }
+                            },
+                        ),
+                    )
                     .await;
                 });
             }
