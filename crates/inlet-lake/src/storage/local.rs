@@ -65,6 +65,17 @@ impl LocalStorage {
         Ok(tmp)
     }
 
+    /// Replace the file at `path` atomically and durably: temp file, fsync, rename, fsync
+    /// of the directory.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> Result<Version, LakeError> {
+        let tmp = self.write_temp(path, bytes)?;
+        fs::rename(&tmp, path).map_err(|e| self.err(path, e))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir).map_err(|e| self.err(dir, e))?;
+        }
+        Ok(digest(bytes))
+    }
+
     fn lock_dir(&self, path: &Path) -> Result<fs::File, LakeError> {
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(|e| self.err(dir, e))?;
@@ -116,13 +127,7 @@ impl Storage for LocalStorage {
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> Result<Version, LakeError> {
-        let path = self.path(key)?;
-        let tmp = self.write_temp(&path, &bytes)?;
-        fs::rename(&tmp, &path).map_err(|e| self.err(&path, e))?;
-        if let Some(dir) = path.parent() {
-            sync_dir(dir).map_err(|e| self.err(dir, e))?;
-        }
-        Ok(digest(&bytes))
+        self.replace(&self.path(key)?, &bytes)
     }
 
     async fn put_if(
@@ -154,12 +159,7 @@ impl Storage for LocalStorage {
                 });
             }
         }
-        let tmp = self.write_temp(&path, &bytes)?;
-        fs::rename(&tmp, &path).map_err(|e| self.err(&path, e))?;
-        if let Some(dir) = path.parent() {
-            sync_dir(dir).map_err(|e| self.err(dir, e))?;
-        }
-        Ok(digest(&bytes))
+        self.replace(&path, &bytes)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {

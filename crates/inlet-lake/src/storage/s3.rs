@@ -359,18 +359,7 @@ impl Storage for S3Storage {
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> Result<Version, LakeError> {
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.options.bucket)
-            .key(self.full_key(key))
-            .body(ByteStream::from(bytes))
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.kms_key())
-            .send()
-            .await
-            .map_err(|e| self.error("PutObject", key, e))?;
-        Ok(Version(out.e_tag().unwrap_or_default().to_string()))
+        self.put_object(key, bytes, None).await
     }
 
     async fn put_if(
@@ -379,23 +368,7 @@ impl Storage for S3Storage {
         bytes: Bytes,
         condition: Precondition,
     ) -> Result<Version, LakeError> {
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(&self.options.bucket)
-            .key(self.full_key(key))
-            .body(ByteStream::from(bytes))
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.kms_key());
-        req = match condition {
-            Precondition::Absent => req.if_none_match("*"),
-            Precondition::Matches(v) => req.if_match(v.0),
-        };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| self.error("PutObject (conditional)", key, e))?;
-        Ok(Version(out.e_tag().unwrap_or_default().to_string()))
+        self.put_object(key, bytes, Some(condition)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
@@ -613,6 +586,30 @@ impl Storage for S3Storage {
 }
 
 impl S3Storage {
+    /// PutObject, with `If-None-Match: *` or `If-Match` when a condition is given.
+    async fn put_object(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        condition: Option<Precondition>,
+    ) -> Result<Version, LakeError> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.options.bucket)
+            .key(self.full_key(key))
+            .body(ByteStream::from(bytes))
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.kms_key());
+        let (req, op) = match condition {
+            None => (req, "PutObject"),
+            Some(Precondition::Absent) => (req.if_none_match("*"), "PutObject (conditional)"),
+            Some(Precondition::Matches(v)) => (req.if_match(v.0), "PutObject (conditional)"),
+        };
+        let out = req.send().await.map_err(|e| self.error(op, key, e))?;
+        Ok(Version(out.e_tag().unwrap_or_default().to_string()))
+    }
+
     fn sse(&self) -> Option<aws_sdk_s3::types::ServerSideEncryption> {
         match &self.options.sse {
             Some(ServerSideEncryption::S3) => Some(aws_sdk_s3::types::ServerSideEncryption::Aes256),
