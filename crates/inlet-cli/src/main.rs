@@ -165,6 +165,7 @@ mod exit {
 fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(Arc::new(inlet_connector_files::FilesConnector));
+    r.register(Arc::new(inlet_connector_postgres::PostgresConnector));
     r
 }
 

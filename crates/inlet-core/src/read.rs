@@ -20,6 +20,9 @@ pub struct ReadRequest {
     pub cursor_field: Option<String>,
     /// The stream's committed state: `None` on a first sync and on a full refresh.
     pub state: Option<Value>,
+    /// The stream's committed state whatever the mode, for a source that compares runs
+    /// (a schema recorded last time). Never a resume point: a full refresh starts over.
+    pub previous: Option<Value>,
     /// A hint for the number of rows per batch; sources SHOULD stay near it so memory is
     /// bounded by batch size.
     pub batch_rows: usize,

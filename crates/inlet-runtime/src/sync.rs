@@ -503,6 +503,7 @@ impl StreamRun<'_> {
                 SyncMode::Incremental => current.cursor.clone(),
                 SyncMode::FullRefresh => None,
             },
+            previous: current.cursor.clone(),
             batch_rows: self.conn.config.batch_rows.unwrap_or(8192),
         };
         // Resume a partitioned read in flight, or plan a new one.

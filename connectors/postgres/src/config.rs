@@ -1,0 +1,251 @@
+//! The `postgres` connector's `config` table.
+
+use inlet_core::{SourceError, secret::SecretValue};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Where and how to read.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgConfig {
+    /// Host of the replica (a hot standby).
+    pub host: String,
+    /// Port (default 5432).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Database name.
+    pub database: String,
+    /// Role to log in as (give it `pg_read_all_data` or SELECT on the tables).
+    pub user: String,
+    /// Password: a literal, `${env:NAME}` or `${file:PATH}`. Never printed.
+    #[serde(default)]
+    pub password: Option<SecretValue>,
+    /// TLS: `disable`, `prefer` (default), `require` (encrypted, certificate not checked)
+    /// or `verify_full` (certificate checked against `ssl_root_cert` or the web PKI roots,
+    /// host name checked).
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+    /// PEM file of the CA that signed the server certificate (for `verify_full`).
+    #[serde(default)]
+    pub ssl_root_cert: Option<String>,
+    /// Read from a primary anyway. Off by default: inlet refuses a server that is not in
+    /// recovery, so that a sync never loads production.
+    #[serde(default)]
+    pub allow_primary: bool,
+    /// The replay lag above which a sync waits (or fails, see `on_replay_lag`); default 300.
+    #[serde(default = "default_max_lag")]
+    pub max_replay_lag_secs: u64,
+    /// `wait` (default: poll until the lag is under the limit, up to `replay_lag_wait_secs`)
+    /// or `fail`.
+    #[serde(default)]
+    pub on_replay_lag: LagPolicy,
+    /// How long to wait for the lag to come down before failing (default 600).
+    #[serde(default = "default_lag_wait")]
+    pub replay_lag_wait_secs: u64,
+    /// Server-side limit for one statement, seconds (default 900). Chunks are short, so a
+    /// statement running this long is stuck.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_secs: u64,
+    /// Seconds to wait for a connection (default 10).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// `application_name` of inlet's sessions (default `inlet/<connection>`).
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Tables to offer as streams, as `schema.table` patterns (`*` matches any run of
+    /// characters); default: every table and view outside the system schemas.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Patterns of tables to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Rows per primary-key range of a full read (default 500000). Each range is one
+    /// short read-only statement, retried on its own.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: u64,
+    /// Incremental by a timestamp or date cursor: re-read this many seconds before the
+    /// saved cursor, for rows committed late (default 60). Rows in the window may land
+    /// again in the next run; none is missed.
+    #[serde(default = "default_lookback_secs")]
+    pub lookback_secs: u64,
+    /// Incremental by an integer cursor: re-read this many values before the saved cursor
+    /// (default 0; raise it when ids are allocated long before their rows commit).
+    #[serde(default)]
+    pub lookback_values: u64,
+    /// `decimal` (default: numeric(p,s) as Decimal128/256, unconstrained numeric as text)
+    /// or `text` (every numeric as its exact text).
+    #[serde(default)]
+    pub numeric: NumericPolicy,
+    /// `list` (default: one-dimensional arrays as Arrow lists) or `text` (Postgres'
+    /// array text, which keeps any dimensions and lower bounds).
+    #[serde(default)]
+    pub arrays: ArrayPolicy,
+    /// When a table's columns change between runs: `evolve` (default: land the new shape,
+    /// record the change in the stream's state) or `fail` (stop with the change listed).
+    #[serde(default)]
+    pub on_schema_change: SchemaChangePolicy,
+}
+
+/// TLS mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it.
+    #[default]
+    Prefer,
+    /// TLS or fail; the certificate is not checked.
+    Require,
+    /// TLS with the certificate and host name checked.
+    VerifyFull,
+}
+
+/// What to do when the replica is behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LagPolicy {
+    /// Wait for it to catch up.
+    #[default]
+    Wait,
+    /// Fail the sync.
+    Fail,
+}
+
+/// How numerics land.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NumericPolicy {
+    /// Decimal128/256 where the precision is declared.
+    #[default]
+    Decimal,
+    /// Exact text.
+    Text,
+}
+
+/// How arrays land.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrayPolicy {
+    /// Arrow lists.
+    #[default]
+    List,
+    /// Postgres text form.
+    Text,
+}
+
+/// What a schema change does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChangePolicy {
+    /// Land the new shape and record the change.
+    #[default]
+    Evolve,
+    /// Stop.
+    Fail,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+fn default_max_lag() -> u64 {
+    300
+}
+fn default_lag_wait() -> u64 {
+    600
+}
+fn default_statement_timeout() -> u64 {
+    900
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_chunk_rows() -> u64 {
+    500_000
+}
+fn default_lookback_secs() -> u64 {
+    60
+}
+
+/// Parse and check a config without I/O.
+pub fn parse(config: &Value) -> Result<PgConfig, SourceError> {
+    let cfg: PgConfig = serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        SourceError::config(field, e.into_inner())
+    })?;
+    if cfg.host.trim().is_empty() {
+        return Err(SourceError::config("host", "must not be empty"));
+    }
+    if cfg.database.trim().is_empty() {
+        return Err(SourceError::config("database", "must not be empty"));
+    }
+    if cfg.user.trim().is_empty() {
+        return Err(SourceError::config("user", "must not be empty"));
+    }
+    if cfg.chunk_rows == 0 {
+        return Err(SourceError::config("chunk_rows", "must be at least 1"));
+    }
+    if cfg.statement_timeout_secs == 0 {
+        return Err(SourceError::config(
+            "statement_timeout_secs",
+            "must be at least 1 (0 would disable the limit)",
+        ));
+    }
+    if cfg.ssl_root_cert.is_some() && cfg.ssl_mode != SslMode::VerifyFull {
+        return Err(SourceError::config(
+            "ssl_root_cert",
+            "is used only with ssl_mode = \"verify_full\"",
+        ));
+    }
+    for (field, patterns) in [("tables", &cfg.tables), ("exclude", &cfg.exclude)] {
+        for (i, p) in patterns.iter().enumerate() {
+            if !p.contains('.') {
+                return Err(SourceError::config(
+                    format!("{field}[{i}]"),
+                    format!("`{p}` must be `schema.table` (use `public.*` for a whole schema)"),
+                ));
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// Whether `name` (`schema.table`) matches a pattern where `*` is any run of characters.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse(&serde_json::json!({"host": "h", "database": "d", "user": "u", "prot": 1}))
+            .unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+        let e = parse(&serde_json::json!({"host": "h", "database": "d", "user": "u", "tables": ["orders"]}))
+            .unwrap_err();
+        assert!(e.to_string().contains("tables[0]"), "{e}");
+        let e = parse(&serde_json::json!({"host": "h", "database": "d", "user": "u", "ssl_mode": "sometimes"}))
+            .unwrap_err();
+        assert!(e.to_string().contains("ssl_mode"), "{e}");
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(matches("public.*", "public.orders"));
+        assert!(matches("*.orders", "sales.orders"));
+        assert!(!matches("public.order", "public.orders"));
+    }
+}

@@ -1,0 +1,393 @@
+//! Sessions on the replica: connecting, the replica guard, session settings, replay lag,
+//! and what Postgres errors mean for a sync.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use inlet_core::SourceError;
+use secrecy::ExposeSecret;
+use tokio_postgres::{Client, error::SqlState};
+
+use crate::config::{LagPolicy, PgConfig, SslMode};
+
+/// A checked, read-only session.
+#[derive(Debug)]
+pub struct Session {
+    /// The client.
+    pub client: Client,
+    /// Whether the server is a standby.
+    pub in_recovery: bool,
+}
+
+/// Everything needed to open sessions: the parsed config and the resolved password.
+#[derive(Clone)]
+pub struct Connect {
+    cfg: Arc<PgConfig>,
+    password: Option<secrecy::SecretString>,
+    application_name: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("resource", &self.resource())
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl Connect {
+    /// Resolve the password and TLS settings.
+    pub fn new(cfg: Arc<PgConfig>, connection: &str, base_dir: &Path) -> Result<Self, SourceError> {
+        let password = cfg
+            .password
+            .as_ref()
+            .map(|p| p.resolve("password", base_dir))
+            .transpose()?;
+        let tls = match cfg.ssl_mode {
+            SslMode::Disable => None,
+            mode => Some(tls_config(
+                mode,
+                cfg.ssl_root_cert.as_deref().map(|p| base_dir.join(p)),
+            )?),
+        };
+        let application_name = cfg
+            .application_name
+            .clone()
+            .unwrap_or_else(|| format!("inlet/{connection}"));
+        Ok(Connect {
+            cfg,
+            password,
+            application_name,
+            tls,
+        })
+    }
+
+    /// `host:port/database` for messages.
+    pub fn resource(&self) -> String {
+        format!(
+            "postgres {}:{}/{}",
+            self.cfg.host, self.cfg.port, self.cfg.database
+        )
+    }
+
+    /// The config.
+    pub fn config(&self) -> &PgConfig {
+        &self.cfg
+    }
+
+    /// Open a session and run the replica guard: refuse a primary unless allowed.
+    pub async fn open(&self) -> Result<Session, SourceError> {
+        let session = self.open_unguarded().await?;
+        if !session.in_recovery {
+            if !self.cfg.allow_primary {
+                return Err(SourceError::config(
+                    "host",
+                    format!(
+                        "{} is a primary (pg_is_in_recovery() is false). inlet reads hot standbys \
+                         only, so a sync never loads production: point `host` at a replica, or set \
+                         `allow_primary = true` to accept reading the primary",
+                        self.resource()
+                    ),
+                ));
+            }
+            tracing::warn!(resource = %self.resource(), "reading a primary because allow_primary = true");
+        }
+        Ok(session)
+    }
+
+    /// Open a session without the guard (for `check`, which reports instead of refusing).
+    pub async fn open_unguarded(&self) -> Result<Session, SourceError> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&self.cfg.host)
+            .port(self.cfg.port)
+            .dbname(&self.cfg.database)
+            .user(&self.cfg.user)
+            .application_name(&self.application_name)
+            .connect_timeout(Duration::from_secs(self.cfg.connect_timeout_secs))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            // Read-only, UTC, bounded statements, no waiting behind replayed locks.
+            .options(format!(
+                "-c default_transaction_read_only=on -c TimeZone=UTC -c statement_timeout={}s \
+                 -c lock_timeout=30s -c idle_in_transaction_session_timeout=300s \
+                 -c extra_float_digits=3 -c DateStyle=ISO -c IntervalStyle=postgres",
+                self.cfg.statement_timeout_secs
+            ));
+        if let Some(p) = &self.password {
+            pg.password(p.expose_secret().as_bytes());
+        }
+        let resource = self.resource();
+        let client = match &self.tls {
+            None => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, conn) = pg
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                spawn_connection(conn, resource.clone());
+                client
+            }
+            Some(tls) => {
+                pg.ssl_mode(match self.cfg.ssl_mode {
+                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                    _ => tokio_postgres::config::SslMode::Require,
+                });
+                let (client, conn) = pg.connect(tls.clone()).await.map_err(|e| self.error(e))?;
+                spawn_connection(conn, resource.clone());
+                client
+            }
+        };
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| self.error(e))?;
+        let in_recovery: bool = row.get(0);
+        Ok(Session {
+            client,
+            in_recovery,
+        })
+    }
+
+    /// The replica's replay lag in seconds (0 on a primary, or when all WAL received is
+    /// replayed).
+    pub async fn replay_lag(&self, session: &Session) -> Result<f64, SourceError> {
+        if !session.in_recovery {
+            return Ok(0.0);
+        }
+        let row = session
+            .client
+            .query_one(
+                "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT NULL \
+                             AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                        ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \
+                        END::float8",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.get(0))
+    }
+
+    /// Wait until the replay lag is under the limit, or fail, per `on_replay_lag`.
+    pub async fn wait_for_lag(&self, session: &Session) -> Result<f64, SourceError> {
+        let limit = self.cfg.max_replay_lag_secs as f64;
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(self.cfg.replay_lag_wait_secs);
+        loop {
+            let lag = self.replay_lag(session).await?;
+            if lag <= limit {
+                return Ok(lag);
+            }
+            let message = format!(
+                "{} is {lag:.0} s behind its primary, over max_replay_lag_secs = {}",
+                self.resource(),
+                self.cfg.max_replay_lag_secs
+            );
+            if self.cfg.on_replay_lag == LagPolicy::Fail
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Err(SourceError::Unavailable {
+                    resource: self.resource(),
+                    message: format!(
+                        "{message}; waited {} s (replay_lag_wait_secs). Check the replica's \
+                         replication, or raise the limit",
+                        self.cfg.replay_lag_wait_secs
+                    ),
+                });
+            }
+            tracing::warn!("{message}; waiting");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// What a Postgres error means for a sync: auth and config errors are permanent,
+    /// recovery conflicts and lost connections are transient.
+    pub fn error(&self, e: tokio_postgres::Error) -> SourceError {
+        classify(&self.resource(), &self.cfg.user, &e)
+    }
+}
+
+fn spawn_connection<S, T>(conn: tokio_postgres::Connection<S, T>, resource: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%resource, error = %e, "connection ended");
+        }
+    });
+}
+
+/// Whether an error is a hot-standby conflict or a lost session: the kind of failure a
+/// smaller chunk makes less likely.
+pub fn is_conflict(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::QUERY_CANCELED
+            || *c == SqlState::DATABASE_DROPPED
+    )
+}
+
+/// Classify a Postgres error.
+pub fn classify(resource: &str, user: &str, e: &tokio_postgres::Error) -> SourceError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let text = db.message();
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            return SourceError::Auth {
+                resource: resource.to_string(),
+                message: format!("{text}; check `user` (`{user}`) and `password`"),
+            };
+        }
+        if *code == SqlState::INVALID_CATALOG_NAME {
+            return SourceError::config("database", format!("{resource}: {text}"));
+        }
+        if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            return SourceError::Auth {
+                resource: resource.to_string(),
+                message: format!(
+                    "{text}; grant the role read access (e.g. `GRANT pg_read_all_data TO {user}`)"
+                ),
+            };
+        }
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE {
+            return SourceError::Other {
+                message: format!(
+                    "{resource}: hot-standby conflict: {text} (retrying from the last checkpoint \
+                     with a smaller chunk)"
+                ),
+                transient: true,
+            };
+        }
+        let class = code.code().get(..2).unwrap_or("");
+        let transient = matches!(class, "08" | "53" | "57" | "40" | "55" | "58");
+        if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
+            return SourceError::data(
+                resource,
+                format!("{text}: the table changed during the sync; the next run re-reads the catalog"),
+            );
+        }
+        return SourceError::Other {
+            message: format!("{resource}: {text} (SQLSTATE {})", code.code()),
+            transient,
+        };
+    }
+    if e.is_closed() {
+        return SourceError::Unavailable {
+            resource: resource.to_string(),
+            message: "the connection was closed by the server".into(),
+        };
+    }
+    // Connect errors, timeouts, I/O: show the error chain, which never holds the password.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !message.contains(&s_text) {
+            message.push_str(": ");
+            message.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    SourceError::Unavailable {
+        resource: resource.to_string(),
+        message: format!("{message}; check `host`, `port` and that the server accepts connections"),
+    }
+}
+
+fn tls_config(
+    mode: SslMode,
+    root_cert: Option<std::path::PathBuf>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, SourceError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SourceError::config("ssl_mode", e))?;
+    let config = if mode == SslMode::VerifyFull {
+        let mut roots = rustls::RootCertStore::empty();
+        match root_cert {
+            Some(path) => {
+                let pem = std::fs::read(&path).map_err(|e| {
+                    SourceError::config(
+                        "ssl_root_cert",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert.map_err(|e| {
+                        SourceError::config("ssl_root_cert", format!("{}: {e}", path.display()))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        SourceError::config("ssl_root_cert", format!("{}: {e}", path.display()))
+                    })?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// `require` and `prefer`: encrypted, certificate not checked (libpq's meaning).
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,723 @@
+//! The `postgres` source against a real primary and streaming hot standby.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod support;
+#[path = "support/postgres.rs"]
+mod pg;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    process::Output,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use arrow_array::{
+    Array, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Decimal256Array,
+    Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch,
+    StringArray, StructArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+};
+use arrow_schema::DataType;
+use pg::{PASSWORD, PgPair};
+use support::{TestProject, read_batches};
+
+/// A project with one `postgres` connection `c`.
+fn project(config: &str, connection_extra: &str, streams: &str) -> TestProject {
+    let p = TestProject::new("");
+    let text = format!(
+        "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"postgres\"\n{connection_extra}\n\n[connections.c.config]\n{config}\n{streams}"
+    );
+    fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p
+}
+
+fn run(p: &TestProject, args: &[&str]) -> Output {
+    p.command(args)
+        .env("INLET_TEST_PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap()
+}
+
+fn ok(p: &TestProject, args: &[&str]) -> String {
+    let out = run(p, args);
+    assert!(
+        out.status.success(),
+        "inlet {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(PASSWORD), "the password was printed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sync(p: &TestProject, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--json", "sync", "c"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&ok(p, &args)).unwrap()
+}
+
+fn stream_dir(p: &TestProject, stream: &str) -> std::path::PathBuf {
+    p.lake().join("c").join(stream)
+}
+
+fn ids_by_run(batches: &[RecordBatch], key: &str) -> BTreeMap<String, Vec<i64>> {
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for b in batches {
+        let ids = b.column_by_name(key).unwrap();
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        let runs = b.column_by_name("_inlet_run_id").unwrap();
+        let runs = runs.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            out.entry(runs.value(i).to_string())
+                .or_default()
+                .push(ids.value(i));
+        }
+    }
+    out
+}
+
+fn assert_no_duplicates_within_a_run(by_run: &BTreeMap<String, Vec<i64>>) {
+    for (run, ids) in by_run {
+        let set: BTreeSet<_> = ids.iter().collect();
+        assert_eq!(set.len(), ids.len(), "run {run} landed a row twice");
+    }
+}
+
+#[test]
+fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
+    let pair = PgPair::start("");
+    pair.create_db("shop");
+    pair.primary(
+        "shop",
+        "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text, updated_at timestamptz NOT NULL);
+         CREATE INDEX ON public.orders (updated_at);
+         INSERT INTO public.orders SELECT g, 'n' || g, '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, 1000) g;
+         CREATE TABLE public.events (id int, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         INSERT INTO public.events SELECT g, '2025-06-01'::date + (g % 400), 'e' FROM generate_series(1, 300) g;
+         CREATE VIEW public.big_orders AS SELECT * FROM public.orders WHERE id > 500;
+         ANALYZE;",
+    );
+    pair.wait_replay();
+
+    // The primary is refused, by check and by sync, naming the setting to change.
+    let p = project(&pair.config_toml(pair.primary_port, "shop"), "", "");
+    let out = run(&p, &["check", "c"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("is a primary"), "{text}");
+    let out = run(&p, &["sync", "c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a primary") && err.contains("allow_primary"), "{err}");
+    assert!(!p.lake().join("c").join("public.orders").exists());
+
+    // allow_primary reads it, with a warning.
+    let p = project(
+        &format!("{}allow_primary = true\n", pair.config_toml(pair.primary_port, "shop")),
+        "",
+        "",
+    );
+    let out = run(&p, &["sync", "c"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_primary"));
+
+    // The standby: check passes, discover lists the tables, the partitioned parent as one
+    // stream, and the view; sync lands them all.
+    let p = project(&pair.config_toml(pair.standby_port, "shop"), "", "");
+    let check = ok(&p, &["check", "c"]);
+    assert!(check.contains("replica"), "{check}");
+    let discovered: serde_json::Value =
+        serde_json::from_str(&ok(&p, &["--json", "discover", "c"])).unwrap();
+    let text = discovered.to_string();
+    assert!(text.contains("public.orders") && text.contains("public.events"), "{text}");
+    assert!(text.contains("public.big_orders"), "{text}");
+    assert!(!text.contains("events_2025"), "leaf partitions are read through their parent: {text}");
+    assert!(text.contains("updated_at"), "cursor candidates listed: {text}");
+    let report = sync(&p, &[]);
+    assert_eq!(report["streams"]["public.orders"]["rows"], 1000, "{report}");
+    assert_eq!(report["streams"]["public.events"]["rows"], 300, "{report}");
+    assert_eq!(report["streams"]["public.big_orders"]["rows"], 500, "{report}");
+}
+
+#[test]
+fn wrong_password_and_unreachable_host_fail_clearly() {
+    let pair = PgPair::start("");
+    let config = pair
+        .config_toml(pair.standby_port, "postgres")
+        .replace("${env:INLET_TEST_PGPASSWORD}", "${env:WRONG_PW}");
+    let p = project(&config, "max_retries = 0", "");
+    let out = p.command(&["sync", "c"]).env("WRONG_PW", "not-the-Password-42").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication failed") && err.contains("password"), "{err}");
+    assert!(!err.contains("not-the-Password-42"), "{err}");
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let p = project(&pair.config_toml(dead, "postgres"), "max_retries = 0", "");
+    let started = Instant::now();
+    let out = run(&p, &["sync", "c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{dead}")) && err.contains("host"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let p = project(
+        &pair.config_toml(pair.standby_port, "postgres").replace("database", "databse"),
+        "",
+        "",
+    );
+    let out = run(&p, &["sync", "c"]);
+    assert_eq!(out.status.code(), Some(2), "config errors exit 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("databse"));
+}
+
+/// Render an Arrow value as Postgres prints it (`TimeZone = UTC`, `DateStyle = ISO`).
+fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
+    if col.is_null(row) {
+        return None;
+    }
+    let any = col.as_any();
+    let trim_frac = |micros: i64| -> String {
+        if micros == 0 {
+            String::new()
+        } else {
+            format!(".{micros:06}").trim_end_matches('0').to_string()
+        }
+    };
+    Some(match col.data_type() {
+        DataType::Boolean => {
+            if any.downcast_ref::<BooleanArray>().unwrap().value(row) { "t" } else { "f" }.into()
+        }
+        DataType::Int16 => any.downcast_ref::<Int16Array>().unwrap().value(row).to_string(),
+        DataType::Int32 => any.downcast_ref::<Int32Array>().unwrap().value(row).to_string(),
+        DataType::Int64 => any.downcast_ref::<Int64Array>().unwrap().value(row).to_string(),
+        DataType::Float32 => float_text(f64::from(any.downcast_ref::<Float32Array>().unwrap().value(row))),
+        DataType::Float64 => float_text(any.downcast_ref::<Float64Array>().unwrap().value(row)),
+        DataType::Decimal128(_, _) => any.downcast_ref::<Decimal128Array>().unwrap().value_as_string(row),
+        DataType::Decimal256(_, _) => any.downcast_ref::<Decimal256Array>().unwrap().value_as_string(row),
+        DataType::Utf8 => any.downcast_ref::<StringArray>().unwrap().value(row).to_string(),
+        DataType::Binary => {
+            let b = any.downcast_ref::<BinaryArray>().unwrap().value(row);
+            format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        }
+        DataType::Date32 => {
+            let d = any.downcast_ref::<Date32Array>().unwrap().value(row);
+            match d {
+                i32::MAX => "infinity".into(),
+                i32::MIN => "-infinity".into(),
+                d => (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(d.into()))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            }
+        }
+        DataType::Time64(_) => {
+            let t = any.downcast_ref::<Time64MicrosecondArray>().unwrap().value(row);
+            let s = t / 1_000_000;
+            format!("{:02}:{:02}:{:02}{}", s / 3600, s / 60 % 60, s % 60, trim_frac(t % 1_000_000))
+        }
+        DataType::Timestamp(_, tz) => {
+            let t = any.downcast_ref::<TimestampMicrosecondArray>().unwrap().value(row);
+            match t {
+                i64::MAX => "infinity".into(),
+                i64::MIN => "-infinity".into(),
+                t => {
+                    let dt = chrono::DateTime::from_timestamp_micros(t).unwrap().naive_utc();
+                    format!(
+                        "{}{}{}",
+                        dt.format("%Y-%m-%d %H:%M:%S"),
+                        trim_frac(t.rem_euclid(1_000_000)),
+                        if tz.is_some() { "+00" } else { "" }
+                    )
+                }
+            }
+        }
+        DataType::Struct(_) => {
+            let s = any.downcast_ref::<StructArray>().unwrap();
+            let months = s.column(0).as_any().downcast_ref::<Int32Array>().unwrap().value(row);
+            let days = s.column(1).as_any().downcast_ref::<Int32Array>().unwrap().value(row);
+            let micros = s.column(2).as_any().downcast_ref::<Int64Array>().unwrap().value(row);
+            interval_text(months, days, micros)
+        }
+        DataType::List(_) => {
+            let l = any.downcast_ref::<ListArray>().unwrap();
+            let values = l.value(row);
+            let quote = matches!(values.data_type(), DataType::Utf8);
+            let items: Vec<String> = (0..values.len())
+                .map(|i| match pg_text(values.as_ref(), i) {
+                    None => "NULL".into(),
+                    Some(t)
+                        if quote
+                            && (t.is_empty()
+                                || t.eq_ignore_ascii_case("null")
+                                || t.contains([' ', ',', '"', '\\', '{', '}'])) =>
+                    {
+                        format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))
+                    }
+                    Some(t) => t,
+                })
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        other => panic!("no renderer for {other:?}"),
+    })
+}
+
+fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else {
+        format!("{f}")
+    }
+}
+
+fn interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n.abs() == 1 { "" } else { "s" });
+    let (y, m) = (months / 12, months % 12);
+    if y != 0 {
+        parts.push(plural(y.into(), "year"));
+    }
+    if m != 0 {
+        parts.push(plural(m.into(), "mon"));
+    }
+    if days != 0 {
+        parts.push(plural(days.into(), "day"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let a = micros.unsigned_abs();
+        let s = a / 1_000_000;
+        let frac = a % 1_000_000;
+        let frac = if frac == 0 { String::new() } else { format!(".{frac:06}").trim_end_matches('0').to_string() };
+        parts.push(format!("{sign}{:02}:{:02}:{:02}{frac}", s / 3600, s / 60 % 60, s % 60));
+    }
+    parts.join(" ")
+}
+
+#[test]
+fn type_corpus_lands_every_value_as_postgres_prints_it() {
+    let pair = PgPair::start("");
+    pair.create_db("types");
+    pair.primary(
+        "types",
+        r#"CREATE EXTENSION IF NOT EXISTS citext;
+        CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+        CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
+        CREATE TABLE corpus (
+          id int PRIMARY KEY,
+          c_int2 smallint, c_int4 integer, c_int8 bigint,
+          c_num numeric(12,2), c_num_wide numeric(60,10), c_num_free numeric,
+          c_real real, c_double double precision,
+          c_text text, c_varchar varchar(20), c_char char(5), c_citext citext,
+          c_bool boolean, c_bytea bytea, c_uuid uuid,
+          c_date date, c_time time, c_timetz timetz, c_ts timestamp, c_tstz timestamptz,
+          c_interval interval, c_json json, c_jsonb jsonb,
+          c_int_arr int[], c_text_arr text[], c_matrix int[][],
+          c_enum mood, c_domain posint,
+          c_inet inet, c_cidr cidr, c_mac macaddr, c_money money,
+          c_range int4range, c_tsv tsvector, c_point point, c_bit bit(4)
+        );
+        INSERT INTO corpus VALUES
+        (1, -32768, -2147483648, -9223372036854775808,
+         -9999999999.99, 12345678901234567890123456789012345678901234567890.0123456789, 3.14159265358979323846264338327950288419716939937510,
+         3.25, -0.1, 'héllo "world"', 'v', 'ab', 'MiXeD', true, '\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+         '2026-02-28', '23:59:59.999999', '12:34:56.5+05:30', '2026-11-24 01:02:03.000004', '1999-12-31 23:59:59.123456+00',
+         '1 year 2 mons 3 days 04:05:06.789', '{"b": [1, 2.50, null], "a": "x"}', '{"b": [1, 2.50, null], "a": "x"}',
+         '{1,NULL,3}', '{a,NULL,"b c"}', '{{1,2},{3,4}}',
+         'happy', 7, '192.168.1.5', '10.0.0.0/8', '08:00:2b:01:02:03', 1234.56,
+         '[1,10)', 'a fat cat', '(1.5,2)', B'1010'),
+        (2, 32767, 2147483647, 9223372036854775807,
+         0.05, -0.0000000001, 'NaN',
+         'NaN', 'Infinity', '', NULL, 'x', NULL, false, '', NULL,
+         'infinity', '00:00:00', '00:00:00+00', '-infinity', 'infinity',
+         '-3 days', '[]', '{}',
+         '{}', '{}', NULL,
+         'sad', 1, '::1', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff', -0.01,
+         'empty', '', '(0,0)', B'0000'),
+        (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, NULL, NULL),
+        (4, 0, 0, 0, 0, 0, '-1e-20', '-Infinity', 12345.678, 'line
+break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
+         '0001-01-01', '12:00:00', '23:00:00-11', '2000-01-01 00:00:00', '1970-01-01 00:00:00+00',
+         '00:00:00.000001', 'null', '"s"',
+         '{-1}', '{"",NULL}', '{{NULL}}',
+         'ok', 2147483647, '2001:db8::1/64', '192.168.0.0/16', '00:00:00:00:00:00', 0,
+         '(,5]', 'x:1A', '(-1,-1)', B'1111');"#,
+    );
+    pair.wait_replay();
+    let p = project(&pair.config_toml(pair.standby_port, "types"), "", "");
+    let report = sync(&p, &[]);
+    assert_eq!(report["streams"]["public.corpus"]["rows"], 4, "{report}");
+
+    let batches = read_batches(&stream_dir(&p, "public.corpus"));
+    let schema = batches[0].schema();
+    let ty = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
+    assert_eq!(ty("c_num"), DataType::Decimal128(12, 2));
+    assert_eq!(ty("c_num_wide"), DataType::Decimal256(60, 10));
+    assert_eq!(ty("c_num_free"), DataType::Utf8);
+    assert_eq!(ty("c_money"), DataType::Decimal128(19, 2));
+    assert_eq!(ty("c_domain"), DataType::Int32);
+    assert_eq!(ty("c_matrix"), DataType::Utf8);
+    assert_eq!(ty("c_bytea"), DataType::Binary);
+    assert!(matches!(ty("c_tstz"), DataType::Timestamp(_, Some(tz)) if &*tz == "UTC"));
+    assert!(matches!(ty("c_ts"), DataType::Timestamp(_, None)));
+    assert!(matches!(ty("c_int_arr"), DataType::List(f) if f.data_type() == &DataType::Int32));
+    assert!(matches!(ty("c_interval"), DataType::Struct(_)));
+    let mut compared = 0;
+    for field in schema.fields() {
+        let name = field.name();
+        if name.starts_with("_inlet") || name == "id" {
+            continue;
+        }
+        // The simple protocol returns each type's output text.
+        let expr = match name.as_str() {
+            "c_money" => format!("{name}::numeric"),
+            _ => name.to_string(),
+        };
+        let rows = pair.standby("types", &format!("SELECT id, {expr} FROM corpus ORDER BY id"));
+        for r in rows {
+            let id: i32 = r[0].as_deref().unwrap().parse().unwrap();
+            let expected = r[1].clone();
+            let mut found = None;
+            for b in &batches {
+                let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
+                for i in 0..b.num_rows() {
+                    if ids.value(i) == id {
+                        found = Some(pg_text(b.column_by_name(name).unwrap().as_ref(), i));
+                    }
+                }
+            }
+            let got = found.expect("row landed");
+            assert_eq!(got, expected, "column {name} row {id} ({})", field.data_type());
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 36 * 4);
+}
+
+#[test]
+fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing() {
+    let pair = Arc::new(PgPair::start(""));
+    pair.create_db("app");
+    pair.primary(
+        "app",
+        "CREATE TABLE items (id bigserial PRIMARY KEY, v int NOT NULL, note text,
+                             updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+         CREATE INDEX ON items (updated_at);
+         INSERT INTO items (v, note) SELECT g, repeat('x', g % 50) FROM generate_series(1, 60000) g;
+         CREATE TABLE plain (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO plain SELECT g, 0 FROM generate_series(1, 20000) g;
+         ANALYZE;",
+    );
+    pair.wait_replay();
+    let p = project(
+        &format!(
+            "{}chunk_rows = 7000\nlookback_secs = 5\n",
+            pair.config_toml(pair.standby_port, "app")
+        ),
+        "parallelism = 2\nbatch_rows = 2000",
+        "[connections.c.streams.\"public.items\"]\nmode = \"incremental\"\ncursor_field = \"updated_at\"\n\
+         [connections.c.streams.\"public.plain\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
+    );
+
+    // A writer inserts and updates on the primary during the syncs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let pair = pair.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                pair.primary(
+                    "app",
+                    &format!(
+                        "INSERT INTO items (v, note) SELECT {n}, 'new' FROM generate_series(1, 50);
+                         UPDATE items SET v = v + 1, updated_at = clock_timestamp() WHERE id % 997 = {};
+                         UPDATE plain SET v = v + 1 WHERE id % 499 = {};",
+                        n % 997,
+                        n % 499
+                    ),
+                );
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let first = sync(&p, &[]);
+    assert!(first["streams"]["public.items"]["rows"].as_u64().unwrap() >= 60000, "{first}");
+    assert_eq!(first["streams"]["public.plain"]["rows"], 20000, "{first}");
+    let second = sync(&p, &[]);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    pair.wait_replay();
+    let third = sync(&p, &[]);
+    let third_items = third["streams"]["public.items"]["rows"].as_u64().unwrap();
+    assert!(third_items < 20000, "an incremental run reads only recent changes: {third}");
+
+    // Items: no duplicate within a run; the newest landed version of each row equals the
+    // source; every source row landed.
+    let batches = read_batches(&stream_dir(&p, "public.items"));
+    assert_no_duplicates_within_a_run(&ids_by_run(&batches, "id"));
+    let mut newest: BTreeMap<i64, (i64, i32)> = BTreeMap::new();
+    for b in &batches {
+        let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+        let v = b.column_by_name("v").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
+        let at = b
+            .column_by_name("updated_at")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            let e = newest.entry(ids.value(i)).or_insert((i64::MIN, 0));
+            if at.value(i) >= e.0 {
+                *e = (at.value(i), v.value(i));
+            }
+        }
+    }
+    let source: BTreeMap<i64, (i64, i32)> = pair
+        .primary(
+            "app",
+            "SELECT id, (extract(epoch from updated_at) * 1000000)::int8, v FROM items",
+        )
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_deref().unwrap().parse().unwrap(),
+                (r[1].as_deref().unwrap().parse().unwrap(), r[2].as_deref().unwrap().parse().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(newest.len(), source.len(), "every row landed, none extra");
+    assert_eq!(newest, source, "the newest landed version of each row is the source's");
+
+    // Plain (xmin): same, by the newest run's value.
+    let batches = read_batches(&stream_dir(&p, "public.plain"));
+    assert_no_duplicates_within_a_run(&ids_by_run(&batches, "id"));
+    let runs: Vec<String> = [&first, &second, &third]
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut latest: BTreeMap<i64, (usize, i32)> = BTreeMap::new();
+    for b in &batches {
+        let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
+        let v = b.column_by_name("v").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
+        let run = b.column_by_name("_inlet_run_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            let order = runs.iter().position(|r| r == run.value(i)).unwrap();
+            let e = latest.entry(i64::from(ids.value(i))).or_insert((0, i32::MIN));
+            if order >= e.0 {
+                *e = (order, v.value(i));
+            }
+        }
+    }
+    let source: BTreeMap<i64, i32> = pair
+        .primary("app", "SELECT id, v FROM plain")
+        .into_iter()
+        .map(|r| (r[0].as_deref().unwrap().parse().unwrap(), r[1].as_deref().unwrap().parse().unwrap()))
+        .collect();
+    let landed: BTreeMap<i64, i32> = latest.into_iter().map(|(k, (_, v))| (k, v)).collect();
+    assert_eq!(landed, source);
+    let plain_third = third["streams"]["public.plain"]["rows"].as_u64().unwrap();
+    assert!(plain_third < 20000, "xmin reads only changed rows: {third}");
+
+    // Rows changed after the watermark and then frozen show xmin 2: VACUUM FREEZE moves
+    // relfrozenxid past the watermark, so the next xmin run re-reads the whole table
+    // instead of missing them.
+    pair.primary("app", "UPDATE plain SET v = v + 1000 WHERE id <= 10");
+    pair.primary("app", "VACUUM FREEZE plain");
+    pair.wait_replay();
+    let fourth = sync(&p, &[]);
+    assert_eq!(fourth["streams"]["public.plain"]["rows"], 20000, "{fourth}");
+    let changed: usize = read_batches(&stream_dir(&p, "public.plain"))
+        .iter()
+        .map(|b| {
+            let run = b.column_by_name("_inlet_run_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+            let v = b.column_by_name("v").unwrap().as_any().downcast_ref::<Int32Array>().unwrap().clone();
+            (0..b.num_rows())
+                .filter(|&i| run.value(i) == fourth["run_id"].as_str().unwrap() && v.value(i) >= 1000)
+                .count()
+        })
+        .sum();
+    assert_eq!(changed, 10, "the rows changed then frozen landed");
+    let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
+    let s = state["streams"]["public.items"]["cursor"].clone();
+    assert_eq!(s["method"], "cursor", "{state}");
+    assert!(s["value"].as_str().unwrap().ends_with('Z'), "{state}");
+    assert!(state["streams"]["public.plain"]["cursor"]["xmin"].as_i64().unwrap() > 0, "{state}");
+}
+
+/// Wait until inlet's COPY is running on the standby, then run `action` on the pair.
+fn during_copy(pair: &PgPair, action: impl FnOnce()) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = pair.standby(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'inlet/c' AND query LIKE 'COPY%' AND state = 'active'",
+        );
+        if rows[0][0].as_deref() != Some("0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sync's COPY never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    action();
+}
+
+#[test]
+fn a_recovery_conflict_and_a_killed_session_are_survived() {
+    let pair = Arc::new(PgPair::start("max_standby_streaming_delay = 200ms\n"));
+    pair.create_db("big");
+    pair.primary(
+        "big",
+        "CREATE TABLE big (id int PRIMARY KEY, pad text NOT NULL);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 1500000) g;
+         ANALYZE big;",
+    );
+    pair.wait_replay();
+    let p = project(
+        &format!("{}chunk_rows = 100000000\n", pair.config_toml(pair.standby_port, "big")),
+        "max_retries = 8",
+        "",
+    );
+
+    // A conflict: the primary deletes rows and vacuums them away while the standby's COPY
+    // still needs them; replay cancels the COPY after max_standby_streaming_delay.
+    let handle = {
+        let p_root = p.root().to_path_buf();
+        std::thread::spawn(move || {
+            let out = std::process::Command::new(support::BIN)
+                .arg("-p")
+                .arg(p_root.join("inlet.toml"))
+                .args(["--json", "sync", "c"])
+                .env("INLET_TEST_PGPASSWORD", PASSWORD)
+                .output()
+                .unwrap();
+            out
+        })
+    };
+    during_copy(&pair, || {
+        pair.primary("big", "DELETE FROM big WHERE id % 100 = 0; VACUUM big;");
+    });
+    let out = handle.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(report["streams"]["public.big"]["retries"].as_u64().unwrap() >= 1, "{report}\n{stderr}");
+    assert!(stderr.contains("conflict"), "{stderr}");
+    let batches = read_batches(&stream_dir(&p, "public.big"));
+    let by_run = ids_by_run(&batches, "id");
+    assert_eq!(by_run.len(), 1);
+    let ids: BTreeSet<i32> = batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int32Array>().unwrap().clone();
+            (0..a.len()).map(move |i| a.value(i))
+        })
+        .collect();
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(ids.len(), total, "no duplicates after the retry");
+    assert_eq!(total, 1_485_000, "the rows of the table as it is after the delete");
+
+    // A killed session: pg_terminate_backend mid-COPY.
+    let handle = {
+        let p_root = p.root().to_path_buf();
+        std::thread::spawn(move || {
+            std::process::Command::new(support::BIN)
+                .arg("-p")
+                .arg(p_root.join("inlet.toml"))
+                .args(["--json", "sync", "c", "--full-refresh"])
+                .env("INLET_TEST_PGPASSWORD", PASSWORD)
+                .output()
+                .unwrap()
+        })
+    };
+    during_copy(&pair, || {
+        pair.standby(
+            "postgres",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'inlet/c' AND query LIKE 'COPY%'",
+        );
+    });
+    let out = handle.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["streams"]["public.big"]["retries"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["streams"]["public.big"]["rows"], 1_485_000, "{report}");
+}
+
+#[test]
+fn schema_drift_is_recorded_or_stops_the_sync() {
+    let pair = PgPair::start("");
+    pair.create_db("drift");
+    pair.primary(
+        "drift",
+        "CREATE TABLE t (id int PRIMARY KEY, a int, b text);
+         INSERT INTO t SELECT g, g, 'b' FROM generate_series(1, 100) g;",
+    );
+    pair.wait_replay();
+    let base = pair.config_toml(pair.standby_port, "drift");
+    let p = project(&base, "", "");
+    sync(&p, &[]);
+    pair.primary(
+        "drift",
+        "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT '2026-01-01';
+         ALTER TABLE t DROP COLUMN b;
+         ALTER TABLE t ALTER COLUMN a TYPE bigint;",
+    );
+    pair.wait_replay();
+
+    // fail: stops, names every change, lands nothing.
+    fs::write(
+        p.root().join("inlet.toml"),
+        fs::read_to_string(p.root().join("inlet.toml"))
+            .unwrap()
+            .replace("ssl_mode = \"disable\"", "ssl_mode = \"disable\"\non_schema_change = \"fail\""),
+    )
+    .unwrap();
+    let out = run(&p, &["sync", "c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for change in ["`c` added", "`b` dropped", "`a` retyped from integer to bigint"] {
+        assert!(err.contains(change), "{change}: {err}");
+    }
+
+    // evolve: lands the new shape, records the change.
+    fs::write(
+        p.root().join("inlet.toml"),
+        fs::read_to_string(p.root().join("inlet.toml"))
+            .unwrap()
+            .replace("on_schema_change = \"fail\"", "on_schema_change = \"evolve\""),
+    )
+    .unwrap();
+    let report = sync(&p, &[]);
+    assert_eq!(report["streams"]["public.t"]["rows"], 100);
+    let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
+    let changes = state["streams"]["public.t"]["cursor"]["schema_changes"].to_string();
+    assert!(changes.contains("`c` added") && changes.contains("`b` dropped"), "{state}");
+    let batches = read_batches(&stream_dir(&p, "public.t"));
+    let last = batches.iter().find(|b| b.schema().field_with_name("c").is_ok()).unwrap();
+    assert_eq!(last.schema().field_with_name("a").unwrap().data_type(), &DataType::Int64);
+
+    // A dropped table: a clear error naming it.
+    pair.primary("drift", "ALTER TABLE t RENAME TO t2");
+    pair.wait_replay();
+    let p2 = project(&base, "", "[connections.c.streams.\"public.t\"]\nmode = \"full_refresh\"\n");
+    let out = run(&p2, &["sync", "c"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("public.t"));
+}
