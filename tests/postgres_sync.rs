@@ -73,14 +73,22 @@ fn stream_dir(p: &TestProject, stream: &str) -> std::path::PathBuf {
 fn ids_by_run(batches: &[RecordBatch], key: &str) -> BTreeMap<String, Vec<i64>> {
     let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for b in batches {
-        let ids = b.column_by_name(key).unwrap();
-        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        let col = b.column_by_name(key).unwrap();
+        let ids: Vec<i64> = match col.as_any().downcast_ref::<Int64Array>() {
+            Some(a) => a.values().to_vec(),
+            None => col
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .values()
+                .iter()
+                .map(|v| i64::from(*v))
+                .collect(),
+        };
         let runs = b.column_by_name("_inlet_run_id").unwrap();
         let runs = runs.as_any().downcast_ref::<StringArray>().unwrap();
-        for i in 0..b.num_rows() {
-            out.entry(runs.value(i).to_string())
-                .or_default()
-                .push(ids.value(i));
+        for (i, id) in ids.into_iter().enumerate() {
+            out.entry(runs.value(i).to_string()).or_default().push(id);
         }
     }
     out
@@ -419,7 +427,7 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         "CREATE TABLE items (id bigserial PRIMARY KEY, v int NOT NULL, note text,
                              updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
          CREATE INDEX ON items (updated_at);
-         INSERT INTO items (v, note) SELECT g, repeat('x', g % 50) FROM generate_series(1, 60000) g;
+         INSERT INTO items (v, note, updated_at) SELECT g, repeat('x', g % 50), now() - interval '1 hour' + g * interval '1 ms' FROM generate_series(1, 60000) g;
          CREATE TABLE plain (id int PRIMARY KEY, v int NOT NULL);
          INSERT INTO plain SELECT g, 0 FROM generate_series(1, 20000) g;
          ANALYZE;",
@@ -459,7 +467,9 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         })
     };
     let first = sync(&p, &[]);
-    assert!(first["streams"]["public.items"]["rows"].as_u64().unwrap() >= 60000, "{first}");
+    // Rows updated after the plan are left for the next run (their cursor is past the
+    // planned upper bound).
+    assert!(first["streams"]["public.items"]["rows"].as_u64().unwrap() > 55000, "{first}");
     assert_eq!(first["streams"]["public.plain"]["rows"], 20000, "{first}");
     let second = sync(&p, &[]);
     stop.store(true, Ordering::SeqCst);
@@ -612,7 +622,8 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
         })
     };
     during_copy(&pair, || {
-        pair.primary("big", "DELETE FROM big WHERE id % 100 = 0; VACUUM big;");
+        pair.primary("big", "DELETE FROM big WHERE id % 100 = 0");
+        pair.primary("big", "VACUUM big");
     });
     let out = handle.join().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

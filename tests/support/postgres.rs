@@ -104,7 +104,7 @@ impl PgPair {
             format!(
                 "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{sock}'\n\
                  wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\n\
-                 synchronous_commit = off\nfull_page_writes = off\nshared_buffers = 32MB\n\
+                 full_page_writes = off\nshared_buffers = 32MB\n\
                  max_connections = 40\nautovacuum = off\n",
                 pair.primary_port
             ),
@@ -294,7 +294,7 @@ impl PgPair {
 
     /// Wait until the standby has replayed everything the primary has written.
     pub fn wait_replay(&self) {
-        let lsn = self.scalar("postgres", "SELECT pg_current_wal_lsn()::text");
+        let lsn = self.scalar("postgres", "SELECT pg_current_wal_insert_lsn()::text");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let done = self.standby(

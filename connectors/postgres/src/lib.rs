@@ -806,7 +806,7 @@ impl Source for PostgresSource {
                     for t in tables.iter() {
                         let ok = session
                             .client
-                            .query_one("SELECT has_table_privilege($1, 'SELECT')", &[&t.oid])
+                            .query_one("SELECT has_table_privilege($1::oid, 'SELECT')", &[&t.oid])
                             .await
                             .map(|r| r.get::<_, bool>(0))
                             .unwrap_or(false);
