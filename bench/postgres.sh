@@ -93,5 +93,5 @@ for i in $(seq 1 "$RUNS"); do
     --value "{\"method\":\"cursor\",\"column\":\"updated_at\",\"value\":\"$wm\"}" > /dev/null
   bash "$ANCHORS/lib/update_rows.sh" psql "$PORT" "$TABLE" "$WORK/counter"
   rows=10000 measure "inlet incremental, 10k changed ($i)" "$BIN" -p "$WORK/inlet.toml" --json sync inc
-  grep -o '"rows":[0-9]*' "$WORK/out" | head -1
+  grep -o '"rows": [0-9]*' "$WORK/out" | head -1
 done

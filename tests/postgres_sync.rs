@@ -1,9 +1,9 @@
 //! The `postgres` source against a real primary and streaming hot standby.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod support;
 #[path = "support/postgres.rs"]
 mod pg;
+mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,9 +17,9 @@ use std::{
 };
 
 use arrow_array::{
-    Array, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Decimal256Array,
-    Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch,
-    StringArray, StructArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+    Array, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Decimal256Array, Float32Array,
+    Float64Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray, Time64MicrosecondArray, TimestampMicrosecondArray,
 };
 use arrow_schema::DataType;
 use pg::{PASSWORD, PgPair};
@@ -123,22 +123,33 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     let p = project(&pair.config_toml(pair.primary_port, "shop"), "", "");
     let out = run(&p, &["check", "c"]);
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("is a primary"), "{text}");
     let out = run(&p, &["sync", "c"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is a primary") && err.contains("allow_primary"), "{err}");
+    assert!(
+        err.contains("is a primary") && err.contains("allow_primary"),
+        "{err}"
+    );
     assert!(!p.lake().join("c").join("public.orders").exists());
 
     // allow_primary reads it, with a warning.
     let p = project(
-        &format!("{}allow_primary = true\n", pair.config_toml(pair.primary_port, "shop")),
+        &format!(
+            "{}allow_primary = true\n",
+            pair.config_toml(pair.primary_port, "shop")
+        ),
         "",
         "",
     );
     let out = run(&p, &["sync", "c"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow_primary"));
 
     // The standby: check passes, discover lists the tables, the partitioned parent as one
@@ -149,14 +160,26 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     let discovered: serde_json::Value =
         serde_json::from_str(&ok(&p, &["--json", "discover", "c"])).unwrap();
     let text = discovered.to_string();
-    assert!(text.contains("public.orders") && text.contains("public.events"), "{text}");
+    assert!(
+        text.contains("public.orders") && text.contains("public.events"),
+        "{text}"
+    );
     assert!(text.contains("public.big_orders"), "{text}");
-    assert!(!text.contains("events_2025"), "leaf partitions are read through their parent: {text}");
-    assert!(text.contains("updated_at"), "cursor candidates listed: {text}");
+    assert!(
+        !text.contains("events_2025"),
+        "leaf partitions are read through their parent: {text}"
+    );
+    assert!(
+        text.contains("updated_at"),
+        "cursor candidates listed: {text}"
+    );
     let report = sync(&p, &[]);
     assert_eq!(report["streams"]["public.orders"]["rows"], 1000, "{report}");
     assert_eq!(report["streams"]["public.events"]["rows"], 300, "{report}");
-    assert_eq!(report["streams"]["public.big_orders"]["rows"], 500, "{report}");
+    assert_eq!(
+        report["streams"]["public.big_orders"]["rows"], 500,
+        "{report}"
+    );
 }
 
 #[test]
@@ -166,23 +189,39 @@ fn wrong_password_and_unreachable_host_fail_clearly() {
         .config_toml(pair.standby_port, "postgres")
         .replace("${env:INLET_TEST_PGPASSWORD}", "${env:WRONG_PW}");
     let p = project(&config, "max_retries = 0", "");
-    let out = p.command(&["sync", "c"]).env("WRONG_PW", "not-the-Password-42").output().unwrap();
+    let out = p
+        .command(&["sync", "c"])
+        .env("WRONG_PW", "not-the-Password-42")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("authentication failed") && err.contains("password"), "{err}");
+    assert!(
+        err.contains("authentication failed") && err.contains("password"),
+        "{err}"
+    );
     assert!(!err.contains("not-the-Password-42"), "{err}");
 
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let p = project(&pair.config_toml(dead, "postgres"), "max_retries = 0", "");
     let started = Instant::now();
     let out = run(&p, &["sync", "c"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("127.0.0.1:{dead}")) && err.contains("host"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead}")) && err.contains("host"),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
 
     let p = project(
-        &pair.config_toml(pair.standby_port, "postgres").replace("database", "databse"),
+        &pair
+            .config_toml(pair.standby_port, "postgres")
+            .replace("database", "databse"),
         "",
         "",
     );
@@ -205,43 +244,88 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
         }
     };
     Some(match col.data_type() {
-        DataType::Boolean => {
-            if any.downcast_ref::<BooleanArray>().unwrap().value(row) { "t" } else { "f" }.into()
+        DataType::Boolean => if any.downcast_ref::<BooleanArray>().unwrap().value(row) {
+            "t"
+        } else {
+            "f"
         }
-        DataType::Int16 => any.downcast_ref::<Int16Array>().unwrap().value(row).to_string(),
-        DataType::Int32 => any.downcast_ref::<Int32Array>().unwrap().value(row).to_string(),
-        DataType::Int64 => any.downcast_ref::<Int64Array>().unwrap().value(row).to_string(),
-        DataType::Float32 => float_text(f64::from(any.downcast_ref::<Float32Array>().unwrap().value(row))),
+        .into(),
+        DataType::Int16 => any
+            .downcast_ref::<Int16Array>()
+            .unwrap()
+            .value(row)
+            .to_string(),
+        DataType::Int32 => any
+            .downcast_ref::<Int32Array>()
+            .unwrap()
+            .value(row)
+            .to_string(),
+        DataType::Int64 => any
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(row)
+            .to_string(),
+        DataType::Float32 => float_text(f64::from(
+            any.downcast_ref::<Float32Array>().unwrap().value(row),
+        )),
         DataType::Float64 => float_text(any.downcast_ref::<Float64Array>().unwrap().value(row)),
-        DataType::Decimal128(_, _) => any.downcast_ref::<Decimal128Array>().unwrap().value_as_string(row),
-        DataType::Decimal256(_, _) => any.downcast_ref::<Decimal256Array>().unwrap().value_as_string(row),
-        DataType::Utf8 => any.downcast_ref::<StringArray>().unwrap().value(row).to_string(),
+        DataType::Decimal128(_, _) => any
+            .downcast_ref::<Decimal128Array>()
+            .unwrap()
+            .value_as_string(row),
+        DataType::Decimal256(_, _) => any
+            .downcast_ref::<Decimal256Array>()
+            .unwrap()
+            .value_as_string(row),
+        DataType::Utf8 => any
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(row)
+            .to_string(),
         DataType::Binary => {
             let b = any.downcast_ref::<BinaryArray>().unwrap().value(row);
-            format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+            format!(
+                "\\x{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            )
         }
         DataType::Date32 => {
             let d = any.downcast_ref::<Date32Array>().unwrap().value(row);
             match d {
                 i32::MAX => "infinity".into(),
                 i32::MIN => "-infinity".into(),
-                d => (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(d.into()))
-                    .format("%Y-%m-%d")
-                    .to_string(),
+                d => (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                    + chrono::Duration::days(d.into()))
+                .format("%Y-%m-%d")
+                .to_string(),
             }
         }
         DataType::Time64(_) => {
-            let t = any.downcast_ref::<Time64MicrosecondArray>().unwrap().value(row);
+            let t = any
+                .downcast_ref::<Time64MicrosecondArray>()
+                .unwrap()
+                .value(row);
             let s = t / 1_000_000;
-            format!("{:02}:{:02}:{:02}{}", s / 3600, s / 60 % 60, s % 60, trim_frac(t % 1_000_000))
+            format!(
+                "{:02}:{:02}:{:02}{}",
+                s / 3600,
+                s / 60 % 60,
+                s % 60,
+                trim_frac(t % 1_000_000)
+            )
         }
         DataType::Timestamp(_, tz) => {
-            let t = any.downcast_ref::<TimestampMicrosecondArray>().unwrap().value(row);
+            let t = any
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .value(row);
             match t {
                 i64::MAX => "infinity".into(),
                 i64::MIN => "-infinity".into(),
                 t => {
-                    let dt = chrono::DateTime::from_timestamp_micros(t).unwrap().naive_utc();
+                    let dt = chrono::DateTime::from_timestamp_micros(t)
+                        .unwrap()
+                        .naive_utc();
                     format!(
                         "{}{}{}",
                         dt.format("%Y-%m-%d %H:%M:%S"),
@@ -253,9 +337,24 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
         }
         DataType::Struct(_) => {
             let s = any.downcast_ref::<StructArray>().unwrap();
-            let months = s.column(0).as_any().downcast_ref::<Int32Array>().unwrap().value(row);
-            let days = s.column(1).as_any().downcast_ref::<Int32Array>().unwrap().value(row);
-            let micros = s.column(2).as_any().downcast_ref::<Int64Array>().unwrap().value(row);
+            let months = s
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .value(row);
+            let days = s
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .value(row);
+            let micros = s
+                .column(2)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(row);
             interval_text(months, days, micros)
         }
         DataType::List(_) => {
@@ -286,7 +385,11 @@ fn float_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         format!("{f}")
     }
@@ -310,8 +413,17 @@ fn interval_text(months: i32, days: i32, micros: i64) -> String {
         let a = micros.unsigned_abs();
         let s = a / 1_000_000;
         let frac = a % 1_000_000;
-        let frac = if frac == 0 { String::new() } else { format!(".{frac:06}").trim_end_matches('0').to_string() };
-        parts.push(format!("{sign}{:02}:{:02}:{:02}{frac}", s / 3600, s / 60 % 60, s % 60));
+        let frac = if frac == 0 {
+            String::new()
+        } else {
+            format!(".{frac:06}").trim_end_matches('0').to_string()
+        };
+        parts.push(format!(
+            "{sign}{:02}:{:02}:{:02}{frac}",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        ));
     }
     parts.join(" ")
 }
@@ -397,13 +509,21 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
             "c_money" => format!("{name}::numeric"),
             _ => name.to_string(),
         };
-        let rows = pair.standby("types", &format!("SELECT id, {expr} FROM corpus ORDER BY id"));
+        let rows = pair.standby(
+            "types",
+            &format!("SELECT id, {expr} FROM corpus ORDER BY id"),
+        );
         for r in rows {
             let id: i32 = r[0].as_deref().unwrap().parse().unwrap();
             let expected = r[1].clone();
             let mut found = None;
             for b in &batches {
-                let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
+                let ids = b
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .unwrap();
                 for i in 0..b.num_rows() {
                     if ids.value(i) == id {
                         found = Some(pg_text(b.column_by_name(name).unwrap().as_ref(), i));
@@ -411,7 +531,12 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
                 }
             }
             let got = found.expect("row landed");
-            assert_eq!(got, expected, "column {name} row {id} ({})", field.data_type());
+            assert_eq!(
+                got,
+                expected,
+                "column {name} row {id} ({})",
+                field.data_type()
+            );
             compared += 1;
         }
     }
@@ -469,7 +594,10 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     let first = sync(&p, &[]);
     // Rows updated after the plan are left for the next run (their cursor is past the
     // planned upper bound).
-    assert!(first["streams"]["public.items"]["rows"].as_u64().unwrap() > 55000, "{first}");
+    assert!(
+        first["streams"]["public.items"]["rows"].as_u64().unwrap() > 55000,
+        "{first}"
+    );
     assert_eq!(first["streams"]["public.plain"]["rows"], 20000, "{first}");
     let second = sync(&p, &[]);
     stop.store(true, Ordering::SeqCst);
@@ -477,7 +605,10 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     pair.wait_replay();
     let third = sync(&p, &[]);
     let third_items = third["streams"]["public.items"]["rows"].as_u64().unwrap();
-    assert!(third_items < 20000, "an incremental run reads only recent changes: {third}");
+    assert!(
+        third_items < 20000,
+        "an incremental run reads only recent changes: {third}"
+    );
 
     // Items: no duplicate within a run; the newest landed version of each row equals the
     // source; every source row landed.
@@ -485,8 +616,18 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     assert_no_duplicates_within_a_run(&ids_by_run(&batches, "id"));
     let mut newest: BTreeMap<i64, (i64, i32)> = BTreeMap::new();
     for b in &batches {
-        let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
-        let v = b.column_by_name("v").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
+        let ids = b
+            .column_by_name("id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let v = b
+            .column_by_name("v")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
         let at = b
             .column_by_name("updated_at")
             .unwrap()
@@ -509,12 +650,18 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         .map(|r| {
             (
                 r[0].as_deref().unwrap().parse().unwrap(),
-                (r[1].as_deref().unwrap().parse().unwrap(), r[2].as_deref().unwrap().parse().unwrap()),
+                (
+                    r[1].as_deref().unwrap().parse().unwrap(),
+                    r[2].as_deref().unwrap().parse().unwrap(),
+                ),
             )
         })
         .collect();
     assert_eq!(newest.len(), source.len(), "every row landed, none extra");
-    assert_eq!(newest, source, "the newest landed version of each row is the source's");
+    assert_eq!(
+        newest, source,
+        "the newest landed version of each row is the source's"
+    );
 
     // Plain (xmin): same, by the newest run's value.
     let batches = read_batches(&stream_dir(&p, "public.plain"));
@@ -525,12 +672,29 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         .collect();
     let mut latest: BTreeMap<i64, (usize, i32)> = BTreeMap::new();
     for b in &batches {
-        let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
-        let v = b.column_by_name("v").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();
-        let run = b.column_by_name("_inlet_run_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        let ids = b
+            .column_by_name("id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
+        let v = b
+            .column_by_name("v")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
+        let run = b
+            .column_by_name("_inlet_run_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         for i in 0..b.num_rows() {
             let order = runs.iter().position(|r| r == run.value(i)).unwrap();
-            let e = latest.entry(i64::from(ids.value(i))).or_insert((0, i32::MIN));
+            let e = latest
+                .entry(i64::from(ids.value(i)))
+                .or_insert((0, i32::MIN));
             if order >= e.0 {
                 *e = (order, v.value(i));
             }
@@ -539,7 +703,12 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     let source: BTreeMap<i64, i32> = pair
         .primary("app", "SELECT id, v FROM plain")
         .into_iter()
-        .map(|r| (r[0].as_deref().unwrap().parse().unwrap(), r[1].as_deref().unwrap().parse().unwrap()))
+        .map(|r| {
+            (
+                r[0].as_deref().unwrap().parse().unwrap(),
+                r[1].as_deref().unwrap().parse().unwrap(),
+            )
+        })
         .collect();
     let landed: BTreeMap<i64, i32> = latest.into_iter().map(|(k, (_, v))| (k, v)).collect();
     assert_eq!(landed, source);
@@ -557,10 +726,24 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     let changed: usize = read_batches(&stream_dir(&p, "public.plain"))
         .iter()
         .map(|b| {
-            let run = b.column_by_name("_inlet_run_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
-            let v = b.column_by_name("v").unwrap().as_any().downcast_ref::<Int32Array>().unwrap().clone();
+            let run = b
+                .column_by_name("_inlet_run_id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone();
+            let v = b
+                .column_by_name("v")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .clone();
             (0..b.num_rows())
-                .filter(|&i| run.value(i) == fourth["run_id"].as_str().unwrap() && v.value(i) >= 1000)
+                .filter(|&i| {
+                    run.value(i) == fourth["run_id"].as_str().unwrap() && v.value(i) >= 1000
+                })
                 .count()
         })
         .sum();
@@ -569,7 +752,13 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     let s = state["streams"]["public.items"]["cursor"].clone();
     assert_eq!(s["method"], "cursor", "{state}");
     assert!(s["value"].as_str().unwrap().ends_with('Z'), "{state}");
-    assert!(state["streams"]["public.plain"]["cursor"]["xmin"].as_i64().unwrap() > 0, "{state}");
+    assert!(
+        state["streams"]["public.plain"]["cursor"]["xmin"]
+            .as_i64()
+            .unwrap()
+            > 0,
+        "{state}"
+    );
 }
 
 /// Wait until inlet's COPY is running on the standby, then run `action` on the pair.
@@ -601,7 +790,10 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
     );
     pair.wait_replay();
     let p = project(
-        &format!("{}chunk_rows = 100000000\n", pair.config_toml(pair.standby_port, "big")),
+        &format!(
+            "{}chunk_rows = 100000000\n",
+            pair.config_toml(pair.standby_port, "big")
+        ),
         "max_retries = 8",
         "",
     );
@@ -611,14 +803,13 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
     let handle = {
         let p_root = p.root().to_path_buf();
         std::thread::spawn(move || {
-            let out = std::process::Command::new(support::BIN)
+            std::process::Command::new(support::BIN)
                 .arg("-p")
                 .arg(p_root.join("inlet.toml"))
                 .args(["--json", "sync", "c"])
                 .env("INLET_TEST_PGPASSWORD", PASSWORD)
                 .output()
-                .unwrap();
-            out
+                .unwrap()
         })
     };
     during_copy(&pair, || {
@@ -626,10 +817,17 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
         pair.primary("big", "VACUUM big");
     });
     let out = handle.join().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(report["streams"]["public.big"]["retries"].as_u64().unwrap() >= 1, "{report}\n{stderr}");
+    assert!(
+        report["streams"]["public.big"]["retries"].as_u64().unwrap() >= 1,
+        "{report}\n{stderr}"
+    );
     assert!(stderr.contains("conflict"), "{stderr}");
     let batches = read_batches(&stream_dir(&p, "public.big"));
     let by_run = ids_by_run(&batches, "id");
@@ -637,13 +835,22 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
     let ids: BTreeSet<i32> = batches
         .iter()
         .flat_map(|b| {
-            let a = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int32Array>().unwrap().clone();
+            let a = b
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .clone();
             (0..a.len()).map(move |i| a.value(i))
         })
         .collect();
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(ids.len(), total, "no duplicates after the retry");
-    assert_eq!(total, 1_485_000, "the rows of the table as it is after the delete");
+    assert_eq!(
+        total, 1_485_000,
+        "the rows of the table as it is after the delete"
+    );
 
     // A killed session: pg_terminate_backend mid-COPY.
     let handle = {
@@ -665,10 +872,20 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
         );
     });
     let out = handle.join().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["streams"]["public.big"]["retries"].as_u64().unwrap() >= 1, "{report}");
-    assert_eq!(report["streams"]["public.big"]["rows"], 1_485_000, "{report}");
+    assert!(
+        report["streams"]["public.big"]["retries"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert_eq!(
+        report["streams"]["public.big"]["rows"], 1_485_000,
+        "{report}"
+    );
 }
 
 #[test]
@@ -697,13 +914,20 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
         p.root().join("inlet.toml"),
         fs::read_to_string(p.root().join("inlet.toml"))
             .unwrap()
-            .replace("ssl_mode = \"disable\"", "ssl_mode = \"disable\"\non_schema_change = \"fail\""),
+            .replace(
+                "ssl_mode = \"disable\"",
+                "ssl_mode = \"disable\"\non_schema_change = \"fail\"",
+            ),
     )
     .unwrap();
     let out = run(&p, &["sync", "c"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for change in ["`c` added", "`b` dropped", "`a` retyped from integer to bigint"] {
+    for change in [
+        "`c` added",
+        "`b` dropped",
+        "`a` retyped from integer to bigint",
+    ] {
         assert!(err.contains(change), "{change}: {err}");
     }
 
@@ -712,22 +936,38 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
         p.root().join("inlet.toml"),
         fs::read_to_string(p.root().join("inlet.toml"))
             .unwrap()
-            .replace("on_schema_change = \"fail\"", "on_schema_change = \"evolve\""),
+            .replace(
+                "on_schema_change = \"fail\"",
+                "on_schema_change = \"evolve\"",
+            ),
     )
     .unwrap();
     let report = sync(&p, &[]);
     assert_eq!(report["streams"]["public.t"]["rows"], 100);
     let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
     let changes = state["streams"]["public.t"]["cursor"]["schema_changes"].to_string();
-    assert!(changes.contains("`c` added") && changes.contains("`b` dropped"), "{state}");
+    assert!(
+        changes.contains("`c` added") && changes.contains("`b` dropped"),
+        "{state}"
+    );
     let batches = read_batches(&stream_dir(&p, "public.t"));
-    let last = batches.iter().find(|b| b.schema().field_with_name("c").is_ok()).unwrap();
-    assert_eq!(last.schema().field_with_name("a").unwrap().data_type(), &DataType::Int64);
+    let last = batches
+        .iter()
+        .find(|b| b.schema().field_with_name("c").is_ok())
+        .unwrap();
+    assert_eq!(
+        last.schema().field_with_name("a").unwrap().data_type(),
+        &DataType::Int64
+    );
 
     // A dropped table: a clear error naming it.
     pair.primary("drift", "ALTER TABLE t RENAME TO t2");
     pair.wait_replay();
-    let p2 = project(&base, "", "[connections.c.streams.\"public.t\"]\nmode = \"full_refresh\"\n");
+    let p2 = project(
+        &base,
+        "",
+        "[connections.c.streams.\"public.t\"]\nmode = \"full_refresh\"\n",
+    );
     let out = run(&p2, &["sync", "c"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("public.t"));

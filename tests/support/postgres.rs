@@ -34,7 +34,9 @@ fn free_port() -> u16 {
 }
 
 fn bin_dir() -> PathBuf {
-    if let Ok(out) = Command::new("sh").args(["-c", "command -v initdb"]).output()
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
         && out.status.success()
     {
         let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -168,7 +170,11 @@ impl PgPair {
 
     fn chown(&self, path: &Path) {
         if let Some(u) = &self.os_user {
-            Command::new("chown").args(["-R", u]).arg(path).status().ok();
+            Command::new("chown")
+                .args(["-R", u])
+                .arg(path)
+                .status()
+                .ok();
         }
     }
 
@@ -322,7 +328,13 @@ impl Drop for PgPair {
         for d in ["standby", "primary"] {
             let data = self.dir.path().join(d);
             self.command("pg_ctl")
-                .args(["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"])
+                .args([
+                    "-D",
+                    data.to_str().unwrap_or_default(),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ])
                 .output()
                 .ok();
         }

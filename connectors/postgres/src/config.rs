@@ -234,8 +234,10 @@ mod tests {
         let e = parse(&serde_json::json!({"host": "h", "database": "d", "user": "u", "prot": 1}))
             .unwrap_err();
         assert!(e.to_string().contains("prot"), "{e}");
-        let e = parse(&serde_json::json!({"host": "h", "database": "d", "user": "u", "tables": ["orders"]}))
-            .unwrap_err();
+        let e = parse(
+            &serde_json::json!({"host": "h", "database": "d", "user": "u", "tables": ["orders"]}),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("tables[0]"), "{e}");
         let e = parse(&serde_json::json!({"host": "h", "database": "d", "user": "u", "ssl_mode": "sometimes"}))
             .unwrap_err();

@@ -207,7 +207,11 @@ mod tests {
                 })
                 .collect();
             assert_eq!(ids, vec![0, 1, 2, 3, 4]);
-            let s = out[1].column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            let s = out[1]
+                .column(1)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
             assert!(s.is_null(1));
         }
     }

@@ -256,7 +256,10 @@ fn filters(spec: &PartSpec, table: &Table) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(c) = &spec.cursor {
         let col = ident(&c.column);
-        let kind = table.column(&c.column).map(|x| x.kind.clone()).unwrap_or(Kind::Text);
+        let kind = table
+            .column(&c.column)
+            .map(|x| x.kind.clone())
+            .unwrap_or(Kind::Text);
         let ty = base_type(&kind);
         if let Some(after) = &c.after {
             let back = match kind {
@@ -299,11 +302,7 @@ async fn copy_chunk(
     batch_rows: usize,
     tx: &mpsc::Sender<Result<ReadEvent, SourceError>>,
 ) -> Result<bool, CopyError> {
-    let stream = session
-        .client
-        .copy_out(sql)
-        .await
-        .map_err(CopyError::Pg)?;
+    let stream = session.client.copy_out(sql).await.map_err(CopyError::Pg)?;
     let mut stream = std::pin::pin!(stream);
     let mut parser = CopyParser::new(builder, batch_rows);
     let mut out = Vec::new();
@@ -376,7 +375,10 @@ impl PostgresSource {
             .unwrap_or(0)
     }
 
-    fn parse_state(stream: &str, state: Option<&Value>) -> Result<Option<StreamState>, SourceError> {
+    fn parse_state(
+        stream: &str,
+        state: Option<&Value>,
+    ) -> Result<Option<StreamState>, SourceError> {
         state
             .map(|v| {
                 serde_json::from_value::<StreamState>(v.clone()).map_err(|e| {
@@ -532,10 +534,7 @@ impl PostgresSource {
         let expr = cursor_text(&col.kind, &format!("max({c})"));
         let row = session
             .client
-            .query_one(
-                &format!("SELECT {expr} FROM {}", table.sql_name()),
-                &[],
-            )
+            .query_one(&format!("SELECT {expr} FROM {}", table.sql_name()), &[])
             .await
             .map_err(|e| self.connect.error(e))?;
         let hi: Option<String> = row.get(0);
@@ -628,7 +627,8 @@ impl PostgresSource {
             )
             .await
             .map_err(|e| self.connect.error(e))?;
-        let (snap_xmin, next, freeze_min_age): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let (snap_xmin, next, freeze_min_age): (i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2));
         let frozen: Option<i64> = session
             .client
             .query_one(
@@ -641,18 +641,18 @@ impl PostgresSource {
             .map_err(|e| self.connect.error(e))?
             .get(0);
         let frozen_full = frozen.filter(|f| *f > 0).map(|f| widen(f, next));
-        let prev = previous
-            .filter(|p| p.method == "xmin")
-            .and_then(|p| p.xmin);
+        let prev = previous.filter(|p| p.method == "xmin").and_then(|p| p.xmin);
         let resync_reason = match prev {
             None => None,
             Some(w) if w > next => Some(format!(
                 "the saved xmin watermark {w} is ahead of the server's next xid {next} (a different or restored cluster)"
             )),
-            Some(w) if next - w >= (1i64 << 31) || next - w >= freeze_min_age.max(1) => Some(format!(
-                "the saved xmin watermark {w} is {} transactions old, past vacuum_freeze_min_age ({freeze_min_age}) or wraparound: rows may be frozen",
-                next - w
-            )),
+            Some(w) if next - w >= (1i64 << 31) || next - w >= freeze_min_age.max(1) => {
+                Some(format!(
+                    "the saved xmin watermark {w} is {} transactions old, past vacuum_freeze_min_age ({freeze_min_age}) or wraparound: rows may be frozen",
+                    next - w
+                ))
+            }
             Some(w) if frozen_full.is_some_and(|f| f > w) => Some(format!(
                 "relfrozenxid advanced past the saved xmin watermark {w}: rows may be frozen"
             )),
@@ -876,7 +876,10 @@ impl Source for PostgresSource {
                 },
             ),
             SyncMode::Incremental => match request.cursor_field.as_deref() {
-                Some(XMIN) => self.plan_xmin(&session, &table, state_prev.as_ref()).await?,
+                Some(XMIN) => {
+                    self.plan_xmin(&session, &table, state_prev.as_ref())
+                        .await?
+                }
                 Some(column) => {
                     self.plan_cursor(&session, &table, column, state_prev.as_ref())
                         .await?
@@ -922,7 +925,10 @@ impl Source for PostgresSource {
             serde_json::from_value(partition.spec.clone()).map_err(|e| {
                 SourceError::state(
                     &stream,
-                    format!("partition `{}` is not a postgres partition: {e}", partition.id),
+                    format!(
+                        "partition `{}` is not a postgres partition: {e}",
+                        partition.id
+                    ),
                 )
             })?
         };

@@ -172,8 +172,8 @@ impl Connect {
     /// Wait until the replay lag is under the limit, or fail, per `on_replay_lag`.
     pub async fn wait_for_lag(&self, session: &Session) -> Result<f64, SourceError> {
         let limit = self.cfg.max_replay_lag_secs as f64;
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(self.cfg.replay_lag_wait_secs);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.cfg.replay_lag_wait_secs);
         loop {
             let lag = self.replay_lag(session).await?;
             if lag <= limit {
@@ -184,8 +184,7 @@ impl Connect {
                 self.resource(),
                 self.cfg.max_replay_lag_secs
             );
-            if self.cfg.on_replay_lag == LagPolicy::Fail
-                || tokio::time::Instant::now() >= deadline
+            if self.cfg.on_replay_lag == LagPolicy::Fail || tokio::time::Instant::now() >= deadline
             {
                 return Err(SourceError::Unavailable {
                     resource: self.resource(),
@@ -273,7 +272,9 @@ pub fn classify(resource: &str, user: &str, e: &tokio_postgres::Error) -> Source
         if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
             return SourceError::data(
                 resource,
-                format!("{text}: the table changed during the sync; the next run re-reads the catalog"),
+                format!(
+                    "{text}: the table changed during the sync; the next run re-reads the catalog"
+                ),
             );
         }
         return SourceError::Other {

@@ -200,10 +200,8 @@ pub fn arrow_schema(columns: &[ColumnType]) -> SchemaRef {
     let fields: Vec<Field> = columns
         .iter()
         .map(|c| {
-            Field::new(&c.name, c.kind.data_type(), c.nullable).with_metadata(HashMap::from([(
-                "pg_type".to_string(),
-                c.pg_type.clone(),
-            )]))
+            Field::new(&c.name, c.kind.data_type(), c.nullable)
+                .with_metadata(HashMap::from([("pg_type".to_string(), c.pg_type.clone())]))
         })
         .collect();
     Arc::new(Schema::new(fields))
@@ -211,6 +209,10 @@ pub fn arrow_schema(columns: &[ColumnType]) -> SchemaRef {
 
 /// Builds one Arrow column from binary COPY values.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one decoder per column, matched per value: boxing would add an indirection on the hot path"
+)]
 pub enum Decoder {
     /// bool
     Bool(BooleanBuilder),
@@ -619,7 +621,12 @@ fn uuid_text(b: &[u8; 16]) -> String {
 fn timetz_text(micros: i64, zone_west_secs: i32) -> String {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
-    let mut s = format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    let mut s = format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
     if frac != 0 {
         let f = format!("{frac:06}");
         s.push('.');
@@ -630,9 +637,9 @@ fn timetz_text(micros: i64, zone_west_secs: i32) -> String {
     let sign = if east < 0 { '-' } else { '+' };
     let a = east.unsigned_abs();
     s.push_str(&format!("{sign}{:02}", a / 3600));
-    if a % 3600 != 0 {
+    if !a.is_multiple_of(3600) {
         s.push_str(&format!(":{:02}", (a / 60) % 60));
-        if a % 60 != 0 {
+        if !a.is_multiple_of(60) {
             s.push_str(&format!(":{:02}", a % 60));
         }
     }
