@@ -972,3 +972,53 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("public.t"));
 }
+
+#[test]
+fn composite_and_text_keys_are_split_into_sampled_ranges() {
+    let pair = PgPair::start("");
+    pair.create_db("keys");
+    pair.primary(
+        "keys",
+        "CREATE TABLE accounts (region text, id uuid, n int NOT NULL, PRIMARY KEY (region, id));
+         INSERT INTO accounts SELECT (array['eu','us','ap'])[1 + g % 3], md5(g::text)::uuid, g
+           FROM generate_series(1, 30000) g;
+         CREATE TABLE codes (code text PRIMARY KEY, n int NOT NULL);
+         INSERT INTO codes SELECT 'c-' || md5(g::text), g FROM generate_series(1, 12000) g;
+         ANALYZE;",
+    );
+    pair.wait_replay();
+    let p = project(
+        &format!(
+            "{}chunk_rows = 4000\n",
+            pair.config_toml(pair.standby_port, "keys")
+        ),
+        "parallelism = 2",
+        "",
+    );
+    let report = sync(&p, &[]);
+    assert_eq!(
+        report["streams"]["public.accounts"]["rows"], 30000,
+        "{report}"
+    );
+    assert_eq!(report["streams"]["public.codes"]["rows"], 12000, "{report}");
+    for (stream, expected) in [("public.accounts", 30000), ("public.codes", 12000)] {
+        let batches = read_batches(&stream_dir(&p, stream));
+        let ns: BTreeSet<i32> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b
+                    .column_by_name("n")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .unwrap()
+                    .clone();
+                (0..a.len()).map(move |i| a.value(i))
+            })
+            .collect();
+        assert_eq!(ns.len(), expected, "{stream}: every row once");
+        // Several ranges were read (files carry the partition index in their names).
+        let files = support::parquet_files(&stream_dir(&p, stream));
+        assert!(files.len() >= 3, "{stream}: {} files", files.len());
+    }
+}

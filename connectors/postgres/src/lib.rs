@@ -13,7 +13,8 @@
 //!   of about `chunk_rows` rows, each its own short statement and partition (read in
 //!   parallel with the connection's `parallelism`). A range that hits a hot-standby
 //!   conflict is retried from its last checkpoint in halves, then quarters...
-//!   Other tables are read in one statement.
+//!   Composite and non-integer keys are split at bounds sampled with `TABLESAMPLE`.
+//!   Tables without a key, and views, are read in one statement.
 //! - **Incremental by cursor** (`cursor_field = "updated_at"`): each run reads
 //!   `cursor > saved - lookback AND cursor <= max(cursor) at plan time`, and saves that
 //!   maximum. Rows committed late with an older cursor value are caught by the lookback
@@ -160,6 +161,48 @@ struct PartSpec {
     /// xmin window: rows whose 32-bit xmin is within `span` after `lo32`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     xmin: Option<XminWindow>,
+    /// Range of a composite or non-integer primary key: `lo <= (key) < hi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tuple: Option<TupleRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TupleRange {
+    /// The key columns, in key order.
+    columns: Vec<String>,
+    /// Their SQL types (`format_type`), to cast the bounds.
+    types: Vec<String>,
+    /// Inclusive lower bound (each column's text), `None` unbounded.
+    lo: Option<Vec<String>>,
+    /// Exclusive upper bound, `None` unbounded.
+    hi: Option<Vec<String>>,
+}
+
+impl TupleRange {
+    fn conditions(&self) -> Vec<String> {
+        let cols = self
+            .columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = |vals: &[String]| {
+            vals.iter()
+                .zip(&self.types)
+                .map(|(v, t)| format!("{}::{t}", literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = Vec::new();
+        if let Some(lo) = &self.lo {
+            out.push(format!("ROW({cols}) >= ROW({})", row(lo)));
+        }
+        if let Some(hi) = &self.hi {
+            out.push(format!("ROW({cols}) < ROW({})", row(hi)));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -278,6 +321,9 @@ fn filters(spec: &PartSpec, table: &Table) -> Vec<String> {
                 bound
             });
         }
+    }
+    if let Some(t) = &spec.tuple {
+        out.extend(t.conditions());
     }
     if let Some(x) = &spec.xmin {
         out.push(format!(
@@ -445,12 +491,18 @@ impl PostgresSource {
                     key: None,
                     cursor,
                     xmin,
+                    tuple: None,
                 })
                 .unwrap_or(Value::Null),
             }]
         };
         let Some(key) = table.integer_key() else {
-            return Ok(one(cursor, xmin));
+            if table.primary_key.is_empty()
+                || table.est_rows <= self.connect.config().chunk_rows as f64
+            {
+                return Ok(one(cursor, xmin));
+            }
+            return self.sampled_partitions(session, table, cursor, xmin).await;
         };
         let k = ident(&key.name);
         let row = session
@@ -493,6 +545,91 @@ impl PostgresSource {
                     }),
                     cursor: cursor.clone(),
                     xmin: xmin.clone(),
+                    tuple: None,
+                })
+                .unwrap_or(Value::Null),
+            });
+        }
+        Ok(parts)
+    }
+
+    /// Ranges of a composite or non-integer primary key, with bounds taken from a
+    /// `TABLESAMPLE` of the key (pages of a big table, rows of a small one): about
+    /// `chunk_rows` rows each.
+    async fn sampled_partitions(
+        &self,
+        session: &Session,
+        table: &Table,
+        cursor: Option<CursorBounds>,
+        xmin: Option<XminWindow>,
+    ) -> Result<Vec<Partition>, SourceError> {
+        let chunk = self.connect.config().chunk_rows as f64;
+        let n = ((table.est_rows / chunk).ceil() as usize).clamp(1, 10_000);
+        let percent = (100.0 * (n as f64 * 50.0) / table.est_rows).clamp(0.01, 100.0);
+        // Page sampling is cheap on big tables but too coarse on small ones.
+        let method = if table.est_rows > 2_000_000.0 {
+            "SYSTEM"
+        } else {
+            "BERNOULLI"
+        };
+        let columns = table.primary_key.clone();
+        let types: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                table
+                    .column(c)
+                    .map(|c| c.pg_type.clone())
+                    .unwrap_or_else(|| "text".into())
+            })
+            .collect();
+        let keys = columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let texts = columns
+            .iter()
+            .map(|c| format!("{}::text", ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = session
+            .client
+            .query(
+                &format!(
+                    "SELECT {texts} FROM {} TABLESAMPLE {method} ({percent}) ORDER BY {keys}",
+                    table.sql_name()
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| self.connect.error(e))?;
+        let sample: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| (0..columns.len()).map(|i| r.get::<_, String>(i)).collect())
+            .collect();
+        let mut bounds: Vec<Vec<String>> = Vec::new();
+        for i in 1..n {
+            if let Some(b) = sample.get(i * sample.len() / n)
+                && bounds.last() != Some(b)
+            {
+                bounds.push(b.clone());
+            }
+        }
+        let mut parts = Vec::new();
+        for i in 0..=bounds.len() {
+            let tuple = TupleRange {
+                columns: columns.clone(),
+                types: types.clone(),
+                lo: i.checked_sub(1).and_then(|j| bounds.get(j).cloned()),
+                hi: bounds.get(i).cloned(),
+            };
+            parts.push(Partition {
+                id: format!("t{i:05}"),
+                spec: serde_json::to_value(PartSpec {
+                    key: None,
+                    cursor: cursor.clone(),
+                    xmin: xmin.clone(),
+                    tuple: Some(tuple),
                 })
                 .unwrap_or(Value::Null),
             });
@@ -582,6 +719,7 @@ impl PostgresSource {
                         key: None,
                         cursor: Some(bounds),
                         xmin: None,
+                        tuple: None,
                     })
                     .unwrap_or(Value::Null),
                 }];
@@ -664,6 +802,7 @@ impl PostgresSource {
                 spec: serde_json::to_value(PartSpec {
                     key: None,
                     cursor: None,
+                    tuple: None,
                     xmin: Some(XminWindow {
                         lo32: w.rem_euclid(XID_SPACE),
                         span: next - w,
