@@ -180,6 +180,28 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         report["streams"]["public.big_orders"]["rows"], 500,
         "{report}"
     );
+
+    // A partitioned table by xmin: one watermark over its leaves; a view cannot use xmin.
+    let p = project(
+        &pair.config_toml(pair.standby_port, "shop"),
+        "",
+        "[connections.c.streams.\"public.events\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
+    );
+    assert_eq!(sync(&p, &[])["streams"]["public.events"]["rows"], 300);
+    pair.primary(
+        "shop",
+        "INSERT INTO public.events VALUES (1001, '2025-02-01', 'new'), (1002, '2026-02-01', 'new')",
+    );
+    pair.wait_replay();
+    assert_eq!(sync(&p, &[])["streams"]["public.events"]["rows"], 2);
+    let p = project(
+        &pair.config_toml(pair.standby_port, "shop"),
+        "",
+        "[connections.c.streams.\"public.big_orders\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
+    );
+    let out = run(&p, &["sync", "c"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a view"));
 }
 
 #[test]

@@ -771,7 +771,7 @@ impl PostgresSource {
             .client
             .query_one(
                 "SELECT min(c.relfrozenxid::text::int8) FROM pg_class c \
-                  WHERE c.oid = $1 OR c.oid IN (SELECT relid FROM pg_partition_tree($1) WHERE isleaf) \
+                  WHERE (c.oid = $1 OR c.oid IN (SELECT relid FROM pg_partition_tree($1) WHERE isleaf)) \
                     AND c.relfrozenxid::text::int8 <> 0",
                 &[&table.oid],
             )
@@ -1001,7 +1001,8 @@ impl Source for PostgresSource {
 
     async fn plan(&self, request: &ReadRequest) -> Result<ReadPlan, SourceError> {
         let session = self.open().await?;
-        self.connect.wait_for_lag(&session).await?;
+        let lag = self.connect.wait_for_lag(&session).await?;
+        tracing::info!(stream = %request.stream, replay_lag_secs = lag, "planning a read");
         let table = self.table(&session, &request.stream, false).await?;
         let previous = Self::parse_state(&request.stream, request.previous.as_ref())?;
         let history = self.schema_changes(&table, previous.as_ref())?;
