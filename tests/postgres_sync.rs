@@ -1044,3 +1044,68 @@ fn composite_and_text_keys_are_split_into_sampled_ranges() {
         assert!(files.len() >= 3, "{stream}: {} files", files.len());
     }
 }
+
+#[test]
+fn tls_modes_and_replay_lag_limits() {
+    let pair = Arc::new(PgPair::start_with("", true));
+    pair.create_db("sec");
+    pair.primary(
+        "sec",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
+    );
+    pair.wait_replay();
+    let plain = pair.config_toml(pair.standby_port, "sec");
+
+    // require: encrypted; verify_full with the CA and a matching host name: checked.
+    let p = project(&plain.replace("\"disable\"", "\"require\""), "", "");
+    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 10);
+    let verified = plain
+        .replace("\"disable\"", "\"verify_full\"")
+        .replace("127.0.0.1", "localhost")
+        + &format!("ssl_root_cert = \"{}\"\n", pair.ca_cert().display());
+    let p = project(&verified, "", "");
+    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 10);
+    // verify_full against the public roots: the test CA is unknown, the session refused.
+    let p = project(
+        &plain
+            .replace("\"disable\"", "\"verify_full\"")
+            .replace("127.0.0.1", "localhost"),
+        "max_retries = 0",
+        "",
+    );
+    let out = run(&p, &["sync", "c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // Replay paused on the standby while the primary writes: the lag grows past the limit.
+    pair.standby("postgres", "SELECT pg_wal_replay_pause()");
+    pair.primary("sec", "INSERT INTO t VALUES (11)");
+    std::thread::sleep(Duration::from_millis(2500));
+    let lagging = format!("{plain}max_replay_lag_secs = 1\non_replay_lag = \"fail\"\n");
+    let p = project(&lagging, "max_retries = 0", "");
+    let out = run(&p, &["sync", "c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("behind its primary") && err.contains("max_replay_lag_secs"),
+        "{err}"
+    );
+    // wait: the sync waits, and reads once replay resumes.
+    let p = project(&lagging.replace("\"fail\"", "\"wait\""), "", "");
+    let resume = {
+        let pair = pair.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            pair.standby("postgres", "SELECT pg_wal_replay_resume()");
+        })
+    };
+    let started = Instant::now();
+    let report = sync(&p, &[]);
+    resume.join().unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the sync waited"
+    );
+    assert_eq!(report["streams"]["public.t"]["rows"], 11, "{report}");
+}

@@ -51,6 +51,12 @@ fn bin_dir() -> PathBuf {
 impl PgPair {
     /// Start both servers; `standby_conf` is appended to the standby's config.
     pub fn start(standby_conf: &str) -> PgPair {
+        Self::start_with(standby_conf, false)
+    }
+
+    /// As [`PgPair::start`]; with `tls`, both servers accept TLS with a certificate for
+    /// `localhost` and `127.0.0.1` signed by a test CA (`ca.crt` in the temp dir).
+    pub fn start_with(standby_conf: &str, tls: bool) -> PgPair {
         let dir = tempfile::tempdir().expect("tempdir");
         let is_root = Command::new("id")
             .arg("-u")
@@ -120,6 +126,9 @@ impl PgPair {
             format!("local replication all trust\n{hba}"),
         )
         .expect("hba");
+        if tls {
+            pair.write_certificates(&primary);
+        }
         pair.chown(&primary);
         pair.pg_ctl(&primary, "start");
         let standby = pair.dir.path().join("standby");
@@ -166,6 +175,37 @@ impl PgPair {
             std::thread::sleep(Duration::from_millis(200));
         }
         pair
+    }
+
+    /// The CA certificate of a `tls` pair.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn write_certificates(&self, data: &Path) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "inlet test CA");
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("leaf params");
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf_cert = leaf
+            .signed_by(&leaf_key, &ca_cert, &ca_key)
+            .expect("leaf cert");
+        std::fs::write(data.join("server.crt"), leaf_cert.pem()).expect("crt");
+        std::fs::write(data.join("server.key"), leaf_key.serialize_pem()).expect("key");
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("key mode");
+        std::fs::write(self.ca_cert(), ca_cert.pem()).expect("ca");
+        let mut conf = std::fs::read_to_string(data.join("postgresql.auto.conf")).expect("conf");
+        conf.push_str("ssl = on\n");
+        std::fs::write(data.join("postgresql.auto.conf"), conf).expect("conf");
     }
 
     fn chown(&self, path: &Path) {
