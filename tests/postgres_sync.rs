@@ -1109,3 +1109,65 @@ fn tls_modes_and_replay_lag_limits() {
     );
     assert_eq!(report["streams"]["public.t"]["rows"], 11, "{report}");
 }
+
+#[test]
+fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
+    let pair = PgPair::start("");
+    pair.create_db("crash");
+    pair.primary(
+        "crash",
+        "CREATE TABLE t (id bigint PRIMARY KEY, pad text NOT NULL);
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 400000) g;
+         ANALYZE t;",
+    );
+    pair.wait_replay();
+    let p = project(
+        &format!(
+            "{}chunk_rows = 20000\n",
+            pair.config_toml(pair.standby_port, "crash")
+        ),
+        "parallelism = 2\nbatch_rows = 5000\ncommit_interval_secs = 0",
+        // Incremental, so a run after a completed one reads only changes (none): every
+        // row must land exactly once however the runs were cut.
+        "[connections.c.streams.\"public.t\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
+    );
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut rng = seed;
+    let mut kills = 0;
+    for _ in 0..6 {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = 150 + (rng >> 33) % 900;
+        let mut child = p
+            .command(&["sync", "c"])
+            .env("INLET_TEST_PGPASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    let report = sync(&p, &[]);
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    let batches = read_batches(&stream_dir(&p, "public.t"));
+    let by_run = ids_by_run(&batches, "id");
+    let all: Vec<i64> = by_run.values().flatten().copied().collect();
+    let set: BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!(
+        all.len(),
+        set.len(),
+        "a row landed twice across {kills} kills"
+    );
+    assert_eq!(set.len(), 400_000, "every row landed ({kills} kills)");
+    assert!(kills >= 2, "the test killed too few syncs ({kills})");
+}
