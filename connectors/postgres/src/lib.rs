@@ -1090,7 +1090,7 @@ impl Source for PostgresSource {
         let connect = self.connect.clone();
         let seen = self.conflicts.clone();
         let (tx, rx) = mpsc::channel::<Result<ReadEvent, SourceError>>(4);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             for chunk in chunks {
                 let mut conds = filters.clone();
                 if let Some(k) = &spec.key {
@@ -1148,9 +1148,28 @@ impl Source for PostgresSource {
                 }
             }
         });
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })))
+        // If the task dies without saying how it ended (a panic), the stream must end in
+        // an error, not look finished: the runtime would mark the partition done.
+        let task = Some(task);
+        Ok(Box::pin(futures::stream::unfold(
+            (rx, task),
+            |(mut rx, mut task)| async move {
+                if let Some(item) = rx.recv().await {
+                    return Some((item, (rx, task)));
+                }
+                let handle = task.take()?;
+                match handle.await {
+                    Ok(()) => None,
+                    Err(e) => Some((
+                        Err(SourceError::other(format!(
+                            "the COPY reader stopped unexpectedly ({e}); nothing after the last \
+                             checkpoint is kept"
+                        ))),
+                        (rx, None),
+                    )),
+                }
+            },
+        )))
     }
 
     fn validate_state(&self, stream: &str, state: &Value) -> Result<(), SourceError> {
