@@ -527,7 +527,10 @@ impl PostgresSource {
         } else {
             span as f64
         };
-        let n = ((est / chunk).ceil() as i128).clamp(1, 100_000).min(span);
+        // Without statistics (never analyzed) the key span may be far larger than the row
+        // count: keep the number of ranges modest then.
+        let most = if table.est_rows > 0.0 { 100_000 } else { 64 };
+        let n = ((est / chunk).ceil() as i128).clamp(1, most).min(span);
         let width = (span + n - 1) / n;
         let mut parts = Vec::new();
         for i in 0..n {
