@@ -577,6 +577,8 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
          INSERT INTO items (v, note, updated_at) SELECT g, repeat('x', g % 50), now() - interval '1 hour' + g * interval '1 ms' FROM generate_series(1, 60000) g;
          CREATE TABLE plain (id int PRIMARY KEY, v int NOT NULL);
          INSERT INTO plain SELECT g, 0 FROM generate_series(1, 20000) g;
+         CREATE TABLE snap (id bigserial PRIMARY KEY, v int NOT NULL);
+         INSERT INTO snap (v) SELECT 0 FROM generate_series(1, 30000) g;
          ANALYZE;",
     );
     pair.wait_replay();
@@ -587,7 +589,8 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         ),
         "parallelism = 2\nbatch_rows = 2000",
         "[connections.c.streams.\"public.items\"]\nmode = \"incremental\"\ncursor_field = \"updated_at\"\n\
-         [connections.c.streams.\"public.plain\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
+         [connections.c.streams.\"public.plain\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n\
+         [connections.c.streams.\"public.snap\"]\nmode = \"full_refresh\"\n",
     );
 
     // A writer inserts and updates on the primary during the syncs.
@@ -603,9 +606,12 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
                     &format!(
                         "INSERT INTO items (v, note) SELECT {n}, 'new' FROM generate_series(1, 50);
                          UPDATE items SET v = v + 1, updated_at = clock_timestamp() WHERE id % 997 = {};
-                         UPDATE plain SET v = v + 1 WHERE id % 499 = {};",
+                         UPDATE plain SET v = v + 1 WHERE id % 499 = {};
+                         INSERT INTO snap (v) SELECT 1 FROM generate_series(1, 20);
+                         UPDATE snap SET v = v + 1 WHERE id % 101 = {};",
                         n % 997,
-                        n % 499
+                        n % 499,
+                        n % 101
                     ),
                 );
                 n += 1;
@@ -626,6 +632,29 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     writer.join().unwrap();
     pair.wait_replay();
     let third = sync(&p, &[]);
+
+    // Full refresh under writes: each run lands every row that existed when it started
+    // once; the run after the writer stopped equals the source.
+    let snap = read_batches(&stream_dir(&p, "public.snap"));
+    let by_run = ids_by_run(&snap, "id");
+    assert_no_duplicates_within_a_run(&by_run);
+    for (run, ids) in &by_run {
+        let set: BTreeSet<i64> = ids.iter().copied().collect();
+        assert!(
+            (1..=30000).all(|i| set.contains(&i)),
+            "run {run} missed seeded rows"
+        );
+    }
+    let last: BTreeSet<i64> = by_run[third["run_id"].as_str().unwrap()]
+        .iter()
+        .copied()
+        .collect();
+    let source: BTreeSet<i64> = pair
+        .primary("app", "SELECT id FROM snap")
+        .into_iter()
+        .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(last, source);
     let third_items = third["streams"]["public.items"]["rows"].as_u64().unwrap();
     assert!(
         third_items < 20000,
