@@ -315,7 +315,7 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
             let d = any.downcast_ref::<Date32Array>().unwrap().value(row);
             match d {
                 i32::MAX => "infinity".into(),
-                i32::MIN => "-infinity".into(),
+                d if d == -i32::MAX => "-infinity".into(),
                 d => (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
                     + chrono::Duration::days(d.into()))
                 .format("%Y-%m-%d")
@@ -343,7 +343,7 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
                 .value(row);
             match t {
                 i64::MAX => "infinity".into(),
-                i64::MIN => "-infinity".into(),
+                t if t == -i64::MAX => "-infinity".into(),
                 t => {
                     let dt = chrono::DateTime::from_timestamp_micros(t)
                         .unwrap()
@@ -563,6 +563,41 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
         }
     }
     assert_eq!(compared, 36 * 4);
+
+    // An outside reader sees the same values: pyarrow for the wide decimal, the UTC
+    // timestamp, the list with a NULL element and the interval struct; DuckDB reads the
+    // stream as a hive-partitioned dataset.
+    if let Some(py) = support::outside_python() {
+        let dir = stream_dir(&p, "public.corpus");
+        let code = format!(
+            r#"
+import glob, pyarrow.parquet as pq, pyarrow.compute as pc, duckdb
+t = pq.read_table(sorted(glob.glob("{dir}/**/*.parquet", recursive=True)), columns=["id", "c_num_wide", "c_tstz", "c_int_arr", "c_interval"])
+r = t.filter(pc.equal(t["id"], 1)).to_pylist()[0]
+print(str(r["c_num_wide"]))
+print(r["c_tstz"].isoformat())
+print(r["c_int_arr"])
+print(r["c_interval"])
+print(duckdb.sql("select count(*), sum(c_int4), max(c_text) from read_parquet('{dir}/**/*.parquet', hive_partitioning = true)").fetchall())
+print(duckdb.sql("select c_date::varchar, c_ts::varchar, c_tstz::varchar from read_parquet('{dir}/**/*.parquet') where id = 2").fetchall())
+"#,
+            dir = dir.display()
+        );
+        let out = support::python(&py, &code);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "12345678901234567890123456789012345678901234567890.0123456789",
+                "1999-12-31T23:59:59.123456+00:00",
+                "[1, None, 3]",
+                "{'months': 14, 'days': 3, 'microseconds': 14706789000}",
+                "[(4, -1, 'line\\nbreak')]",
+                "[('infinity', '-infinity', 'infinity')]",
+            ],
+            "{out}"
+        );
+    }
 }
 
 #[test]

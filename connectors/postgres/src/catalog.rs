@@ -7,7 +7,7 @@ use inlet_core::SourceError;
 use tokio_postgres::Client;
 
 use crate::{
-    config::{ArrayPolicy, NumericPolicy, PgConfig, matches},
+    config::{ArrayPolicy, NumericPolicy, PostgresConfig, matches},
     session::Connect,
     types::{ColumnType, Kind},
 };
@@ -261,7 +261,7 @@ pub async fn tables(connect: &Connect, client: &Client) -> Result<Vec<Table>, So
     Ok(out)
 }
 
-fn selected(cfg: &PgConfig, stream: &str) -> bool {
+fn selected(cfg: &PostgresConfig, stream: &str) -> bool {
     (cfg.tables.is_empty() || cfg.tables.iter().any(|p| matches(p, stream)))
         && !cfg.exclude.iter().any(|p| matches(p, stream))
 }
@@ -272,7 +272,7 @@ fn resolve(
     oid: u32,
     typmod: i32,
     ndims: i32,
-    cfg: &PgConfig,
+    cfg: &PostgresConfig,
     money_scale: i32,
     depth: u32,
 ) -> Option<Kind> {

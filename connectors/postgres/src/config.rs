@@ -8,7 +8,7 @@ use serde_json::Value;
 /// Where and how to read.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PgConfig {
+pub struct PostgresConfig {
     /// Host of the replica (a hot standby).
     pub host: String,
     /// Port (default 5432).
@@ -169,8 +169,8 @@ fn default_lookback_secs() -> u64 {
 }
 
 /// Parse and check a config without I/O.
-pub fn parse(config: &Value) -> Result<PgConfig, SourceError> {
-    let cfg: PgConfig = serde_path_to_error::deserialize(config).map_err(|e| {
+pub fn parse(config: &Value) -> Result<PostgresConfig, SourceError> {
+    let cfg: PostgresConfig = serde_path_to_error::deserialize(config).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
         SourceError::config(field, e.into_inner())

@@ -55,7 +55,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     catalog::{Table, ident, literal},
-    config::{PgConfig, SchemaChangePolicy},
+    config::{PostgresConfig, SchemaChangePolicy},
     copy::CopyParser,
     session::{Connect, Session},
     types::{BatchBuilder, Kind},
@@ -82,7 +82,7 @@ impl Connector for PostgresConnector {
     }
 
     fn spec(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(PgConfig)).unwrap_or(Value::Null)
+        serde_json::to_value(schemars::schema_for!(PostgresConfig)).unwrap_or(Value::Null)
     }
 
     fn validate(&self, config: &Value) -> Result<(), SourceError> {

@@ -7,7 +7,7 @@ use inlet_core::SourceError;
 use secrecy::ExposeSecret;
 use tokio_postgres::{Client, error::SqlState};
 
-use crate::config::{LagPolicy, PgConfig, SslMode};
+use crate::config::{LagPolicy, PostgresConfig, SslMode};
 
 /// A checked, read-only session.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ pub struct Session {
 /// Everything needed to open sessions: the parsed config and the resolved password.
 #[derive(Clone)]
 pub struct Connect {
-    cfg: Arc<PgConfig>,
+    cfg: Arc<PostgresConfig>,
     password: Option<secrecy::SecretString>,
     application_name: String,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
@@ -38,7 +38,11 @@ impl std::fmt::Debug for Connect {
 
 impl Connect {
     /// Resolve the password and TLS settings.
-    pub fn new(cfg: Arc<PgConfig>, connection: &str, base_dir: &Path) -> Result<Self, SourceError> {
+    pub fn new(
+        cfg: Arc<PostgresConfig>,
+        connection: &str,
+        base_dir: &Path,
+    ) -> Result<Self, SourceError> {
         let password = cfg
             .password
             .as_ref()
@@ -72,7 +76,7 @@ impl Connect {
     }
 
     /// The config.
-    pub fn config(&self) -> &PgConfig {
+    pub fn config(&self) -> &PostgresConfig {
         &self.cfg
     }
 

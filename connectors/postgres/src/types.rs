@@ -15,10 +15,10 @@
 //! | `bool` | Boolean |
 //! | `bytea` | Binary |
 //! | `uuid` | Utf8, canonical lower-case form |
-//! | `date` | Date32 (`±infinity` become the largest/smallest Date32) |
+//! | `date` | Date32 (`±infinity` become ±`i32::MAX`, which DuckDB reads as ±infinity) |
 //! | `time` | Time64(µs) |
 //! | `timetz` | Utf8 `HH:MM:SS[.ffffff]±HH[:MM]` |
-//! | `timestamp` | Timestamp(µs) (`±infinity` become i64 max/min) |
+//! | `timestamp` | Timestamp(µs) (`±infinity` become ±`i64::MAX`, DuckDB's ±infinity) |
 //! | `timestamptz` | Timestamp(µs, UTC) (same infinity policy) |
 //! | `interval` | Struct{months: Int32, days: Int32, microseconds: Int64}, exactly Postgres' fields |
 //! | `json`, `jsonb` | Utf8 holding the JSON text |
@@ -209,7 +209,7 @@ pub fn arrow_schema(columns: &[ColumnType]) -> SchemaRef {
 
 /// Builds one Arrow column from binary COPY values.
 #[derive(Debug)]
-#[allow(
+#[expect(
     clippy::large_enum_variant,
     reason = "one decoder per column, matched per value: boxing would add an indirection on the hot path"
 )]
@@ -376,8 +376,10 @@ impl Decoder {
             Decoder::Uuid(b) => b.append_value(uuid_text(&fixed::<16>(v)?)),
             Decoder::Date(b) => {
                 let d = i32::from_be_bytes(fixed(v)?);
+                // ±infinity: the values DuckDB reads as ±infinity.
                 b.append_value(match d {
-                    i32::MAX | i32::MIN => d,
+                    i32::MAX => i32::MAX,
+                    i32::MIN => -i32::MAX,
                     d => d.checked_add(PG_EPOCH_DAYS).ok_or("date out of range")?,
                 })
             }
@@ -391,7 +393,8 @@ impl Decoder {
             Decoder::Timestamp(b) => {
                 let t = i64::from_be_bytes(fixed(v)?);
                 b.append_value(match t {
-                    i64::MAX | i64::MIN => t,
+                    i64::MAX => i64::MAX,
+                    i64::MIN => -i64::MAX,
                     t => t
                         .checked_add(PG_EPOCH_MICROS)
                         .ok_or("timestamp out of range")?,
