@@ -18,11 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::{
-    Auth, HostPolicy, HttpError,
-    limit::Limiters,
-    policy::PolicyResolver,
-};
+use crate::{Auth, HostPolicy, HttpError, limit::Limiters, policy::PolicyResolver};
 
 /// How a client behaves. [`HttpOptions::default`] suits public SaaS APIs.
 #[derive(Debug, Clone)]
@@ -229,7 +225,10 @@ impl HttpClient {
             });
         }
         let limiter = self.limiters.get(
-            &format!("{host}:{}", request.url.port_or_known_default().unwrap_or(0)),
+            &format!(
+                "{host}:{}",
+                request.url.port_or_known_default().unwrap_or(0)
+            ),
             self.options.per_host_concurrency,
             self.options.per_host_rps,
         );
@@ -456,9 +455,8 @@ impl HttpClient {
                 );
             }
             Auth::Basic { username, password } => {
-                let encoded = base64_encode(
-                    format!("{username}:{}", password.expose_secret()).as_bytes(),
-                );
+                let encoded =
+                    base64_encode(format!("{username}:{}", password.expose_secret()).as_bytes());
                 headers.insert(
                     reqwest::header::AUTHORIZATION,
                     secret_header("Authorization", &format!("Basic {encoded}"))?,
@@ -500,10 +498,7 @@ impl HttpClient {
         Ok(builder)
     }
 
-    async fn refresh(
-        &self,
-        flow: &crate::OAuth2RefreshToken,
-    ) -> Result<SecretString, HttpError> {
+    async fn refresh(&self, flow: &crate::OAuth2RefreshToken) -> Result<SecretString, HttpError> {
         let shown = flow.token_url.clone();
         let response = self
             .inner
@@ -588,9 +583,7 @@ impl HttpClient {
     async fn excerpt(&self, response: reqwest::Response) -> String {
         let body = response.bytes().await.unwrap_or_default();
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
-        self.redactor
-            .text(text.trim())
-            .replace(['\n', '\r'], " ")
+        self.redactor.text(text.trim()).replace(['\n', '\r'], " ")
     }
 
     fn network_error(&self, method: &str, shown: &str, e: &reqwest::Error) -> HttpError {
@@ -633,7 +626,9 @@ impl WithoutUrlRef for reqwest::Error {
     fn without_url_ref(&self) -> String {
         let text = self.to_string();
         match self.url() {
-            Some(u) => text.replace(&format!(" ({u})"), "").replace(u.as_str(), "<url>"),
+            Some(u) => text
+                .replace(&format!(" ({u})"), "")
+                .replace(u.as_str(), "<url>"),
             None => text,
         }
     }
@@ -644,7 +639,10 @@ fn is_policy_refusal(e: &reqwest::Error) -> bool {
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 fn remaining_is_zero(headers: &HeaderMap) -> bool {
@@ -796,10 +794,12 @@ mod tests {
         let later = chrono::Utc::now() + chrono::Duration::seconds(30);
         h.insert(
             "retry-after",
-            HeaderValue::from_str(&later.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
-                .unwrap(),
+            HeaderValue::from_str(&later.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).unwrap(),
         );
         let wait = retry_after(&h).unwrap();
-        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
     }
 }

@@ -58,7 +58,9 @@ pub enum HttpError {
         message: String,
     },
     /// The rate limit would make us wait longer than allowed.
-    #[error("{url}: rate limited; the server asks to wait {wait_secs} s, more than max_rate_limit_wait ({max_secs} s)")]
+    #[error(
+        "{url}: rate limited; the server asks to wait {wait_secs} s, more than max_rate_limit_wait ({max_secs} s)"
+    )]
     RateLimited {
         /// The (redacted) URL.
         url: String,
