@@ -1,1 +1,3 @@
-//! placeholder
+//! The declarative REST source.
+#![deny(missing_docs)]
+pub mod json;
