@@ -1,3 +1,4 @@
 //! The declarative REST source.
 #![deny(missing_docs)]
 pub mod json;
+pub mod manifest;
