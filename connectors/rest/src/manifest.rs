@@ -384,7 +384,14 @@ impl Manifest {
         let config_keys: BTreeSet<&str> = self.config.keys().map(String::as_str).collect();
         let secret_ref = |what: &str, value: &str| -> Result<(), ManifestError> {
             match config_ref(value) {
-                Some(key) if self.config.get(key).is_some_and(|c| c.kind == ConfigType::Secret) => Ok(()),
+                Some(key)
+                    if self
+                        .config
+                        .get(key)
+                        .is_some_and(|c| c.kind == ConfigType::Secret) =>
+                {
+                    Ok(())
+                }
                 _ => Err(ManifestError {
                     file: file.to_string(),
                     line: find_line(text, "[auth]"),
@@ -448,8 +455,7 @@ impl Manifest {
                 };
                 if p.parent.is_some() {
                     return Err(err(
-                        "a parent stream cannot itself have a parent (one level of nesting)"
-                            .into(),
+                        "a parent stream cannot itself have a parent (one level of nesting)".into(),
                     ));
                 }
                 if p.for_each.as_ref().map(|f| &f.config)
@@ -542,7 +548,10 @@ fn check_template(
                     "`{{{name}}}`: `{key}` is not declared under [config]"
                 ));
             }
-            if config.get(key).is_some_and(|c| c.kind == ConfigType::Secret) {
+            if config
+                .get(key)
+                .is_some_and(|c| c.kind == ConfigType::Secret)
+            {
                 return Err(format!(
                     "`{{{name}}}` is a secret; secrets may only be used in [auth]"
                 ));
@@ -572,10 +581,7 @@ pub fn placeholders(template: &str) -> Result<Vec<&str>, String> {
 }
 
 /// Replace placeholders by `lookup`'s values.
-pub fn render(
-    template: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+pub fn render(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -687,7 +693,10 @@ parent = { stream = "issues", fields = { number = "number" } }
 
     #[test]
     fn templates_and_durations() {
-        let r = render("/repos/{repo}/x", &|n| (n == "repo").then(|| "o/r".to_string())).unwrap();
+        let r = render("/repos/{repo}/x", &|n| {
+            (n == "repo").then(|| "o/r".to_string())
+        })
+        .unwrap();
         assert_eq!(r, "/repos/o/r/x");
         assert!(render("/{nope}", &|_| None).is_err());
         assert_eq!(parse_duration("5m").unwrap(), 300);
