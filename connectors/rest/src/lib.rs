@@ -362,6 +362,12 @@ impl Connector for ManifestConnector {
                 .max_response_mb
                 .map(|mb| mb * 1024 * 1024)
                 .or(defaults.max_response_bytes),
+            headers: manifest
+                .http
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             ..defaults
         };
         let client = HttpClient::new(options, auth).map_err(SourceError::from)?;

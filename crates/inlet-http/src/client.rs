@@ -47,6 +47,8 @@ pub struct HttpOptions {
     pub max_response_bytes: Option<u64>,
     /// Checked before connecting (host, then resolved addresses); `None` allows all.
     pub policy: Option<Arc<dyn HostPolicy>>,
+    /// Headers sent with every request (API version, `Accept`); never secrets.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for HttpOptions {
@@ -64,6 +66,7 @@ impl Default for HttpOptions {
             per_host_rps: None,
             max_response_bytes: Some(256 * 1024 * 1024),
             policy: None,
+            headers: vec![],
         }
     }
 }
@@ -424,7 +427,7 @@ impl HttpClient {
     async fn build(&self, request: &Request) -> Result<reqwest::RequestBuilder, HttpError> {
         let mut url = request.url.clone();
         let mut headers = HeaderMap::new();
-        for (name, value) in &request.headers {
+        for (name, value) in self.options.headers.iter().chain(&request.headers) {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| HttpError::Config {
                 what: format!("header `{name}`"),
                 message: e.to_string(),

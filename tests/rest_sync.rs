@@ -1,0 +1,886 @@
+//! End-to-end: the `github`, `stripe` and `rest` connectors against HTTP servers on
+//! 127.0.0.1 that answer as the real APIs do (bodies, Link and rate-limit headers, Stripe
+//! list objects), with the failures real APIs have (429 with Retry-After, 502, a malformed
+//! page, an answer slower than the timeout). The real `inlet` binary lands the data.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on purpose"
+)]
+
+#[path = "support/replay.rs"]
+mod replay;
+#[path = "support/shapes.rs"]
+mod shapes;
+mod support;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+use replay::{ReplayServer, Reply, Req, github_page};
+use serde_json::Value;
+use support::{TestProject, read_batches};
+
+const TOKEN: &str = "ghp_TEST0123456789abcdefSECRETtoken";
+const STRIPE_KEY: &str = "sk_test_51SECRETkeyABCDEF0123456789";
+
+/// Faults the server injects: on requests whose path contains `path` and whose `page`
+/// parameter (GitHub) or `starting_after` presence (Stripe) matches, `times` times.
+#[derive(Debug, Clone)]
+struct Fault {
+    path: &'static str,
+    page: Option<&'static str>,
+    kind: FaultKind,
+    times: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FaultKind {
+    BadGateway,
+    RateLimited,
+    Slow,
+    Malformed,
+    GithubQuotaExhausted,
+}
+
+fn take_fault(faults: &Mutex<Vec<Fault>>, req: &Req) -> Option<FaultKind> {
+    let mut faults = faults.lock().unwrap();
+    let f = faults.iter_mut().find(|f| {
+        f.times > 0
+            && req.path.contains(f.path)
+            && f.page.is_none_or(|p| req.param("page").unwrap_or("1") == p)
+    })?;
+    f.times -= 1;
+    Some(f.kind)
+}
+
+fn fault_reply(kind: FaultKind, good: Reply) -> Reply {
+    match kind {
+        FaultKind::BadGateway => Reply::status(
+            502,
+            "<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>",
+        ),
+        FaultKind::RateLimited => Reply::status(
+            429,
+            r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#,
+        )
+        .header("retry-after", "1"),
+        FaultKind::GithubQuotaExhausted => Reply::status(
+            403,
+            r#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}"#,
+        )
+        .header("x-ratelimit-limit", "5000")
+        .header("x-ratelimit-remaining", "0")
+        .header(
+            "x-ratelimit-reset",
+            (chrono::Utc::now().timestamp() + 1).to_string(),
+        ),
+        FaultKind::Slow => Reply {
+            delay: Duration::from_millis(2500),
+            ..good
+        },
+        FaultKind::Malformed => {
+            let mut r = good;
+            r.body.truncate(r.body.len() / 2);
+            r
+        }
+    }
+}
+
+/// A GitHub repository's issues and comments, as the API would list them.
+#[derive(Debug, Default)]
+struct GithubWorld {
+    /// (number, updated offset in seconds)
+    issues: Vec<(u64, i64)>,
+    /// issue number -> (comment id, updated)
+    comments: BTreeMap<u64, Vec<(u64, i64)>>,
+    /// Unauthorized answers echo the Authorization header back, as some proxies do.
+    reject_token: bool,
+}
+
+const REPO: &str = "octo/hello";
+
+fn since_of(req: &Req) -> Option<i64> {
+    req.param("since").map(|s| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("since is RFC 3339")
+            .timestamp()
+            - shapes::unix(0)
+    })
+}
+
+fn github_server(world: Arc<Mutex<GithubWorld>>, faults: Arc<Mutex<Vec<Fault>>>) -> ReplayServer {
+    let base = Arc::new(Mutex::new(String::new()));
+    let base2 = base.clone();
+    let server = ReplayServer::start(Arc::new(move |req: &Req| {
+        let world = world.lock().unwrap();
+        if world.reject_token {
+            return Reply::status(
+                401,
+                &format!(
+                    r#"{{"message":"Bad credentials","documentation_url":"https://docs.github.com/rest","echo":"{}"}}"#,
+                    req.header("authorization").unwrap_or("")
+                ),
+            );
+        }
+        if req.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+            return Reply::status(401, r#"{"message":"Requires authentication"}"#);
+        }
+        let base = base2.lock().unwrap().clone();
+        let since = since_of(req);
+        let good = if req.path == format!("/repos/{REPO}/issues") {
+            assert_eq!(req.param("sort"), Some("updated"));
+            assert_eq!(req.param("direction"), Some("asc"));
+            let mut items: Vec<&(u64, i64)> = world
+                .issues
+                .iter()
+                .filter(|(_, u)| since.is_none_or(|s| *u >= s))
+                .collect();
+            items.sort_by_key(|(n, u)| (*u, *n));
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|(n, u)| shapes::github_issue(REPO, *n, *u))
+                .collect();
+            github_page(req, &format!("{base}{}", req.path), &items, 4990)
+        } else if let Some(n) = req
+            .path
+            .strip_prefix(&format!("/repos/{REPO}/issues/"))
+            .and_then(|r| r.strip_suffix("/comments"))
+        {
+            let n: u64 = n.parse().unwrap();
+            let items: Vec<Value> = world
+                .comments
+                .get(&n)
+                .into_iter()
+                .flatten()
+                .filter(|(_, u)| since.is_none_or(|s| *u >= s))
+                .map(|(id, u)| shapes::github_comment(REPO, n, *id, *u))
+                .collect();
+            github_page(req, &format!("{base}{}", req.path), &items, 4990)
+        } else if req.path == format!("/repos/{REPO}") {
+            Reply::json(&shapes::github_repo(REPO, 1296269))
+        } else {
+            Reply::status(
+                404,
+                r#"{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}"#,
+            )
+        };
+        match take_fault(&faults, req) {
+            Some(kind) => fault_reply(kind, good),
+            None => good,
+        }
+    }));
+    *base.lock().unwrap() = server.base_url();
+    server
+}
+
+fn github_project(server: &ReplayServer, streams: &[&str]) -> TestProject {
+    let p = TestProject::new("");
+    let mut text = format!(
+        r#"version = 1
+
+[destinations.local]
+url = "file://./lake"
+
+[connections.c]
+connector = "github"
+commit_interval_secs = 0
+
+[connections.c.config]
+token = "${{env:INLET_TEST_GITHUB_TOKEN}}"
+repos = ["{REPO}"]
+base_url = "{}"
+backoff_ms = 20
+timeout_secs = 1
+"#,
+        server.base_url()
+    );
+    for s in streams {
+        text.push_str(&format!("\n[connections.c.streams.{s}]\n"));
+    }
+    std::fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p
+}
+
+fn run(p: &TestProject, args: &[&str]) -> std::process::Output {
+    p.command(args)
+        .env("INLET_TEST_GITHUB_TOKEN", TOKEN)
+        .env("INLET_TEST_STRIPE_KEY", STRIPE_KEY)
+        .output()
+        .unwrap()
+}
+
+fn sync_ok(p: &TestProject, extra: &[&str]) -> Value {
+    let mut args = vec!["--json", "sync", "c"];
+    args.extend_from_slice(extra);
+    let out = run(p, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sync failed:\n{stdout}\n{stderr}");
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn state(p: &TestProject) -> Value {
+    let out = run(p, &["state", "show", "c"]);
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn batches(p: &TestProject, stream: &str) -> Vec<RecordBatch> {
+    read_batches(&p.lake().join("c").join(stream))
+}
+
+fn int_values(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name(name).unwrap();
+        let col = col.as_any().downcast_ref::<Int64Array>().unwrap();
+        out.extend((0..col.len()).map(|i| col.value(i)));
+    }
+    out
+}
+
+fn str_values(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let Some(col) = b.column_by_name(name) else {
+            continue;
+        };
+        let col = col.as_any().downcast_ref::<StringArray>().unwrap();
+        out.extend(
+            (0..col.len())
+                .filter(|i| !col.is_null(*i))
+                .map(|i| col.value(i).to_string()),
+        );
+    }
+    out
+}
+
+fn assert_unique(ids: &[i64]) {
+    let set: BTreeSet<&i64> = ids.iter().collect();
+    assert_eq!(set.len(), ids.len(), "duplicate ids landed");
+}
+
+fn stream_rows(report: &Value, stream: &str) -> u64 {
+    report["streams"][stream]["rows"].as_u64().unwrap()
+}
+
+#[test]
+fn github_issues_follow_every_link_page_and_incremental_reruns_fetch_only_new_data() {
+    let world = Arc::new(Mutex::new(GithubWorld {
+        issues: (1..=250).map(|n| (n, n as i64 * 60)).collect(),
+        ..GithubWorld::default()
+    }));
+    let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
+    let p = github_project(&server, &["issues", "repositories"]);
+
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "issues"), 250);
+    assert_eq!(stream_rows(&report, "repositories"), 1);
+    let issue_pages: Vec<Req> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/issues"))
+        .collect();
+    // 250 issues at 100 per page: three pages, each followed by its Link header.
+    let pages: Vec<&str> = issue_pages
+        .iter()
+        .map(|r| r.param("page").unwrap_or("1"))
+        .collect();
+    assert_eq!(pages, ["1", "2", "3"]);
+    assert!(issue_pages.iter().all(|r| r.param("since").is_none()));
+    assert!(
+        issue_pages[0]
+            .header("user-agent")
+            .unwrap()
+            .starts_with("inlet/")
+    );
+    assert_eq!(
+        issue_pages[0].header("x-github-api-version"),
+        Some("2022-11-28")
+    );
+
+    let b = batches(&p, "issues");
+    let ids = int_values(&b, "id");
+    assert_eq!(ids.len(), 250);
+    assert_unique(&ids);
+    // Nested objects land as structs, timestamps as timestamps.
+    let schema = b[0].schema();
+    assert!(matches!(
+        schema.field_with_name("user").unwrap().data_type(),
+        arrow_schema::DataType::Struct(_)
+    ));
+    assert!(matches!(
+        schema.field_with_name("updated_at").unwrap().data_type(),
+        arrow_schema::DataType::Timestamp(..)
+    ));
+    let st = state(&p);
+    let cursor = &st["streams"]["issues"]["cursor"]["slices"][REPO]["cursor"];
+    assert_eq!(cursor, &Value::from(shapes::ts(250 * 60)), "{st:#}");
+
+    // Three new issues and one updated; one updated exactly at the saved cursor again
+    // is not new. The re-run asks `since` the saved cursor and lands exactly four.
+    {
+        let mut w = world.lock().unwrap();
+        w.issues.extend((251..=253).map(|n| (n, 20_000 + n as i64)));
+        w.issues[9].1 = 30_000;
+    }
+    server.clear();
+    let report = sync_ok(&p, &["--stream", "issues"]);
+    assert_eq!(stream_rows(&report, "issues"), 4, "{report:#}");
+    let reqs: Vec<Req> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/issues"))
+        .collect();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].param("since"), Some(&*shapes::ts(250 * 60)));
+    let ids = int_values(&batches(&p, "issues"), "id");
+    assert_eq!(ids.len(), 254);
+    // Issue 10 landed twice (two versions of it), every other issue once.
+    let distinct: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(distinct, (1..=253).map(|n| 1_000_000 + n).collect());
+    assert_eq!(ids.iter().filter(|i| **i == 1_000_010).count(), 2);
+
+    // Nothing changed: nothing lands.
+    let report = sync_ok(&p, &["--stream", "issues"]);
+    assert_eq!(stream_rows(&report, "issues"), 0, "{report:#}");
+}
+
+#[test]
+fn retries_after_502_429_403_quota_timeout_and_a_malformed_page_land_no_duplicates() {
+    let world = Arc::new(Mutex::new(GithubWorld {
+        issues: (1..=450).map(|n| (n, n as i64)).collect(),
+        ..GithubWorld::default()
+    }));
+    let faults = Arc::new(Mutex::new(vec![
+        Fault {
+            path: "/issues",
+            page: Some("2"),
+            kind: FaultKind::BadGateway,
+            times: 2,
+        },
+        Fault {
+            path: "/issues",
+            page: Some("3"),
+            kind: FaultKind::RateLimited,
+            times: 1,
+        },
+        Fault {
+            path: "/issues",
+            page: Some("4"),
+            kind: FaultKind::Slow,
+            times: 1,
+        },
+        Fault {
+            path: "/issues",
+            page: Some("5"),
+            kind: FaultKind::Malformed,
+            times: 1,
+        },
+        Fault {
+            path: "/issues",
+            page: Some("1"),
+            kind: FaultKind::GithubQuotaExhausted,
+            times: 1,
+        },
+    ]));
+    let server = github_server(world, faults.clone());
+    let p = github_project(&server, &["issues"]);
+    let started = std::time::Instant::now();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "issues"), 450);
+    // The 429 asked for 1 s, the quota reset was ~1 s away: both were waited out.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let ids = int_values(&batches(&p, "issues"), "id");
+    assert_eq!(ids.len(), 450);
+    assert_unique(&ids);
+    assert!(
+        faults.lock().unwrap().iter().all(|f| f.times == 0),
+        "every fault was hit"
+    );
+    let per_page: BTreeMap<String, usize> =
+        server.requests().iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.param("page").unwrap_or("1").to_string())
+                .or_default() += 1;
+            m
+        });
+    assert_eq!(per_page["1"], 2);
+    assert_eq!(per_page["2"], 3);
+    assert_eq!(per_page["3"], 2);
+    assert_eq!(per_page["4"], 2);
+    assert_eq!(per_page["5"], 2);
+}
+
+#[test]
+fn a_page_that_stays_malformed_fails_the_run_and_state_stays_at_the_last_landed_page() {
+    let world = Arc::new(Mutex::new(GithubWorld {
+        issues: (1..=350).map(|n| (n, n as i64)).collect(),
+        ..GithubWorld::default()
+    }));
+    let faults = Arc::new(Mutex::new(vec![Fault {
+        path: "/issues",
+        page: Some("3"),
+        kind: FaultKind::Malformed,
+        times: 1000,
+    }]));
+    let server = github_server(world, faults.clone());
+    let p = github_project(&server, &["issues"]);
+    let out = run(&p, &["--json", "sync", "c"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("page 3") && text.contains("malformed JSON"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN));
+    // Pages 1 and 2 landed, and the state says to continue at page 3.
+    let ids = int_values(&batches(&p, "issues"), "id");
+    assert_eq!(ids.len(), 200);
+    let st = state(&p);
+    let next = &st["streams"]["issues"]["cursor"]["current"]["next"];
+    assert_eq!(next["kind"], "url", "{st:#}");
+    assert!(next["value"].as_str().unwrap().contains("page=3"), "{st:#}");
+    assert!(
+        st["streams"]["issues"]["cursor"]["slices"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "the cursor moves only when the pass completes: {st:#}"
+    );
+
+    // The server is fixed: the next run reads pages 3 and 4 only, and nothing twice.
+    faults.lock().unwrap().clear();
+    server.clear();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "issues"), 150);
+    let pages: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.param("page").unwrap_or("1").to_string())
+        .collect();
+    assert_eq!(pages, ["3", "4"]);
+    let ids = int_values(&batches(&p, "issues"), "id");
+    assert_eq!(ids.len(), 350);
+    assert_unique(&ids);
+}
+
+#[test]
+fn tokens_never_appear_in_logs_errors_state_or_the_lake() {
+    let world = Arc::new(Mutex::new(GithubWorld {
+        issues: (1..=120).map(|n| (n, n as i64)).collect(),
+        ..GithubWorld::default()
+    }));
+    let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
+    let p = github_project(&server, &["issues"]);
+    let out = run(&p, &["--log", "debug", "sync", "c"]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("http request"),
+        "debug logs show requests: {log}"
+    );
+    assert!(!log.contains(TOKEN), "{log}");
+    // Refused: the server echoes the Authorization header in its error body.
+    world.lock().unwrap().reject_token = true;
+    let out = run(&p, &["--log", "debug", "sync", "c", "--full-refresh"]);
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("authentication failed"), "{all}");
+    assert!(
+        all.contains("Bearer ***"),
+        "the echoed token is redacted: {all}"
+    );
+    assert!(!all.contains(TOKEN), "{all}");
+    for f in support::walk(p.root()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+            "{} contains the token",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn issue_comments_are_read_per_issue_and_incrementally() {
+    let mut comments = BTreeMap::new();
+    for n in 1..=30u64 {
+        let k = n % 4; // 0..3 comments per issue
+        comments.insert(
+            n,
+            (0..k)
+                .map(|j| (n * 100 + j, n as i64 * 10 + j as i64))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let total: usize = comments.values().map(Vec::len).sum();
+    // Issue 7 has 150 comments: two pages of them.
+    comments.insert(7, (0..150).map(|j| (70_000 + j, 1000 + j as i64)).collect());
+    let total = total - 3 + 150;
+    // As on GitHub, a comment updates its issue: an issue's `updated_at` is its last
+    // comment's.
+    let issues = (1..=30u64)
+        .map(|n| {
+            (
+                n,
+                comments[&n].iter().map(|c| c.1).max().unwrap_or(n as i64),
+            )
+        })
+        .collect();
+    let world = Arc::new(Mutex::new(GithubWorld {
+        issues,
+        comments,
+        ..GithubWorld::default()
+    }));
+    let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
+    let p = github_project(&server, &["issue_comments"]);
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "issue_comments") as usize, total);
+    let b = batches(&p, "issue_comments");
+    let ids = int_values(&b, "id");
+    assert_unique(&ids);
+    let issue_numbers: BTreeSet<String> = str_values(&b, "issue_number").into_iter().collect();
+    assert!(
+        issue_numbers.contains("7") && !issue_numbers.contains("4"),
+        "{issue_numbers:?}"
+    );
+    let comment_pages = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/7/comments"))
+        .count();
+    assert_eq!(comment_pages, 2);
+
+    // A new comment on issue 3 updates the issue: the next run visits the issues updated
+    // since the comments' cursor (issue 7 holds the newest comment, `since` is inclusive)
+    // and lands only the new comment.
+    {
+        let mut w = world.lock().unwrap();
+        w.comments.get_mut(&3).unwrap().push((9_999_999, 5000));
+        w.issues[2].1 = 5000;
+    }
+    server.clear();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "issue_comments"), 1, "{report:#}");
+    let visited: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/comments"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        visited,
+        [
+            format!("/repos/{REPO}/issues/7/comments"),
+            format!("/repos/{REPO}/issues/3/comments")
+        ]
+    );
+}
+
+/// Stripe: customers newest first, `has_more` + `starting_after`, `created[gte]`.
+fn stripe_server(
+    customers: Arc<Mutex<Vec<(u64, i64)>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+) -> ReplayServer {
+    ReplayServer::start(Arc::new(move |req: &Req| {
+        if req.header("authorization") != Some(&format!("Bearer {STRIPE_KEY}")) {
+            return Reply::status(
+                401,
+                r#"{"error":{"message":"Invalid API Key provided: sk_test_****","type":"invalid_request_error"}}"#,
+            );
+        }
+        if req.path != "/v1/customers" {
+            return Reply::status(
+                404,
+                r#"{"error":{"type":"invalid_request_error","message":"Unrecognized request URL"}}"#,
+            );
+        }
+        let limit: usize = req
+            .param("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(10);
+        let gte: Option<i64> = req.param("created[gte]").map(|v| v.parse().unwrap());
+        let mut all: Vec<(u64, i64)> = customers
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|(_, c)| gte.is_none_or(|g| shapes::unix(*c) >= g))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+        let start = match req.param("starting_after") {
+            Some(after) => {
+                all.iter()
+                    .position(|(i, _)| format!("cus_{i:014}") == after)
+                    .unwrap()
+                    + 1
+            }
+            None => 0,
+        };
+        let page: Vec<Value> = all
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|(i, c)| shapes::stripe_customer(*i, *c))
+            .collect();
+        let has_more = start + limit < all.len();
+        let good = Reply::json(&shapes::stripe_list("/v1/customers", page, has_more))
+            .header("request-id", "req_1234567890abcd")
+            .header("stripe-version", "2024-06-20");
+        let mut faults = faults.lock().unwrap();
+        if let Some(f) = faults.iter_mut().find(|f| {
+            f.times > 0 && (f.page == Some("after")) == req.param("starting_after").is_some()
+        }) {
+            f.times -= 1;
+            return fault_reply(f.kind, good);
+        }
+        good
+    }))
+}
+
+fn stripe_project(server: &ReplayServer) -> TestProject {
+    let p = TestProject::new("");
+    let text = format!(
+        r#"version = 1
+
+[destinations.local]
+url = "file://./lake"
+
+[connections.c]
+connector = "stripe"
+
+[connections.c.config]
+api_key = "${{env:INLET_TEST_STRIPE_KEY}}"
+base_url = "{}"
+backoff_ms = 20
+requests_per_second = 200
+
+[connections.c.streams.customers]
+"#,
+        server.base_url()
+    );
+    std::fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p
+}
+
+#[test]
+fn stripe_customers_follow_starting_after_and_reruns_ask_created_gte() {
+    let customers = Arc::new(Mutex::new(
+        (1..=230).map(|i| (i, i as i64 * 100)).collect::<Vec<_>>(),
+    ));
+    let faults = Arc::new(Mutex::new(vec![
+        Fault {
+            path: "",
+            page: Some("after"),
+            kind: FaultKind::RateLimited,
+            times: 1,
+        },
+        Fault {
+            path: "",
+            page: Some("after"),
+            kind: FaultKind::BadGateway,
+            times: 1,
+        },
+    ]));
+    let server = stripe_server(customers.clone(), faults);
+    let p = stripe_project(&server);
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "customers"), 230);
+    let reqs = server.requests();
+    let afters: Vec<Option<String>> = reqs
+        .iter()
+        .map(|r| r.param("starting_after").map(str::to_string))
+        .collect();
+    // Page 1, then page 2 after a 429 and a 502, then page 3.
+    assert_eq!(afters.len(), 5, "{afters:?}");
+    assert_eq!(afters[1].as_deref(), Some("cus_00000000000131"));
+    assert_eq!(afters[4].as_deref(), Some("cus_00000000000031"));
+    let b = batches(&p, "customers");
+    let ids = str_values(&b, "id");
+    assert_eq!(ids.len(), 230);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 230);
+    let schema = b[0].schema();
+    assert_eq!(
+        schema.field_with_name("created").unwrap().data_type(),
+        &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Second, Some("+00:00".into()))
+    );
+    // `metadata` is declared `json`: one text column, whatever keys merchants use.
+    assert_eq!(
+        schema.field_with_name("metadata").unwrap().data_type(),
+        &arrow_schema::DataType::Utf8
+    );
+    assert!(str_values(&b, "metadata").contains(&r#"{"order_id":"6740"}"#.to_string()));
+
+    customers
+        .lock()
+        .unwrap()
+        .extend([(231, 50_000), (232, 50_001), (233, 50_001)]);
+    server.clear();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "customers"), 3, "{report:#}");
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].param("created[gte]"),
+        Some(&*shapes::unix(23_000).to_string())
+    );
+    let ids = str_values(&batches(&p, "customers"), "id");
+    assert_eq!(ids.len(), 233);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 233);
+}
+
+/// The "API v2" of a small customer API: v1 pages with offset/limit and calls the field
+/// `email`; v2 renamed it `email_address` and pages with a cursor in the body.
+fn churn_server(v2: Arc<Mutex<bool>>, customers: Arc<Mutex<Vec<(u64, i64)>>>) -> ReplayServer {
+    ReplayServer::start(Arc::new(move |req: &Req| {
+        let v2 = *v2.lock().unwrap();
+        let gte: i64 = req
+            .param("created_gte")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        let all: Vec<(u64, i64)> = customers
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|(_, c)| *c >= gte)
+            .collect();
+        let record = |(i, c): (u64, i64)| {
+            let mut r = serde_json::json!({"id": i, "name": format!("Customer {i}"), "created": c});
+            r[if v2 { "email_address" } else { "email" }] =
+                Value::from(format!("c{i}@example.com"));
+            r
+        };
+        if !v2 {
+            let offset: usize = req.param("offset").unwrap_or("0").parse().unwrap();
+            let limit: usize = req.param("limit").unwrap_or("10").parse().unwrap();
+            let items: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|x| record(*x))
+                .collect();
+            return Reply::json(&serde_json::json!({"items": items, "total": all.len()}));
+        }
+        // v2 ignores offset; it pages with `cursor`.
+        let start: usize = req
+            .param("cursor")
+            .map(|c| c.trim_start_matches("c_").parse().unwrap())
+            .unwrap_or(0);
+        let items: Vec<Value> = all
+            .iter()
+            .skip(start)
+            .take(10)
+            .map(|x| record(*x))
+            .collect();
+        let next = (start + 10 < all.len()).then(|| format!("c_{}", start + 10));
+        Reply::json(&serde_json::json!({"items": items, "next_cursor": next}))
+    }))
+}
+
+const CHURN_V1: &str = r#"manifest_version = 1
+name = "acme"
+base_url = "http://placeholder.invalid"
+
+[streams.customers]
+path = "/customers"
+record_selector = "items"
+primary_key = ["id"]
+pagination = { type = "offset", limit = 10 }
+incremental = { cursor_field = "created", request_param = "created_gte", format = "unix" }
+"#;
+
+#[test]
+fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_recorded() {
+    let v2 = Arc::new(Mutex::new(false));
+    let customers = Arc::new(Mutex::new(
+        (1..=25).map(|i| (i, i as i64)).collect::<Vec<_>>(),
+    ));
+    let server = churn_server(v2.clone(), customers.clone());
+    let p = TestProject::new("");
+    std::fs::write(p.root().join("acme.toml"), CHURN_V1).unwrap();
+    let project = format!(
+        "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"acme.toml\"\nbase_url = \"{}\"\n",
+        server.base_url()
+    );
+    std::fs::write(p.root().join("inlet.toml"), &project).unwrap();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "customers"), 25);
+
+    // The API moves to v2, with new customers.
+    *v2.lock().unwrap() = true;
+    customers
+        .lock()
+        .unwrap()
+        .extend((26..=40).map(|i| (i, i as i64)));
+    let out = run(&p, &["sync", "c"]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("pagination does not advance"), "{text}");
+    assert_eq!(
+        int_values(&batches(&p, "customers"), "id").len(),
+        25,
+        "nothing of the failed run landed"
+    );
+
+    // The fix is an edit of the manifest alone.
+    let v2_manifest = CHURN_V1.replace(
+        r#"pagination = { type = "offset", limit = 10 }"#,
+        r#"pagination = { type = "cursor", param = "cursor", body_path = "next_cursor" }"#,
+    );
+    std::fs::write(p.root().join("acme.toml"), v2_manifest).unwrap();
+    std::fs::write(p.root().join("inlet.toml"), &project).unwrap();
+    let report = sync_ok(&p, &[]);
+    // `created_gte` is inclusive, so customer 25 (at the saved cursor) comes again; its
+    // key was saved with the cursor, so exactly the 15 new customers land.
+    assert_eq!(stream_rows(&report, "customers"), 15, "{report:#}");
+    let b = batches(&p, "customers");
+    let ids = int_values(&b, "id");
+    assert_eq!(ids.len(), 40);
+    assert_unique(&ids);
+    assert_eq!(str_values(&b, "email_address").len(), 15);
+    assert_eq!(str_values(&b, "email").len(), 25);
+    let st = state(&p);
+    let changes = &st["streams"]["customers"]["cursor"]["schema_changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{st:#}");
+    assert_eq!(
+        changes[0]["added"],
+        serde_json::json!(["email_address"]),
+        "{st:#}"
+    );
+}
+
+#[test]
+fn manifest_errors_name_the_file_and_line() {
+    let p = TestProject::new("");
+    std::fs::write(
+        p.root().join("acme.toml"),
+        CHURN_V1.replace("record_selector", "record_selecter"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.root().join("inlet.toml"),
+        "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"acme.toml\"\n",
+    )
+    .unwrap();
+    let out = run(&p, &["check", "c"]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("acme.toml, line 7"), "{text}");
+    assert!(text.contains("record_selecter"), "{text}");
+}
