@@ -100,7 +100,7 @@ pub fn github_issue(repo: &str, n: u64, updated: i64) -> Value {
         "user": github_user("octocat", 1),
         "labels": labels,
         "assignee": github_user("hubot", 2),
-        "assignees": [github_user("hubot", 2), github_user("other_user", 3)],
+        "assignees": if n % 2 == 0 { json!([github_user("hubot", 2), github_user("other_user", 3)]) } else { json!([github_user("hubot", 2)]) },
         "milestone": {
             "url": format!("{api}/milestones/1"),
             "html_url": format!("https://github.com/{repo}/milestones/v1.0"),

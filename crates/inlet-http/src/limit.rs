@@ -54,7 +54,10 @@ impl HostLimiter {
             }
             at
         };
-        tokio::time::sleep_until(wait_until).await;
+        // Registering a timer costs a wakeup; most requests need no wait at all.
+        if wait_until > Instant::now() {
+            tokio::time::sleep_until(wait_until).await;
+        }
         permit
     }
 
