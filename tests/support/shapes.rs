@@ -83,7 +83,7 @@ pub fn github_issue(repo: &str, n: u64, updated: i64) -> Value {
             })
         })
         .collect();
-    let closed = n % 4 == 0;
+    let closed = n.is_multiple_of(4);
     let mut issue = json!({
         "id": 1_000_000 + n,
         "node_id": format!("MDU6SXNzdWUx{n}"),
@@ -100,7 +100,7 @@ pub fn github_issue(repo: &str, n: u64, updated: i64) -> Value {
         "user": github_user("octocat", 1),
         "labels": labels,
         "assignee": github_user("hubot", 2),
-        "assignees": if n % 2 == 0 { json!([github_user("hubot", 2), github_user("other_user", 3)]) } else { json!([github_user("hubot", 2)]) },
+        "assignees": if n.is_multiple_of(2) { json!([github_user("hubot", 2), github_user("other_user", 3)]) } else { json!([github_user("hubot", 2)]) },
         "milestone": {
             "url": format!("{api}/milestones/1"),
             "html_url": format!("https://github.com/{repo}/milestones/v1.0"),
@@ -119,8 +119,8 @@ pub fn github_issue(repo: &str, n: u64, updated: i64) -> Value {
             "closed_at": "2013-02-12T13:22:01Z",
             "due_on": "2012-10-09T23:39:01Z"
         },
-        "locked": n % 7 == 0,
-        "active_lock_reason": if n % 7 == 0 { Value::from("too heated") } else { Value::Null },
+        "locked": n.is_multiple_of(7),
+        "active_lock_reason": if n.is_multiple_of(7) { Value::from("too heated") } else { Value::Null },
         "comments": n % 5,
         "closed_at": if closed { Value::from(ts(updated)) } else { Value::Null },
         "created_at": ts(n as i64),
@@ -137,7 +137,7 @@ pub fn github_issue(repo: &str, n: u64, updated: i64) -> Value {
         "timeline_url": format!("{api}/issues/{n}/timeline"),
         "performed_via_github_app": null
     });
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         issue["pull_request"] = json!({
             "url": format!("{api}/pulls/{n}"),
             "html_url": format!("https://github.com/{repo}/pull/{n}"),
@@ -216,10 +216,10 @@ pub fn stripe_customer(i: u64, created: i64) -> Value {
     json!({
         "id": format!("cus_{i:014}"),
         "object": "customer",
-        "address": if i % 2 == 0 { json!({"city": "Berlin", "country": "DE", "line1": "Unter den Linden 1", "line2": null, "postal_code": "10117", "state": null}) } else { Value::Null },
+        "address": if i.is_multiple_of(2) { json!({"city": "Berlin", "country": "DE", "line1": "Unter den Linden 1", "line2": null, "postal_code": "10117", "state": null}) } else { Value::Null },
         "balance": -((i % 3) as i64) * 1250,
         "created": unix(created),
-        "currency": if i % 2 == 0 { Value::from("eur") } else { Value::Null },
+        "currency": if i.is_multiple_of(2) { Value::from("eur") } else { Value::Null },
         "default_source": null,
         "delinquent": false,
         "description": null,
@@ -228,7 +228,7 @@ pub fn stripe_customer(i: u64, created: i64) -> Value {
         "invoice_prefix": format!("0759{i:04}"),
         "invoice_settings": {"custom_fields": null, "default_payment_method": null, "footer": null, "rendering_options": null},
         "livemode": false,
-        "metadata": if i % 5 == 0 { json!({"order_id": format!("{}", 6735 + i)}) } else { json!({}) },
+        "metadata": if i.is_multiple_of(5) { json!({"order_id": format!("{}", 6735 + i)}) } else { json!({}) },
         "name": format!("Jenny Rosen {i}"),
         "next_invoice_sequence": 1,
         "phone": null,

@@ -722,11 +722,11 @@ impl Reader {
         token: &PageToken,
     ) -> Result<Url, SourceError> {
         let mut url = self.page_url(parent_def, vars, None, token)?;
-        if let (Some(lower), Some(inc), PageToken::Start) = (lower, &self.def.incremental, token) {
-            if let Some(c) = Cursor::from_json(lower, self.cursor_type().as_ref()) {
-                url.query_pairs_mut()
-                    .append_pair(&inc.request_param, &c.param(inc.format));
-            }
+        if let (Some(lower), Some(inc), PageToken::Start) = (lower, &self.def.incremental, token)
+            && let Some(c) = Cursor::from_json(lower, self.cursor_type().as_ref())
+        {
+            url.query_pairs_mut()
+                .append_pair(&inc.request_param, &c.param(inc.format));
         }
         Ok(url)
     }

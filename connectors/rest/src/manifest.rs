@@ -483,7 +483,7 @@ impl Manifest {
                 }
             }
             let mut templates = vec![("path", stream.path.as_str())];
-            templates.extend(stream.params.iter().map(|(_, v)| ("params", v.as_str())));
+            templates.extend(stream.params.values().map(|v| ("params", v.as_str())));
             if let Some(inc) = &stream.incremental {
                 if let Some(s) = &inc.start {
                     templates.push(("incremental.start", s));
