@@ -350,6 +350,30 @@ fn github_issues_follow_every_link_page_and_incremental_reruns_fetch_only_new_da
     // Nothing changed: nothing lands.
     let report = sync_ok(&p, &["--stream", "issues"]);
     assert_eq!(stream_rows(&report, "issues"), 0, "{report:#}");
+
+    // Outside readers see nested structs, lists and timestamps as such.
+    if let Some(py) = support::outside_python() {
+        let glob = p.lake().join("c/issues/**/*.parquet");
+        let out = support::python(
+            &py,
+            &format!(
+                r#"
+import duckdb, pyarrow.parquet as pq, glob
+q = "select count(*), count(distinct id), min(user.login), max(len(labels)), typeof(any_value(updated_at)), sum(case when pull_request.url is not null then 1 else 0 end), max(reactions.\"+1\") from read_parquet('{glob}', union_by_name=true, hive_partitioning=true)"
+print(duckdb.sql(q).fetchone())
+t = pq.read_table(sorted(glob.glob('{glob}', recursive=True))[0])
+print(t.schema.field('milestone').type.get_field_index('creator') >= 0, str(t.schema.field('created_at').type))
+"#,
+                glob = glob.display()
+            ),
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0], "(254, 253, 'octocat', 3, 'TIMESTAMP WITH TIME ZONE', 84, 2)",
+            "{out}"
+        );
+        assert_eq!(lines[1], "True timestamp[us, tz=+00:00]", "{out}");
+    }
 }
 
 #[test]
