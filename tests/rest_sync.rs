@@ -278,6 +278,10 @@ fn github_issues_follow_every_link_page_and_incremental_reruns_fetch_only_new_da
     }));
     let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
     let p = github_project(&server, &["issues", "repositories"]);
+    let out = run(&p, &["check", "c"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("HTTP 200"), "{text}");
+    server.clear();
 
     let report = sync_ok(&p, &[]);
     assert_eq!(stream_rows(&report, "issues"), 250);

@@ -758,7 +758,9 @@ impl Inner {
             .streams
             .iter()
             .map(|(n, d)| (n, d.get_ref()))
-            .find(|(_, d)| d.parent.is_none())
+            .find(|(n, d)| {
+                d.parent.is_none() && self.manifest.check_stream.as_ref().is_none_or(|c| c == *n)
+            })
         else {
             return Ok("no top-level stream to probe".into());
         };

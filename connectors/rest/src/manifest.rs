@@ -39,6 +39,10 @@ pub struct Manifest {
     /// Pagination used by streams that do not declare their own.
     #[serde(default)]
     pub pagination: Option<Pagination>,
+    /// The stream whose first page `inlet check` fetches (default: the first top-level
+    /// stream by name). Pick a cheap one.
+    #[serde(default)]
+    pub check_stream: Option<String>,
     /// The streams, by name.
     pub streams: BTreeMap<String, Spanned<StreamDef>>,
 }
@@ -380,6 +384,15 @@ impl Manifest {
         }
         if self.streams.is_empty() {
             return Err(top("declare at least one [streams.NAME]".into()));
+        }
+        if let Some(c) = &self.check_stream
+            && self.stream(c).is_none_or(|s| s.parent.is_some())
+        {
+            return Err(ManifestError {
+                file: file.to_string(),
+                line: find_line(text, "check_stream"),
+                message: format!("check_stream = \"{c}\" must name a stream without a parent"),
+            });
         }
         let config_keys: BTreeSet<&str> = self.config.keys().map(String::as_str).collect();
         let secret_ref = |what: &str, value: &str| -> Result<(), ManifestError> {
