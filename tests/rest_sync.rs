@@ -630,7 +630,8 @@ fn stripe_server(
                 r#"{"error":{"message":"Invalid API Key provided: sk_test_****","type":"invalid_request_error"}}"#,
             );
         }
-        if req.path != "/v1/customers" {
+        let charges = req.path == "/v1/charges";
+        if req.path != "/v1/customers" && !charges {
             return Reply::status(
                 404,
                 r#"{"error":{"type":"invalid_request_error","message":"Unrecognized request URL"}}"#,
@@ -641,36 +642,48 @@ fn stripe_server(
             .and_then(|l| l.parse().ok())
             .unwrap_or(10);
         let gte: Option<i64> = req.param("created[gte]").map(|v| v.parse().unwrap());
-        let mut all: Vec<(u64, i64)> = customers
-            .lock()
-            .unwrap()
-            .iter()
-            .copied()
+        let source: Vec<(u64, i64)> = if charges {
+            (1..=150).map(|i| (i, i as i64 * 7)).collect()
+        } else {
+            customers.lock().unwrap().clone()
+        };
+        let mut all: Vec<(u64, i64)> = source
+            .into_iter()
             .filter(|(_, c)| gte.is_none_or(|g| shapes::unix(*c) >= g))
             .collect();
         all.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
-        let start = match req.param("starting_after") {
-            Some(after) => {
-                all.iter()
-                    .position(|(i, _)| format!("cus_{i:014}") == after)
-                    .unwrap()
-                    + 1
+        let id = |i: u64| {
+            if charges {
+                format!("ch_{i:020}")
+            } else {
+                format!("cus_{i:014}")
             }
+        };
+        let start = match req.param("starting_after") {
+            Some(after) => all.iter().position(|(i, _)| id(*i) == after).unwrap() + 1,
             None => 0,
         };
         let page: Vec<Value> = all
             .iter()
             .skip(start)
             .take(limit)
-            .map(|(i, c)| shapes::stripe_customer(*i, *c))
+            .map(|(i, c)| {
+                if charges {
+                    shapes::stripe_charge(*i, *c)
+                } else {
+                    shapes::stripe_customer(*i, *c)
+                }
+            })
             .collect();
         let has_more = start + limit < all.len();
-        let good = Reply::json(&shapes::stripe_list("/v1/customers", page, has_more))
+        let good = Reply::json(&shapes::stripe_list(&req.path, page, has_more))
             .header("request-id", "req_1234567890abcd")
             .header("stripe-version", "2024-06-20");
         let mut faults = faults.lock().unwrap();
         if let Some(f) = faults.iter_mut().find(|f| {
-            f.times > 0 && (f.page == Some("after")) == req.param("starting_after").is_some()
+            f.times > 0
+                && req.path.contains(f.path)
+                && (f.page == Some("after")) == req.param("starting_after").is_some()
         }) {
             f.times -= 1;
             return fault_reply(f.kind, good);
@@ -697,6 +710,7 @@ backoff_ms = 20
 requests_per_second = 200
 
 [connections.c.streams.customers]
+[connections.c.streams.charges]
 "#,
         server.base_url()
     );
@@ -711,13 +725,13 @@ fn stripe_customers_follow_starting_after_and_reruns_ask_created_gte() {
     ));
     let faults = Arc::new(Mutex::new(vec![
         Fault {
-            path: "",
+            path: "/v1/customers",
             page: Some("after"),
             kind: FaultKind::RateLimited,
             times: 1,
         },
         Fault {
-            path: "",
+            path: "/v1/customers",
             page: Some("after"),
             kind: FaultKind::BadGateway,
             times: 1,
@@ -727,7 +741,18 @@ fn stripe_customers_follow_starting_after_and_reruns_ask_created_gte() {
     let p = stripe_project(&server);
     let report = sync_ok(&p, &[]);
     assert_eq!(stream_rows(&report, "customers"), 230);
-    let reqs = server.requests();
+    assert_eq!(stream_rows(&report, "charges"), 150);
+    let charges = batches(&p, "charges");
+    let amounts = int_values(&charges, "amount");
+    assert_eq!(
+        amounts.iter().sum::<i64>(),
+        (1..=150).map(|i| 1099 + i).sum::<i64>()
+    );
+    let reqs: Vec<Req> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/customers")
+        .collect();
     let afters: Vec<Option<String>> = reqs
         .iter()
         .map(|r| r.param("starting_after").map(str::to_string))
@@ -759,7 +784,12 @@ fn stripe_customers_follow_starting_after_and_reruns_ask_created_gte() {
     server.clear();
     let report = sync_ok(&p, &[]);
     assert_eq!(stream_rows(&report, "customers"), 3, "{report:#}");
-    let reqs = server.requests();
+    assert_eq!(stream_rows(&report, "charges"), 0, "{report:#}");
+    let reqs: Vec<Req> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/customers")
+        .collect();
     assert_eq!(reqs.len(), 1);
     assert_eq!(
         reqs[0].param("created[gte]"),

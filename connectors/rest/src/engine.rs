@@ -496,7 +496,8 @@ impl Reader {
                 let batch = page.batch.as_ref()?;
                 let col = column(batch, field)?;
                 text_at(&col, batch.num_rows().checked_sub(1)?)
-            })?;
+            })?
+            .map(|t| self.scrub(t));
             if n > 0
                 && let Some((prev_token, prev_hash)) = &previous
                 && (*prev_hash == page.hash || next.as_ref() == Some(prev_token))
@@ -523,6 +524,18 @@ impl Reader {
                 }
                 None => return Ok(()),
             }
+        }
+    }
+
+    /// A next-page URL as stored in state: resolved against the base URL, without an
+    /// API key a server may have echoed into it.
+    fn scrub(&self, token: PageToken) -> PageToken {
+        match token {
+            PageToken::Url(u) => match Url::parse(&u).or_else(|_| self.inner.base_url.join(&u)) {
+                Ok(url) => PageToken::Url(self.inner.client.without_credentials(&url).to_string()),
+                Err(_) => PageToken::Url(u),
+            },
+            other => other,
         }
     }
 
@@ -658,7 +671,8 @@ impl Reader {
             };
             let next = next_token(&pagination, &page, records.len(), &pos.page, |field| {
                 records.last().and_then(|r| value_text(dotted(r, field)?))
-            })?;
+            })?
+            .map(|t| self.scrub(t));
             for (i, record) in records.iter().enumerate().skip(pos.index) {
                 let mut child_vars = vars.clone();
                 for (var, path) in &parent.fields {

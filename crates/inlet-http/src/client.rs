@@ -210,6 +210,29 @@ impl HttpClient {
         self.redactor.url(url)
     }
 
+    /// `url` without the query parameter an API-key auth adds, for URLs a server hands
+    /// back (Link headers, next-page URLs) that may echo the key: they are stored in
+    /// state, and the client adds the key again when it sends them.
+    pub fn without_credentials(&self, url: &Url) -> Url {
+        let Some(param) = self.auth.query_param() else {
+            return url.clone();
+        };
+        if !url.query_pairs().any(|(k, _)| k == param) {
+            return url.clone();
+        }
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != param)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut out = url.clone();
+        out.set_query(None);
+        if !pairs.is_empty() {
+            out.query_pairs_mut().extend_pairs(pairs);
+        }
+        out
+    }
+
     /// GET `url`.
     pub async fn get(&self, url: Url) -> Result<Response, HttpError> {
         self.send(Request::get(url)).await

@@ -317,6 +317,19 @@ async fn secrets_reach_the_server_but_never_errors_or_logs() {
         assert!(!text.contains(token), "{text}");
         assert!(matches!(err, HttpError::Auth { status: 401, .. }), "{err}");
     }
+    let query_auth = HttpClient::new(
+        fast_options(),
+        Auth::ApiKeyQuery {
+            param: "api_key".into(),
+            key: SecretString::from(token.to_string()),
+        },
+    )
+    .unwrap();
+    let echoed = Url::parse(&format!("http://h/x?page=2&api_key={token}")).unwrap();
+    assert_eq!(
+        query_auth.without_credentials(&echoed).as_str(),
+        "http://h/x?page=2"
+    );
     let seen = server.seen();
     assert_eq!(
         seen[0].authorization.as_deref(),
