@@ -100,6 +100,8 @@ struct GithubWorld {
     comments: BTreeMap<u64, Vec<(u64, i64)>>,
     /// Unauthorized answers echo the Authorization header back, as some proxies do.
     reject_token: bool,
+    /// Commits: (index, commit date offset).
+    commits: Vec<(u64, i64)>,
 }
 
 const REPO: &str = "octo/hello";
@@ -159,6 +161,19 @@ fn github_server(world: Arc<Mutex<GithubWorld>>, faults: Arc<Mutex<Vec<Fault>>>)
                 .flatten()
                 .filter(|(_, u)| since.is_none_or(|s| *u >= s))
                 .map(|(id, u)| shapes::github_comment(REPO, n, *id, *u))
+                .collect();
+            github_page(req, &format!("{base}{}", req.path), &items, 4990)
+        } else if req.path == format!("/repos/{REPO}/commits") {
+            // Newest first, `since` on the commit date.
+            let mut items: Vec<&(u64, i64)> = world
+                .commits
+                .iter()
+                .filter(|(_, d)| since.is_none_or(|s| *d >= s))
+                .collect();
+            items.sort_by_key(|(i, d)| std::cmp::Reverse((*d, *i)));
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|(i, d)| shapes::github_commit(REPO, *i, *d))
                 .collect();
             github_page(req, &format!("{base}{}", req.path), &items, 4990)
         } else if req.path == format!("/repos/{REPO}") {
@@ -941,4 +956,129 @@ fn manifest_errors_name_the_file_and_line() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("acme.toml, line 7"), "{text}");
     assert!(text.contains("record_selecter"), "{text}");
+}
+
+#[test]
+fn github_commits_use_a_nested_cursor_and_name_their_repository() {
+    let world = Arc::new(Mutex::new(GithubWorld {
+        commits: (1..=130).map(|i| (i, i as i64 * 3)).collect(),
+        ..GithubWorld::default()
+    }));
+    let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
+    let p = github_project(&server, &["commits"]);
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "commits"), 130);
+    let b = batches(&p, "commits");
+    let shas = str_values(&b, "sha");
+    assert_eq!(shas.iter().collect::<BTreeSet<_>>().len(), 130);
+    assert!(str_values(&b, "repository").iter().all(|r| r == REPO));
+    let st = state(&p);
+    assert_eq!(
+        st["streams"]["commits"]["cursor"]["slices"][REPO]["cursor"],
+        Value::from(shapes::ts(390)),
+        "{st:#}"
+    );
+    world.lock().unwrap().commits.push((131, 1000));
+    server.clear();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "commits"), 1, "{report:#}");
+    assert_eq!(server.requests()[0].param("since"), Some(&*shapes::ts(390)));
+}
+
+/// A feed API paging with a next URL in the body, and a catalog API paging by number.
+fn paging_server(items: usize) -> ReplayServer {
+    ReplayServer::start(Arc::new(move |req: &Req| {
+        let size: usize = req.param("size").and_then(|v| v.parse().ok()).unwrap_or(10);
+        match req.path.as_str() {
+            "/feed" => {
+                let from: usize = req.param("from").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let data: Vec<Value> = (from..(from + 7).min(items))
+                    .map(|i| serde_json::json!({"id": i, "at": shapes::ts(i as i64)}))
+                    .collect();
+                let next = (from + 7 < items).then(|| format!("/feed?from={}", from + 7));
+                Reply::json(&serde_json::json!({"entries": data, "links": {"next": next}}))
+            }
+            "/catalog" => {
+                let page: usize = req.param("page").unwrap().parse().unwrap();
+                let data: Vec<Value> = ((page - 1) * size..(page * size).min(items))
+                    .map(|i| serde_json::json!({"sku": format!("sku-{i}"), "price": format!("{i}.99")}))
+                    .collect();
+                Reply::json(&Value::Array(data))
+            }
+            _ => Reply::status(404, "{}"),
+        }
+    }))
+}
+
+#[test]
+fn next_url_and_page_number_pagination_follow_every_page() {
+    let server = paging_server(53);
+    let p = TestProject::new("");
+    std::fs::write(
+        p.root().join("api.toml"),
+        r#"manifest_version = 1
+name = "paging"
+base_url = "http://placeholder.invalid"
+
+[streams.feed]
+path = "/feed"
+record_selector = "entries"
+primary_key = ["id"]
+pagination = { type = "next_url", path = "links.next" }
+
+[streams.catalog]
+path = "/catalog"
+primary_key = ["sku"]
+pagination = { type = "page_number", param = "page", start = 1, size_param = "size", size = 10 }
+schema = { columns = { price = "decimal(10,2)" } }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        p.root().join("inlet.toml"),
+        format!(
+            "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{}\"\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "feed"), 53);
+    assert_eq!(stream_rows(&report, "catalog"), 53);
+    let feed_pages = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/feed")
+        .count();
+    assert_eq!(feed_pages, 8);
+    // 53 records at 10 per page: pages 1..=6, the sixth is short.
+    let catalog_pages: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/catalog")
+        .map(|r| r.param("page").unwrap().to_string())
+        .collect();
+    assert_eq!(catalog_pages, ["1", "2", "3", "4", "5", "6"]);
+    let ids = int_values(&batches(&p, "feed"), "id");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 53);
+    let catalog = batches(&p, "catalog");
+    let price = catalog[0].column_by_name("price").unwrap();
+    let price = price
+        .as_any()
+        .downcast_ref::<arrow_array::Decimal128Array>()
+        .unwrap();
+    assert_eq!(price.precision(), 10);
+    assert_eq!(price.scale(), 2);
+    let total: i128 = catalog
+        .iter()
+        .map(|b| {
+            let a = b.column_by_name("price").unwrap();
+            let a = a
+                .as_any()
+                .downcast_ref::<arrow_array::Decimal128Array>()
+                .unwrap();
+            (0..a.len()).map(|i| a.value(i)).sum::<i128>()
+        })
+        .sum();
+    assert_eq!(total, (0..53).map(|i| i as i128 * 100 + 99).sum::<i128>());
 }
