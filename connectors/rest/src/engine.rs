@@ -858,7 +858,24 @@ fn next_token(
                 (None, Some(path)) => body_value(body, path).and_then(|v| value_text(&v)),
                 (None, None) => None,
             };
-            value.filter(|v| !v.is_empty()).map(PageToken::Cursor)
+            let value = value.filter(|v| !v.is_empty());
+            if value.is_none() && has_more.is_some() {
+                // The API says there is more but the page does not say where: stopping
+                // here would silently drop the rest.
+                return Err(SourceError::data(
+                    format!("page at {}", page.response.url),
+                    format!(
+                        "`{}` says more pages follow, but the page has no cursor ({}); the API may have renamed it: check `pagination` in the manifest",
+                        has_more.as_deref().unwrap_or_default(),
+                        match (record_field, body_path) {
+                            (Some(f), _) => format!("record field `{f}` of the last record"),
+                            (None, Some(p)) => format!("body field `{p}`"),
+                            _ => String::new(),
+                        }
+                    ),
+                ));
+            }
+            value.map(PageToken::Cursor)
         }
         Pagination::Offset { limit, .. } => {
             let offset = if let PageToken::Offset(o) = current {
@@ -988,6 +1005,39 @@ fn add_columns(batch: RecordBatch, extra: &[(String, String)]) -> Result<RecordB
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn has_more_without_a_cursor_is_an_error_not_the_end() {
+        let page = Page {
+            response: Response {
+                status: 200,
+                headers: Default::default(),
+                body: bytes_of(r#"{"has_more":true,"data":[{"customer_id":"cus_1"}]}"#),
+                url: Url::parse("http://h/v1/customers").unwrap(),
+                attempts: 1,
+            },
+            records: 0..0,
+            batch: None,
+            hash: 0,
+        };
+        let cursor = Pagination::Cursor {
+            param: "starting_after".into(),
+            record_field: Some("id".into()),
+            body_path: None,
+            has_more: Some("has_more".into()),
+        };
+        let err = next_token(&cursor, &page, 1, &PageToken::Start, |_| None).unwrap_err();
+        assert!(err.to_string().contains("record field `id`"), "{err}");
+        let next = next_token(&cursor, &page, 1, &PageToken::Start, |_| {
+            Some("cus_1".into())
+        })
+        .unwrap();
+        assert_eq!(next, Some(PageToken::Cursor("cus_1".into())));
+    }
+
+    fn bytes_of(s: &str) -> bytes::Bytes {
+        bytes::Bytes::from(s.to_string())
+    }
 
     #[test]
     fn link_headers_and_selectors() {
