@@ -1082,3 +1082,106 @@ schema = { columns = { price = "decimal(10,2)" } }
         .sum();
     assert_eq!(total, (0..53).map(|i| i as i128 * 100 + 99).sum::<i128>());
 }
+
+#[test]
+fn oauth2_refresh_token_auth_and_a_lookback_window_from_the_manifest() {
+    let events = Arc::new(Mutex::new(
+        (0..50u64).map(|i| (i, i as i64 * 10)).collect::<Vec<_>>(),
+    ));
+    let events2 = events.clone();
+    let server = ReplayServer::start(Arc::new(move |req: &Req| {
+        if req.path == "/oauth/token" {
+            return Reply::json(
+                &serde_json::json!({"access_token": "at-fresh-123456", "expires_in": 3600, "token_type": "bearer"}),
+            );
+        }
+        if req.header("authorization") != Some("Bearer at-fresh-123456") {
+            return Reply::status(401, r#"{"error":"invalid_token"}"#);
+        }
+        let since = since_of(req).unwrap_or(i64::MIN);
+        let page: usize = req.param("page").unwrap().parse().unwrap();
+        let all: Vec<Value> = events2
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| *t >= since)
+            .map(|(i, t)| serde_json::json!({"id": i, "occurred_at": shapes::ts(*t)}))
+            .collect();
+        Reply::json(&Value::Array(
+            all.into_iter().skip((page - 1) * 20).take(20).collect(),
+        ))
+    }));
+    let p = TestProject::new("");
+    std::fs::write(
+        p.root().join("api.toml"),
+        r#"manifest_version = 1
+name = "events"
+base_url = "http://placeholder.invalid"
+
+[config.client_secret]
+type = "secret"
+required = true
+[config.refresh_token]
+type = "secret"
+required = true
+[config.token_url]
+type = "string"
+required = true
+
+[auth]
+type = "oauth2_refresh"
+token_url = "{config.token_url}"
+client_id = "inlet-test"
+client_secret = "{config.client_secret}"
+refresh_token = "{config.refresh_token}"
+
+[streams.events]
+path = "/events"
+primary_key = ["id"]
+pagination = { type = "page_number", size = 20 }
+incremental = { cursor_field = "occurred_at", request_param = "since", lookback = "100s" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        p.root().join("inlet.toml"),
+        format!(
+            "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{0}\"\ntoken_url = \"{0}/oauth/token\"\nclient_secret = \"cs-very-secret-1\"\nrefresh_token = \"${{env:INLET_TEST_GITHUB_TOKEN}}\"\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "events"), 50);
+    let token_requests = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/oauth/token")
+        .count();
+    assert_eq!(token_requests, 1, "one access token serves every page");
+    // The re-run asks from 100 s before the saved cursor (490 s): records 39..=49 again,
+    // as a lookback means, plus the new one.
+    events.lock().unwrap().push((50, 1000));
+    server.clear();
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "events"), 12, "{report:#}");
+    let first = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/events")
+        .unwrap();
+    assert_eq!(first.param("since"), Some(&*shapes::ts(390)));
+    for f in support::walk(p.root()) {
+        if f.extension().is_some_and(|e| e == "toml") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        assert!(
+            !text.contains("cs-very-secret-1")
+                && !text.contains(TOKEN)
+                && !text.contains("at-fresh-123456"),
+            "{}",
+            f.display()
+        );
+    }
+}
