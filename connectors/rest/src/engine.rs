@@ -200,10 +200,10 @@ impl Reader {
                 next: PageToken::Start,
                 ..Progress::default()
             });
-            self.checkpoint(None).await?;
+            self.checkpoint().await?;
         }
         self.state.current = None;
-        self.checkpoint(None).await
+        self.checkpoint().await
     }
 
     /// The start of a pass over `slice`: the cursor bound from the state (minus the
@@ -520,7 +520,7 @@ impl Reader {
                 Some(token) => {
                     p.next = token;
                     self.state.current = Some(p.clone());
-                    self.checkpoint(Some(p)).await?;
+                    self.checkpoint().await?;
                 }
                 None => return Ok(()),
             }
@@ -714,7 +714,7 @@ impl Reader {
                     index: i + 1,
                 });
                 self.state.current = Some(p.clone());
-                self.checkpoint(Some(p)).await?;
+                self.checkpoint().await?;
             }
             match next {
                 Some(token) => {
@@ -745,7 +745,7 @@ impl Reader {
         Ok(url)
     }
 
-    async fn checkpoint(&mut self, _p: Option<&Progress>) -> Result<(), Failure> {
+    async fn checkpoint(&mut self) -> Result<(), Failure> {
         if self.schema_json.is_none() && self.state.schema.is_some() {
             self.schema_json = serde_json::to_value(&self.state.schema).ok();
         }

@@ -118,7 +118,8 @@ impl JsonBatcher {
         let mut fields: Vec<FieldRef> = prior
             .map(|s| s.fields().iter().cloned().collect())
             .unwrap_or_default();
-        // Declared columns first (in declaration order is not kept by a map; sorted).
+        // Declared columns replace what the prior schema had under their name; new ones
+        // are appended by name (a TOML table does not keep its order).
         let mut names: Vec<&String> = declared.keys().collect();
         names.sort();
         for name in names {
