@@ -166,6 +166,18 @@ fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(Arc::new(inlet_connector_files::FilesConnector));
     r.register(Arc::new(inlet_connector_postgres::PostgresConnector));
+    r.register(Arc::new(inlet_connector_rest::ManifestConnector::rest()));
+    // The compiled-in manifests are checked by the rest crate's tests; an invalid one is a
+    // build defect, reported without taking the other connectors down.
+    for built in [
+        inlet_connector_rest::ManifestConnector::github(),
+        inlet_connector_rest::ManifestConnector::stripe(),
+    ] {
+        match built {
+            Ok(c) => r.register(Arc::new(c)),
+            Err(e) => tracing::error!(error = %e, "a built-in manifest is invalid"),
+        }
+    }
     r
 }
 
