@@ -113,7 +113,7 @@ impl PgPair {
                 "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{sock}'\n\
                  wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\n\
                  full_page_writes = off\nshared_buffers = 32MB\n\
-                 max_connections = 40\nautovacuum = off\n",
+                 max_connections = 40\nautovacuum = off\ntimezone = 'UTC'\nDateStyle = 'ISO, MDY'\n",
                 pair.primary_port
             ),
         )

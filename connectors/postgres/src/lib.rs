@@ -16,16 +16,17 @@
 //!   Composite and non-integer keys are split at bounds sampled with `TABLESAMPLE`.
 //!   Tables without a key, and views, are read in one statement.
 //! - **Incremental by cursor** (`cursor_field = "updated_at"`): each run reads
-//!   `cursor > saved - lookback AND cursor <= max(cursor) at plan time`, and saves that
-//!   maximum. Rows committed late with an older cursor value are caught by the lookback
-//!   window; rows in the window may land again in the next run (never twice in one run).
-//!   Rows whose cursor is NULL are read by the first (initial) run only.
+//!   `cursor >= saved - lookback AND cursor <= max(finite cursor) at plan time`, and
+//!   saves that maximum. Rows committed late with an older cursor value are caught by the
+//!   lookback window; rows in the window may land again in the next run (never twice in
+//!   one run). Rows whose cursor is NULL or ±infinity are read by the first run only.
 //! - **Incremental by `xmin`** (`cursor_field = "xmin"`), for tables without a cursor
 //!   column: the watermark is `pg_snapshot_xmin(pg_current_snapshot())` as a 64-bit xid
 //!   (works on a standby); each run reads rows whose `xmin` is at or after the saved
-//!   watermark. When the saved watermark is older than the table's `relfrozenxid`, or
-//!   older than `vacuum_freeze_min_age` or 2^31 transactions (so frozen or wrapped rows
-//!   could hide), the run re-reads the whole table instead (a bounded re-sync) and says so.
+//!   watermark (frozen rows keep their raw `xmin`). When the saved watermark is 2^31
+//!   transactions old (32-bit xids wrap), ahead of the server, or the table's relations
+//!   changed (a partition attached: its rows have older xmins), the run re-reads the whole
+//!   table instead (a bounded re-sync) and says so.
 //!   Deletes are not seen by cursor or xmin reads.
 //! - **Schema drift**: each run compares the catalog with the columns saved in the
 //!   stream's state; `on_schema_change = "evolve"` lands the new shape and records the
@@ -131,6 +132,9 @@ pub struct StreamState {
     /// The 64-bit xid watermark (`method = xmin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xmin: Option<i64>,
+    /// The relations (the table, or its leaf partitions) the xmin watermark covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<i64>,
     /// The columns landed, as `[name, type]`, to detect schema changes.
     #[serde(default)]
     pub columns: Vec<(String, String)>,
@@ -311,12 +315,15 @@ fn filters(spec: &PartSpec, table: &Table) -> Vec<String> {
                 }
                 _ => c.lookback.to_string(),
             };
-            out.push(format!("{col} > ({}::{ty} - {back})", literal(after)));
+            // Inclusive: rows at the saved value that committed after the last plan are
+            // read (and rows already landed at it land again, never twice in a run).
+            out.push(format!("{col} >= ({}::{ty} - {back})", literal(after)));
         }
         if let Some(upto) = &c.upto {
             let bound = format!("{col} <= {}::{ty}", literal(upto));
             out.push(if c.include_null {
-                format!("({bound} OR {col} IS NULL)")
+                let finite = finite_filter(&kind, &col);
+                format!("({bound} OR {col} IS NULL OR NOT ({finite}))")
             } else {
                 bound
             });
@@ -534,8 +541,16 @@ impl PostgresSource {
         let width = (span + n - 1) / n;
         let mut parts = Vec::new();
         for i in 0..n {
-            let lo = (i > 0).then(|| (i128::from(min) + i * width) as i64);
-            let hi = (i < n - 1).then(|| (i128::from(min) + (i + 1) * width) as i64);
+            let start = i128::from(min) + i * width;
+            if start > i128::from(max) {
+                // Stale statistics made more ranges than keys: the previous range is
+                // open-ended and covers the rest.
+                break;
+            }
+            let end = i128::from(min) + (i + 1) * width;
+            let last = i == n - 1 || end > i128::from(max);
+            let lo = (i > 0).then_some(start as i64);
+            let hi = (!last).then_some(end as i64);
             parts.push(Partition {
                 id: format!("k{i:05}"),
                 spec: serde_json::to_value(PartSpec {
@@ -670,8 +685,14 @@ impl PostgresSource {
         if !table.indexed.iter().any(|c| c == column) {
             tracing::warn!(stream = %stream, column, "the cursor column leads no index: each incremental run scans the table");
         }
+        if col.nullable {
+            tracing::warn!(stream = %stream, column, "the cursor column is nullable: rows whose cursor is NULL are read by the first run only");
+        }
         let c = ident(column);
-        let expr = cursor_text(&col.kind, &format!("max({c})"));
+        // The upper bound is the largest finite value: an `infinity` sentinel would stop
+        // the cursor for good (rows at ±infinity are read by the first run, like NULLs).
+        let finite = finite_filter(&col.kind, &c);
+        let expr = cursor_text(&col.kind, &format!("max({c}) FILTER (WHERE {finite})"));
         let row = session
             .client
             .query_one(&format!("SELECT {expr} FROM {}", table.sql_name()), &[])
@@ -761,42 +782,43 @@ impl PostgresSource {
         let row = session
             .client
             .query_one(
-                "SELECT pg_snapshot_xmin(s)::text::int8, pg_snapshot_xmax(s)::text::int8, \
-                        current_setting('vacuum_freeze_min_age')::int8 \
+                "SELECT pg_snapshot_xmin(s)::text::int8, pg_snapshot_xmax(s)::text::int8 \
                    FROM pg_current_snapshot() s",
                 &[],
             )
             .await
             .map_err(|e| self.connect.error(e))?;
-        let (snap_xmin, next, freeze_min_age): (i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2));
-        let frozen: Option<i64> = session
+        let (snap_xmin, next): (i64, i64) = (row.get(0), row.get(1));
+        // The relations whose rows the watermark covers: the table, or its leaves. A leaf
+        // attached (or a table swapped in) later brings rows with older xmins.
+        let relations: Vec<i64> = session
             .client
             .query_one(
-                "SELECT min(c.relfrozenxid::text::int8) FROM pg_class c \
-                  WHERE (c.oid = $1 OR c.oid IN (SELECT relid FROM pg_partition_tree($1) WHERE isleaf)) \
-                    AND c.relfrozenxid::text::int8 <> 0",
+                "SELECT COALESCE(array_agg(relid::oid::int8 ORDER BY relid::oid::int8), '{}') \
+                   FROM pg_partition_tree($1::oid) WHERE isleaf",
                 &[&table.oid],
             )
             .await
             .map_err(|e| self.connect.error(e))?
             .get(0);
-        let frozen_full = frozen.filter(|f| *f > 0).map(|f| widen(f, next));
-        let prev = previous.filter(|p| p.method == "xmin").and_then(|p| p.xmin);
+        let prev_state = previous.filter(|p| p.method == "xmin");
+        let prev = prev_state.and_then(|p| p.xmin);
+        // Frozen rows keep their raw xmin (since 9.4), so freezing hides nothing; what can
+        // is a watermark so old that 32-bit xids wrap, or another cluster.
         let resync_reason = match prev {
             None => None,
             Some(w) if w > next => Some(format!(
                 "the saved xmin watermark {w} is ahead of the server's next xid {next} (a different or restored cluster)"
             )),
-            Some(w) if next - w >= (1i64 << 31) || next - w >= freeze_min_age.max(1) => {
-                Some(format!(
-                    "the saved xmin watermark {w} is {} transactions old, past vacuum_freeze_min_age ({freeze_min_age}) or wraparound: rows may be frozen",
-                    next - w
-                ))
-            }
-            Some(w) if frozen_full.is_some_and(|f| f > w) => Some(format!(
-                "relfrozenxid advanced past the saved xmin watermark {w}: rows may be frozen"
+            Some(w) if next - w >= (1i64 << 31) => Some(format!(
+                "the saved xmin watermark {w} is {} transactions old: 32-bit xids may have wrapped",
+                next - w
             )),
+            Some(_)
+                if prev_state.is_some_and(|p| !p.relations.is_empty() && p.relations != relations) =>
+            {
+                Some("the table's relations changed (a partition attached or detached, or the table replaced): their rows' xmins predate the watermark".to_string())
+            }
             Some(_) => None,
         };
         let parts = match (prev, &resync_reason) {
@@ -825,20 +847,21 @@ impl PostgresSource {
             StreamState {
                 method: XMIN.into(),
                 xmin: Some(snap_xmin),
+                relations,
                 ..Default::default()
             },
         ))
     }
 }
 
-/// A 32-bit xid as a 64-bit one, given the 64-bit next xid.
-fn widen(xid32: i64, next: i64) -> i64 {
-    let epoch = next >> 32;
-    let candidate = (epoch << 32) | (xid32 & 0xffff_ffff);
-    if candidate > next {
-        candidate - XID_SPACE
-    } else {
-        candidate
+/// SQL that is true for finite cursor values.
+fn finite_filter(kind: &Kind, column: &str) -> String {
+    match kind {
+        Kind::Timestamp | Kind::Timestamptz | Kind::Date => format!("isfinite({column})"),
+        Kind::Decimal128 { .. } | Kind::Decimal256 { .. } | Kind::NumericText => {
+            format!("{column} NOT IN ('NaN', 'Infinity', '-Infinity')")
+        }
+        _ => "true".to_string(),
     }
 }
 
@@ -1006,6 +1029,11 @@ impl Source for PostgresSource {
         let session = self.open().await?;
         let lag = self.connect.wait_for_lag(&session).await?;
         tracing::info!(stream = %request.stream, replay_lag_secs = lag, "planning a read");
+        // A new plan starts with full-size chunks (a daemon reuses partition ids).
+        if let Ok(mut m) = self.conflicts.lock() {
+            let prefix = format!("{}/", request.stream);
+            m.retain(|k, _| !k.starts_with(&prefix));
+        }
         let table = self.table(&session, &request.stream, false).await?;
         let previous = Self::parse_state(&request.stream, request.previous.as_ref())?;
         let history = self.schema_changes(&table, previous.as_ref())?;

@@ -114,6 +114,7 @@ impl Connect {
             // Read-only, UTC, bounded statements, no waiting behind replayed locks.
             .options(format!(
                 "-c default_transaction_read_only=on -c TimeZone=UTC -c statement_timeout={}s \
+                 -c standard_conforming_strings=on \
                  -c lock_timeout=30s -c idle_in_transaction_session_timeout=300s \
                  -c extra_float_digits=3 -c DateStyle=ISO -c IntervalStyle=postgres",
                 self.cfg.statement_timeout_secs
@@ -232,6 +233,7 @@ pub fn is_conflict(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
             || *c == SqlState::ADMIN_SHUTDOWN
             || *c == SqlState::QUERY_CANCELED
             || *c == SqlState::DATABASE_DROPPED
@@ -294,6 +296,28 @@ pub fn classify(resource: &str, user: &str, e: &tokio_postgres::Error) -> Source
     }
     // Connect errors, timeouts, I/O: show the error chain, which never holds the password.
     let mut message = e.to_string();
+    // Errors a retry cannot fix: TLS set-up and authentication exchanges.
+    if message.contains("TLS") || message.contains("tls") {
+        let mut chain = message.clone();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        return SourceError::config(
+            "ssl_mode",
+            format!(
+                "{resource}: {chain}; check `ssl_mode`, `ssl_root_cert` and that `host` matches the certificate"
+            ),
+        );
+    }
+    if message.contains("password missing") || message.contains("authentication") {
+        return SourceError::Auth {
+            resource: resource.to_string(),
+            message: format!("{message}; check `user` (`{user}`) and `password`"),
+        };
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let s_text = s.to_string();

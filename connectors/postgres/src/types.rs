@@ -663,7 +663,18 @@ fn inet_text(v: &[u8], cidr: bool) -> Result<String, String> {
         ),
         (3, 16) => {
             let a: [u8; 16] = fixed(addr)?;
-            (std::net::Ipv6Addr::from(a).to_string(), 128)
+            let words: Vec<u16> = a
+                .chunks(2)
+                .map(|w| u16::from_be_bytes([w[0], w[1]]))
+                .collect();
+            // Postgres prints IPv4-compatible addresses (`::1.2.3.4`) with the dotted
+            // quad, as inet_net_ntop does; Rust prints them as hex words.
+            let text = if words[..6].iter().all(|w| *w == 0) && words[6] != 0 {
+                format!("::{}.{}.{}.{}", a[12], a[13], a[14], a[15])
+            } else {
+                std::net::Ipv6Addr::from(a).to_string()
+            };
+            (text, 128)
         }
         _ => return Err("unknown inet address family".into()),
     };
@@ -736,12 +747,25 @@ impl Numeric {
             return Err(self.special_error(scale));
         }
         let overflow = || format!("numeric value does not fit Decimal128({precision},{scale})");
+        if self.digits.iter().all(|d| *d == 0) {
+            return Ok(0);
+        }
         let mut acc: i128 = 0;
         for d in &self.digits {
-            acc = acc
+            match acc
                 .checked_mul(10_000)
                 .and_then(|a| a.checked_add(i128::from(*d)))
-                .ok_or_else(overflow)?;
+            {
+                Some(a) => acc = a,
+                // The last base-10000 group carries up to three padding zeros that may
+                // overflow before the scaling divides them away: redo it in 256 bits.
+                None => {
+                    return self
+                        .to_i256(scale, precision)?
+                        .to_i128()
+                        .ok_or_else(overflow);
+                }
+            }
         }
         let shift = i32::from(scale) - self.exponent();
         if shift >= 0 {
@@ -770,6 +794,9 @@ impl Numeric {
             return Err(self.special_error(scale));
         }
         let overflow = || format!("numeric value does not fit Decimal256({precision},{scale})");
+        if self.digits.iter().all(|d| *d == 0) {
+            return Ok(i256::ZERO);
+        }
         let ten = i256::from_i128(10);
         let mut acc = i256::ZERO;
         for d in &self.digits {
@@ -939,6 +966,21 @@ mod tests {
         let n = Numeric::parse(&numeric(&[], 0, 0, 3)).unwrap();
         assert_eq!(n.to_text(), "0.000");
         assert_eq!(n.to_i256(3, 40).unwrap(), i256::ZERO);
+        // numeric(38,2) at its limit: the last group's padding zeros overflow i128
+        // before scaling.
+        let big = Numeric::parse(&numeric(
+            &[2345, 6789, 123, 4567, 8901, 2345, 6789, 123, 4567, 8900],
+            8,
+            0,
+            2,
+        ))
+        .unwrap();
+        assert_eq!(
+            big.to_i128(2, 38).unwrap(),
+            23_456_789_012_345_678_901_234_567_890_123_456_789_i128
+        );
+        let zero = Numeric::parse(&numeric(&[], 0, 0, 37)).unwrap();
+        assert_eq!(zero.to_i128(37, 38).unwrap(), 0);
         let n = Numeric::parse(&numeric(&[], 0, NUMERIC_NAN, 0)).unwrap();
         assert_eq!(n.to_text(), "NaN");
         assert!(n.to_i128(2, 12).unwrap_err().contains("numeric = \"text\""));
@@ -963,5 +1005,13 @@ mod tests {
             inet_text(&[2, 32, 0, 4, 10, 0, 0, 1], false).unwrap(),
             "10.0.0.1"
         );
+        let mut v6 = vec![3, 128, 0, 16];
+        v6.extend([0u8; 12]);
+        v6.extend([1, 2, 3, 4]);
+        assert_eq!(inet_text(&v6, false).unwrap(), "::1.2.3.4");
+        let mut one = vec![3, 128, 0, 16];
+        one.extend([0u8; 15]);
+        one.push(1);
+        assert_eq!(inet_text(&one, false).unwrap(), "::1");
     }
 }

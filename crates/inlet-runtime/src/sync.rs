@@ -711,7 +711,10 @@ impl StreamRun<'_> {
     ) -> Result<(), RuntimeError> {
         let staged = writer.take_staged().await.map_err(|e| self.lake(e))?;
         inlet_lake::failpoint("after-stage");
-        let current = self.store.lock().await.stream(&self.stream);
+        // Read, merge and commit under one lock: partitions commit in parallel, and a
+        // state read before another partition's commit would erase that commit.
+        let mut store = self.store.lock().await;
+        let current = store.stream(&self.stream);
         let next = if !multi {
             StreamState {
                 cursor: cursor.or(current.cursor.clone()),
@@ -750,7 +753,8 @@ impl StreamRun<'_> {
             staged.iter().map(|s| s.size).sum::<u64>(),
             staged.len() as u64,
         );
-        self.commit_state(next, staged).await?;
+        self.commit_locked(&mut store, next, staged).await?;
+        drop(store);
         let mut stats = self.stats.lock().await;
         stats.rows += rows;
         stats.bytes += bytes;
@@ -765,13 +769,22 @@ impl StreamRun<'_> {
         state: StreamState,
         pending: Vec<inlet_lake::StagedObject>,
     ) -> Result<(), RuntimeError> {
+        let mut store = self.store.lock().await;
+        self.commit_locked(&mut store, state, pending).await
+    }
+
+    async fn commit_locked(
+        &self,
+        store: &mut StateStore,
+        state: StreamState,
+        pending: Vec<inlet_lake::StagedObject>,
+    ) -> Result<(), RuntimeError> {
         if self.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(self.lake(inlet_lake::LakeError::Invalid(format!(
                 "connection `{}`: the lease was lost (another process may have taken over); nothing after the last commit was landed",
                 self.conn.name
             ))));
         }
-        let mut store = self.store.lock().await;
         let attempted = store.current().seq + 1;
         let result = store
             .commit(Change {
