@@ -267,7 +267,17 @@ fn two_daemons_on_one_lake_never_run_a_connection_at_once() {
             .unwrap()
     };
     let (mut a, mut b) = (spawn(), spawn());
-    std::thread::sleep(Duration::from_secs(8));
+    // Wait for three finished runs (a loaded machine makes each run slower), at most 60 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline
+        && runs(&p)
+            .iter()
+            .filter(|r| r["finished_at"].is_string())
+            .count()
+            < 3
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     signal(&a, "TERM");
     signal(&b, "TERM");
     wait_exit(&mut a, Duration::from_secs(20));
