@@ -4,9 +4,8 @@
 /// Encode a core wasm module (with wit-bindgen's component-type section) as a component.
 pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
     let mut enc = wit_component::ComponentEncoder::default();
-    enc = enc
-        .module(core)
+    enc.module(core)
         .map_err(|e| format!("not a wit-bindgen module: {e:#}"))?;
-    enc = enc.validate(true);
+    enc.validate(true);
     enc.encode().map_err(|e| format!("cannot make a component: {e:#}"))
 }

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc};
 use async_trait::async_trait;
 use inlet_core::{
     Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadEvent,
-    ReadRequest, Skipped, Source, SourceContext, SourceError, SyncMode,
+    ReadRequest, Source, SourceContext, SourceError, SyncMode,
 };
 use serde_json::Value;
 
@@ -304,7 +304,7 @@ impl PluginSource {
                         }
                         ReadEvent::Checkpoint(v)
                     }
-                    types::Event::Skipped(s) => ReadEvent::Skipped(Skipped {
+                    types::Event::Skipped(s) => ReadEvent::Skipped(inlet_core::read::Skipped {
                         location: s.location,
                         reason: s.reason,
                     }),

@@ -217,6 +217,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// What an instance's host functions see: the policy, the secrets, the limits.
+#[derive(Debug)]
 pub struct HostState {
     plugin: String,
     network: Network,

@@ -298,7 +298,7 @@ async fn red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working() {
         // No environment and no files: there is no WASI to ask.
         let (r, _) = attack(&red, "env_file", "", SandboxConfig::default());
         let got = loot(r);
-        assert!(got.contains("env=Err") && got.contains("file=Err") && got.contains("vars=[]"), "{got}");
+        assert!(got.contains("env=Err") && got.contains("file=Err") && got.contains("cwd=Err"), "{got}");
         assert!(!got.contains("root:"));
 
         // A secret goes out in the header but never comes back into the plugin.
@@ -314,7 +314,8 @@ async fn red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working() {
         assert!(!got.contains(secret), "{got}");
 
         // An unknown secret name is a violation too.
-        let (r, _) = attack(&red, "secret", &echo, open_sandbox(&["127.0.0.1"]));
+        let no_secrets = SandboxConfig { allow_private: vec!["127.0.0.1".into()], ..open_sandbox(&["127.0.0.1"]) };
+        let (r, _) = attack(&red, "secret", &echo, no_secrets);
         assert_eq!(rule_of(&r), Rule::UnknownSecret { name: "token".into() });
         secret.to_string()
     })

@@ -82,8 +82,8 @@ fn attack(c: &Config) -> Result<Vec<Event>, PluginError> {
         "env_file" => {
             let env = std::env::var("HOME").map_err(|e| e.to_string());
             let file = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string());
-            let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-            one_row(format!("env={env:?} file={file:?} vars={vars:?}"))
+            let dir = std::env::current_dir().map_err(|e| e.to_string());
+            one_row(format!("env={env:?} file={file:?} cwd={dir:?}"))
         }
         "secret" => {
             let r = Request::get(c.url.as_str())
