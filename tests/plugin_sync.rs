@@ -74,10 +74,15 @@ fn an_installed_plugin_syncs_a_recorded_api_into_parquet_and_resumes() {
     let list = p.ok(&["connectors"]);
     let line = list.lines().find(|l| l.starts_with("hackernews")).unwrap();
     assert!(
-        line.contains("0.1.0") && line.contains("plugin") && line.contains("hacker-news.firebaseio.com"),
+        line.contains("0.1.0")
+            && line.contains("plugin")
+            && line.contains("hacker-news.firebaseio.com"),
         "{line}"
     );
-    assert!(list.lines().any(|l| l.starts_with("files")), "built-ins are still there: {list}");
+    assert!(
+        list.lines().any(|l| l.starts_with("files")),
+        "built-ins are still there: {list}"
+    );
 
     let check = p.ok(&["check", "hn"]);
     assert!(check.contains("api reachable"), "{check}");
@@ -89,7 +94,10 @@ fn an_installed_plugin_syncs_a_recorded_api_into_parquet_and_resumes() {
     let files = parquet_files(&dir);
     assert!(!files.is_empty());
     // Partitioned like any built-in: folders under the stream.
-    assert!(files.iter().all(|f| f.parent().unwrap() != dir), "{files:?}");
+    assert!(
+        files.iter().all(|f| f.parent().unwrap() != dir),
+        "{files:?}"
+    );
     let mut ids = int_column(&dir, "id");
     ids.sort_unstable();
     assert_eq!(ids.len(), 39);
@@ -115,7 +123,10 @@ fn an_installed_plugin_syncs_a_recorded_api_into_parquet_and_resumes() {
     let out = p.inlet(&["sync", "red"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("plugin `redteam` broke sandbox rule cpu-limit"), "{err}");
+    assert!(
+        err.contains("plugin `redteam` broke sandbox rule cpu-limit"),
+        "{err}"
+    );
     // ... and the normal one still syncs.
     let out = p.ok(&["--json", "sync", "hn", "-s", "items"]);
     let run: serde_json::Value = serde_json::from_str(&out).unwrap();

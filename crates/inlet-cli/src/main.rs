@@ -191,7 +191,10 @@ fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
         PluginCommand::New { name, dir, pdk } => {
             let at = plugin::new(name, dir.as_deref(), pdk.as_deref())?;
             println!("created plugin `{name}` in {}", at.display());
-            println!("next: edit src/lib.rs and plugin.toml, then `inlet plugin build {}`", at.display());
+            println!(
+                "next: edit src/lib.rs and plugin.toml, then `inlet plugin build {}`",
+                at.display()
+            );
         }
         PluginCommand::Build { dir } => {
             let out = plugin::build(dir)?;

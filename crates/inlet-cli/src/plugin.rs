@@ -22,11 +22,18 @@ pub fn new(name: &str, dir: Option<&Path>, pdk: Option<&Path>) -> anyhow::Result
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.starts_with(|c: char| c.is_ascii_lowercase());
     if !valid {
-        bail!("plugin name `{name}`: use lowercase letters, digits, `-` and `_`, starting with a letter");
+        bail!(
+            "plugin name `{name}`: use lowercase letters, digits, `-` and `_`, starting with a letter"
+        );
     }
-    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(name));
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        bail!("{}: exists and is not empty; choose another --dir", dir.display());
+        bail!(
+            "{}: exists and is not empty; choose another --dir",
+            dir.display()
+        );
     }
     let pdk = pdk.map(Path::to_path_buf).unwrap_or_else(default_pdk);
     let pdk = std::fs::canonicalize(&pdk).with_context(|| {
@@ -88,7 +95,7 @@ interface = "inlet:plugin@0.1.0"
 hosts = ["api.example.com"]
 "#;
 
-const LIB_RS: &str = r#"//! {{name}}: an inlet source plugin. One stream, `things`, read page by page from
+const LIB_RS: &str = r##"//! {{name}}: an inlet source plugin. One stream, `things`, read page by page from
 //! `<base_url>/things?page=N`, which answers `{"items": [{"id": 1, "name": "a"}], "next": 2}`.
 
 use std::cell::RefCell;
@@ -211,7 +218,7 @@ impl Guest for Plugin {
 }
 
 inlet_pdk::export_plugin!(Plugin);
-"#;
+"##;
 
 fn run(cmd: &mut Command) -> anyhow::Result<bool> {
     let status = cmd
@@ -276,10 +283,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
                 "no wasm32 toolchain: `rustup target add wasm32-unknown-unknown` failed and the Debian route is not installed; run `apt-get install -y --no-install-recommends rustc-web cargo-web rust-web-src lld-22` and retry"
             );
         }
-        let path = format!(
-            "/usr/bin:{}",
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
         run(Command::new("/usr/bin/cargo")
             .current_dir(dir)
             .args([
@@ -342,8 +346,7 @@ pub fn install(
     let loaded = host.load_dir(from)?;
     let m = loaded.manifest.clone();
     let dest = plugins_dir.join(&m.name);
-    std::fs::create_dir_all(&dest)
-        .with_context(|| format!("cannot create {}", dest.display()))?;
+    std::fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
     std::fs::copy(from.join("plugin.toml"), dest.join("plugin.toml"))
         .with_context(|| format!("cannot copy plugin.toml into {}", dest.display()))?;
     std::fs::copy(from.join(&m.wasm), dest.join(&m.wasm))

@@ -55,7 +55,9 @@ impl BatchBuilder {
 
     fn wrong(&self, col: usize, what: &str) -> PluginError {
         let name = self.fields.get(col).map_or("?", |f| f.name.as_str());
-        PluginError::Other(format!("column `{name}` (index {col}) is not of type {what}"))
+        PluginError::Other(format!(
+            "column `{name}` (index {col}) is not of type {what}"
+        ))
     }
 
     fn mark(&mut self, col: usize) {

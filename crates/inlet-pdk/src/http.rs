@@ -56,8 +56,9 @@ impl Request {
         let url = self.inner.url.clone();
         let resp = self.send()?;
         check_status(&url, &resp)?;
-        serde_json::from_slice(&resp.body)
-            .map_err(|e| PluginError::Data(format!("{url}: response is not the JSON expected: {e}")))
+        serde_json::from_slice(&resp.body).map_err(|e| {
+            PluginError::Data(format!("{url}: response is not the JSON expected: {e}"))
+        })
     }
 }
 
@@ -66,7 +67,10 @@ pub fn check_status(url: &str, resp: &HttpResponse) -> Result<(), PluginError> {
     match resp.status {
         200..=299 => Ok(()),
         401 | 403 => Err(PluginError::Auth(format!("{url}: HTTP {}", resp.status))),
-        429 | 500..=599 => Err(PluginError::Unavailable(format!("{url}: HTTP {}", resp.status))),
+        429 | 500..=599 => Err(PluginError::Unavailable(format!(
+            "{url}: HTTP {}",
+            resp.status
+        ))),
         s => Err(PluginError::Data(format!("{url}: HTTP {s}"))),
     }
 }

@@ -34,6 +34,8 @@ pub mod bindings {
 }
 
 pub use batch::BatchBuilder;
+/// Export a type implementing [`Guest`] as the plugin: `inlet_pdk::export_plugin!(MyPlugin);`.
+pub use bindings::export_plugin;
 pub use bindings::exports::inlet::plugin::source::Guest;
 pub use bindings::inlet::plugin::host::{LogLevel, now_millis};
 pub use bindings::inlet::plugin::types::{
@@ -41,8 +43,6 @@ pub use bindings::inlet::plugin::types::{
     I128Parts, PluginError, ReadRequest, Skipped, StreamInfo,
 };
 pub use pages::Pages;
-/// Export a type implementing [`Guest`] as the plugin: `inlet_pdk::export_plugin!(MyPlugin);`.
-pub use bindings::export_plugin;
 
 /// Log a line through the host (which prefixes the plugin's name and redacts secrets).
 pub fn log(level: LogLevel, message: &str) {

@@ -35,7 +35,10 @@ fn item(id: i64) -> String {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: i64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5000);
+    let n: i64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5000);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../connectors/plugins/hackernews");
     let cache = tempfile::tempdir()?;
 
@@ -45,7 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let host = PluginHost::new(Some(cache.path().to_path_buf()))?;
     let warm = host.load_dir(&dir)?;
     assert!(warm.load.from_cache);
-    println!("load from cache (deserialize): {:.2} ms", ms(warm.load.elapsed));
+    println!(
+        "load from cache (deserialize): {:.2} ms",
+        ms(warm.load.elapsed)
+    );
 
     let mut times = Vec::new();
     for _ in 0..200 {
@@ -64,7 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rec = BTreeMap::new();
     rec.insert("/v0/maxitem.json".to_string(), serde_json::json!(n));
     for id in 1..=n {
-        rec.insert(format!("/v0/item/{id}.json"), serde_json::from_str(&item(id))?);
+        rec.insert(
+            format!("/v0/item/{id}.json"),
+            serde_json::from_str(&item(id))?,
+        );
     }
     let server = ReplayServer::start(rec)?;
     let sandbox: SandboxConfig = serde_json::from_value(serde_json::json!({

@@ -7,5 +7,6 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
     enc.module(core)
         .map_err(|e| format!("not a wit-bindgen module: {e:#}"))?;
     enc.validate(true);
-    enc.encode().map_err(|e| format!("cannot make a component: {e:#}"))
+    enc.encode()
+        .map_err(|e| format!("cannot make a component: {e:#}"))
 }

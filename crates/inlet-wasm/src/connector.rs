@@ -4,14 +4,15 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use inlet_core::{
-    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadEvent,
-    ReadRequest, Source, SourceContext, SourceError, SyncMode,
+    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadEvent, ReadRequest,
+    Source, SourceContext, SourceError, SyncMode,
 };
 use serde_json::Value;
 
 use crate::{
-    LoadedPlugin, PluginHost, PluginInstance, WasmError, convert,
+    LoadedPlugin, PluginHost, PluginInstance, WasmError,
     bindings::inlet::plugin::types::{self, PluginError},
+    convert,
     host::Secrets,
     sandbox::SandboxConfig,
 };
@@ -61,11 +62,21 @@ pub fn plugin_error(plugin: &str, stream: Option<&str>, e: PluginError) -> Sourc
         None => format!("plugin {plugin}"),
     };
     match e {
-        PluginError::Config(f) => SourceError::config(f.field, format!("{} (plugin {plugin})", f.message)),
-        PluginError::Auth(m) => SourceError::Auth { resource: at, message: m },
-        PluginError::Unavailable(m) => SourceError::Unavailable { resource: at, message: m },
+        PluginError::Config(f) => {
+            SourceError::config(f.field, format!("{} (plugin {plugin})", f.message))
+        }
+        PluginError::Auth(m) => SourceError::Auth {
+            resource: at,
+            message: m,
+        },
+        PluginError::Unavailable(m) => SourceError::Unavailable {
+            resource: at,
+            message: m,
+        },
         PluginError::Data(m) => SourceError::data(at, m),
-        PluginError::State(m) => SourceError::state(stream.unwrap_or("?"), format!("{m} (plugin {plugin})")),
+        PluginError::State(m) => {
+            SourceError::state(stream.unwrap_or("?"), format!("{m} (plugin {plugin})"))
+        }
         PluginError::UnknownStream(m) => SourceError::UnknownStream {
             stream: stream.unwrap_or("?").to_string(),
             message: format!("{m} (plugin {plugin})"),
@@ -154,7 +165,14 @@ impl std::fmt::Debug for PluginSource {
         f.debug_struct("PluginSource")
             .field("plugin", &self.plugin.manifest.name)
             .field("connection", &self.connection)
-            .field("secrets", &self.secrets.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field(
+                "secrets",
+                &self
+                    .secrets
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -185,9 +203,10 @@ impl PluginSource {
             .map_err(|e| plugin_error(self.name(), None, e))?;
         let mut out = Vec::with_capacity(streams.len());
         for s in &streams {
-            out.push(convert::stream(s).map_err(|m| {
-                SourceError::data(format!("plugin {}", self.name()), m)
-            })?);
+            out.push(
+                convert::stream(s)
+                    .map_err(|m| SourceError::data(format!("plugin {}", self.name()), m))?,
+            );
         }
         Ok(Catalog { streams: out })
     }

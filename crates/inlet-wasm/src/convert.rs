@@ -22,7 +22,9 @@ pub fn data_type(t: &ColumnType) -> Result<DataType, String> {
         ColumnType::Utf8 => DataType::Utf8,
         ColumnType::Binary => DataType::Binary,
         ColumnType::Date32 => DataType::Date32,
-        ColumnType::TimestampMicros => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ColumnType::TimestampMicros => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
         ColumnType::Decimal128(d) => {
             if d.precision == 0 || d.precision > 38 || i16::from(d.scale) > i16::from(d.precision) {
                 return Err(format!(
@@ -50,7 +52,10 @@ pub fn stream(s: &types::StreamInfo) -> Result<StreamDescriptor, String> {
     let schema = schema(&s.fields).map_err(|m| format!("stream `{}`: {m}", s.name))?;
     for k in s.primary_key.iter().chain(&s.cursor_candidates) {
         if schema.field_with_name(k).is_err() {
-            return Err(format!("stream `{}`: key or cursor `{k}` is not a field", s.name));
+            return Err(format!(
+                "stream `{}`: key or cursor `{k}` is not a field",
+                s.name
+            ));
         }
     }
     let mut modes = vec![SyncMode::FullRefresh];
@@ -120,7 +125,12 @@ pub fn batch(schema: &SchemaRef, b: types::Batch) -> Result<RecordBatch, String>
         if nb.as_ref().is_some_and(|n| n.null_count() > 0) && !field.is_nullable() {
             return Err(format!("column `{name}` is not nullable but has nulls"));
         }
-        let wrong = || format!("column `{name}`: values are not of type {}", field.data_type());
+        let wrong = || {
+            format!(
+                "column `{name}`: values are not of type {}",
+                field.data_type()
+            )
+        };
         let array: ArrayRef = match (col.data, field.data_type()) {
             (ColumnData::Boolean(v), DataType::Boolean) => {
                 Arc::new(BooleanArray::new(BooleanBuffer::from(v), nb))
@@ -197,7 +207,14 @@ mod tests {
     fn int64_and_decimal_keep_every_digit() {
         let s = schema(&[
             f("id", ColumnType::Int64, false),
-            f("amount", ColumnType::Decimal128(DecimalType { precision: 38, scale: 4 }), true),
+            f(
+                "amount",
+                ColumnType::Decimal128(DecimalType {
+                    precision: 38,
+                    scale: 4,
+                }),
+                true,
+            ),
         ])
         .unwrap();
         let big: i128 = 12_345_678_901_234_567_890_123_456_789_012_345_678;
@@ -212,8 +229,14 @@ mod tests {
                 Column {
                     name: "amount".into(),
                     data: ColumnData::Decimal128(vec![
-                        I128Parts { hi: (big >> 64) as i64, lo: big as u64 },
-                        I128Parts { hi: -1, lo: u64::MAX },
+                        I128Parts {
+                            hi: (big >> 64) as i64,
+                            lo: big as u64,
+                        },
+                        I128Parts {
+                            hi: -1,
+                            lo: u64::MAX,
+                        },
                     ]),
                     valid: vec![true, true],
                 },
@@ -223,7 +246,11 @@ mod tests {
         let ids = rb.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(ids.value(0), i64::MAX);
         assert_eq!(ids.value(1), 9_007_199_254_740_993);
-        let d = rb.column(1).as_any().downcast_ref::<Decimal128Array>().unwrap();
+        let d = rb
+            .column(1)
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .unwrap();
         assert_eq!(d.value(0), big);
         assert_eq!(d.value(1), -1);
         assert_eq!(d.value_as_string(1), "-0.0001");
@@ -234,26 +261,57 @@ mod tests {
         let s = schema(&[f("a", ColumnType::Utf8, false)]).unwrap();
         let short = types::Batch {
             rows: 3,
-            columns: vec![Column { name: "a".into(), data: ColumnData::Utf8(vec!["x".into()]), valid: vec![] }],
+            columns: vec![Column {
+                name: "a".into(),
+                data: ColumnData::Utf8(vec!["x".into()]),
+                valid: vec![],
+            }],
         };
-        assert!(batch(&s, short).unwrap_err().contains("1 values for 3 rows"));
+        assert!(
+            batch(&s, short)
+                .unwrap_err()
+                .contains("1 values for 3 rows")
+        );
         let typed = types::Batch {
             rows: 1,
-            columns: vec![Column { name: "a".into(), data: ColumnData::Int64(vec![1]), valid: vec![] }],
+            columns: vec![Column {
+                name: "a".into(),
+                data: ColumnData::Int64(vec![1]),
+                valid: vec![],
+            }],
         };
         assert!(batch(&s, typed).unwrap_err().contains("not of type"));
         let null = types::Batch {
             rows: 1,
-            columns: vec![Column { name: "a".into(), data: ColumnData::Utf8(vec![String::new()]), valid: vec![false] }],
+            columns: vec![Column {
+                name: "a".into(),
+                data: ColumnData::Utf8(vec![String::new()]),
+                valid: vec![false],
+            }],
         };
         assert!(batch(&s, null).unwrap_err().contains("not nullable"));
-        let bad_dec = schema(&[f("d", ColumnType::Decimal128(DecimalType { precision: 40, scale: 0 }), true)]);
+        let bad_dec = schema(&[f(
+            "d",
+            ColumnType::Decimal128(DecimalType {
+                precision: 40,
+                scale: 0,
+            }),
+            true,
+        )]);
         assert!(bad_dec.is_err());
         let ok = schema(&[f("a", ColumnType::Utf8, true)]).unwrap();
-        let rb = batch(&ok, types::Batch {
-            rows: 2,
-            columns: vec![Column { name: "a".into(), data: ColumnData::Utf8(vec!["x".into(), String::new()]), valid: vec![true, false] }],
-        }).unwrap();
+        let rb = batch(
+            &ok,
+            types::Batch {
+                rows: 2,
+                columns: vec![Column {
+                    name: "a".into(),
+                    data: ColumnData::Utf8(vec!["x".into(), String::new()]),
+                    valid: vec![true, false],
+                }],
+            },
+        )
+        .unwrap();
         assert_eq!(rb.column(0).null_count(), 1);
     }
 }

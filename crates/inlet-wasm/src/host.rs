@@ -533,7 +533,9 @@ impl PluginInstance {
         &mut self,
         config: &str,
     ) -> Result<Result<Vec<types::CheckItem>, types::PluginError>, WasmError> {
-        self.call("check", |b, s| b.inlet_plugin_source().call_check(s, config))
+        self.call("check", |b, s| {
+            b.inlet_plugin_source().call_check(s, config)
+        })
     }
 
     /// `discover`.

@@ -52,8 +52,7 @@ impl Manifest {
             });
         }
         let valid = !m.name.is_empty()
-            && m
-                .name
+            && m.name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !valid {
@@ -95,7 +94,8 @@ mod tests {
 
     #[test]
     fn manifest_rejects_other_interfaces_and_wildcard_hosts() {
-        let ok = "name = \"hn\"\nversion = \"1\"\ninterface = \"inlet:plugin@0.1.0\"\nhosts = [\"a.b\"]";
+        let ok =
+            "name = \"hn\"\nversion = \"1\"\ninterface = \"inlet:plugin@0.1.0\"\nhosts = [\"a.b\"]";
         assert_eq!(Manifest::parse(ok, "t").unwrap().hosts, vec!["a.b"]);
         let old = ok.replace("0.1.0", "0.0.9");
         assert!(
@@ -105,8 +105,18 @@ mod tests {
                 .contains("implements inlet:plugin@0.1.0")
         );
         let wild = ok.replace("a.b", "*.b");
-        assert!(Manifest::parse(&wild, "t").unwrap_err().to_string().contains("hosts"));
+        assert!(
+            Manifest::parse(&wild, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("hosts")
+        );
         let unknown = format!("{ok}\nnetwork = true");
-        assert!(Manifest::parse(&unknown, "t").unwrap_err().to_string().contains("network"));
+        assert!(
+            Manifest::parse(&unknown, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("network")
+        );
     }
 }

@@ -82,11 +82,16 @@ pub fn fetch(
 ) -> Result<Response, FetchError> {
     let io = |what: &str, e: std::io::Error| FetchError::Io(format!("{what}: {e}"));
     if to.addr.port() == 0 {
-        return Err(FetchError::Io(format!("`{}` does not resolve", to.origin.host)));
+        return Err(FetchError::Io(format!(
+            "`{}` does not resolve",
+            to.origin.host
+        )));
     }
     let tcp = TcpStream::connect_timeout(&to.addr, timeout).map_err(|e| io("connect", e))?;
-    tcp.set_read_timeout(Some(timeout)).map_err(|e| io("socket", e))?;
-    tcp.set_write_timeout(Some(timeout)).map_err(|e| io("socket", e))?;
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(|e| io("socket", e))?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(|e| io("socket", e))?;
     let _ = tcp.set_nodelay(true);
     let mut conn: Box<dyn Conn> = if to.origin.scheme == "https" {
         let name = rustls::pki_types::ServerName::try_from(to.origin.host.clone())
@@ -137,7 +142,9 @@ fn read_response(conn: &mut Box<dyn Conn>, max_bytes: u64) -> Result<Response, F
     let (status, headers, body_start) = loop {
         let n = read_some(conn, &mut chunk)?;
         if n == 0 {
-            return Err(FetchError::Io("connection closed before the response head".into()));
+            return Err(FetchError::Io(
+                "connection closed before the response head".into(),
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
         let mut hs = [httparse::EMPTY_HEADER; 96];

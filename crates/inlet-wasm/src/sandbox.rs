@@ -147,7 +147,8 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr = IpAddr::from_str(a.trim()).map_err(|_| format!("`{s}` is not an address or CIDR range"))?;
+        let addr = IpAddr::from_str(a.trim())
+            .map_err(|_| format!("`{s}` is not an address or CIDR range"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             Some(p) => p
@@ -165,11 +166,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -391,7 +396,10 @@ mod tests {
             allow_http: true,
             ..SandboxConfig::default()
         };
-        Network::new(&declared.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &sandbox)
+        Network::new(
+            &declared.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &sandbox,
+        )
     }
 
     #[test]
@@ -409,28 +417,59 @@ mod tests {
 
     #[test]
     fn private_ranges_are_refused_after_resolution_unless_allowed() {
-        let n = net(&["localhost", "169.254.169.254", "10.1.2.3"], &["localhost", "169.254.169.254", "10.1.2.3"], &[]);
+        let n = net(
+            &["localhost", "169.254.169.254", "10.1.2.3"],
+            &["localhost", "169.254.169.254", "10.1.2.3"],
+            &[],
+        );
         for url in [
             "http://localhost:9/",
             "http://169.254.169.254/latest/meta-data/",
             "http://10.1.2.3/",
         ] {
-            assert_eq!(n.authorize(url).unwrap_err().name(), "private-address", "{url}");
+            assert_eq!(
+                n.authorize(url).unwrap_err().name(),
+                "private-address",
+                "{url}"
+            );
         }
         let n = net(&["localhost"], &["localhost"], &["127.0.0.0/8", "::1"]);
-        assert_eq!(n.authorize("http://localhost:9/a?b=1").unwrap().path, "/a?b=1");
+        assert_eq!(
+            n.authorize("http://localhost:9/a?b=1").unwrap().path,
+            "/a?b=1"
+        );
     }
 
     #[test]
     fn private_address_table() {
-        for ip in ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "151.101.1.140", "2606:4700::1111"] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
-        assert!(Cidr::parse("10.0.0.0/8").unwrap().contains("10.9.9.9".parse().unwrap()));
-        assert!(!Cidr::parse("10.0.0.0/8").unwrap().contains("11.0.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("10.0.0.0/8")
+                .unwrap()
+                .contains("10.9.9.9".parse().unwrap())
+        );
+        assert!(
+            !Cidr::parse("10.0.0.0/8")
+                .unwrap()
+                .contains("11.0.0.1".parse().unwrap())
+        );
         assert!(Cidr::parse("10.0.0.0/33").is_err());
     }
 
@@ -440,9 +479,12 @@ mod tests {
             allow_hosts: vec!["api.example".into()],
             allow_private: vec!["127.0.0.1".into()],
             allow_http: true,
-            redirect: [("https://api.example".to_string(), "http://127.0.0.1:4000".to_string())]
-                .into_iter()
-                .collect(),
+            redirect: [(
+                "https://api.example".to_string(),
+                "http://127.0.0.1:4000".to_string(),
+            )]
+            .into_iter()
+            .collect(),
             ..SandboxConfig::default()
         };
         let n = Network::new(&["api.example".to_string()], &sandbox);
@@ -451,16 +493,27 @@ mod tests {
         assert_eq!(a.path, "/v0/x.json");
         let https_only = Network::new(
             &["api.example".to_string()],
-            &SandboxConfig { allow_http: false, ..sandbox },
+            &SandboxConfig {
+                allow_http: false,
+                ..sandbox
+            },
         );
-        assert_eq!(https_only.authorize("https://api.example/").unwrap_err().name(), "scheme");
+        assert_eq!(
+            https_only
+                .authorize("https://api.example/")
+                .unwrap_err()
+                .name(),
+            "scheme"
+        );
     }
 
     #[test]
     fn sandbox_errors_name_the_field() {
-        let e = SandboxConfig::from_value(Some(&serde_json::json!({"allow_host": []}))).unwrap_err();
+        let e =
+            SandboxConfig::from_value(Some(&serde_json::json!({"allow_host": []}))).unwrap_err();
         assert!(e.to_string().contains("sandbox.allow_host"), "{e}");
-        let e = SandboxConfig::from_value(Some(&serde_json::json!({"allow_private": ["nope"]}))).unwrap_err();
+        let e = SandboxConfig::from_value(Some(&serde_json::json!({"allow_private": ["nope"]})))
+            .unwrap_err();
         assert!(e.to_string().contains("sandbox.allow_private[0]"), "{e}");
     }
 }

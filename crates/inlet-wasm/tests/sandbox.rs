@@ -14,11 +14,10 @@ use arrow_array::{
     Array, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use futures::StreamExt;
-use inlet_core::{Connector, ReadEvent, ReadRequest, SourceContext, SyncMode, Partition};
+use inlet_core::{Connector, Partition, ReadEvent, ReadRequest, SourceContext, SyncMode};
 use inlet_wasm::{
     LoadedPlugin, PluginConnector, PluginHost, Rule, SandboxConfig, WasmError,
-    bindings::inlet::plugin::types,
-    replay::ReplayServer,
+    bindings::inlet::plugin::types, replay::ReplayServer,
 };
 use serde_json::{Value, json};
 
@@ -110,24 +109,38 @@ async fn hackernews_reads_a_recorded_api_into_typed_batches_and_resumes() {
     let h = host(None);
     let hn = PluginConnector::new(load(&h, "hackernews"));
     let info = hn.info();
-    assert_eq!((info.kind.as_str(), info.hosts.clone()), ("plugin", vec!["hacker-news.firebaseio.com".to_string()]));
+    assert_eq!(
+        (info.kind.as_str(), info.hosts.clone()),
+        ("plugin", vec!["hacker-news.firebaseio.com".to_string()])
+    );
 
-    let first = ReplayServer::from_file(&repo().join("connectors/plugins/hackernews/testdata/replay-1.json")).unwrap();
+    let first = ReplayServer::from_file(
+        &repo().join("connectors/plugins/hackernews/testdata/replay-1.json"),
+    )
+    .unwrap();
     let source = hn.build(hn_config(&first, 40), ctx()).await.unwrap();
     let catalog = source.discover().await.unwrap();
     assert_eq!(catalog.names(), vec!["items", "top_stories"]);
     let report = source.check().await.unwrap();
     assert!(report.ok(), "{report:?}");
 
-    let (batches, checkpoints) = read_all(&hn, hn_config(&first, 40), request("items", SyncMode::Incremental, 10), None)
-        .await
-        .unwrap();
+    let (batches, checkpoints) = read_all(
+        &hn,
+        hn_config(&first, 40),
+        request("items", SyncMode::Incremental, 10),
+        None,
+    )
+    .await
+    .unwrap();
     // Items BASE+1..=BASE+40, one of which the API answers with null.
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 39);
     assert_eq!(checkpoints.len(), 4);
     assert_eq!(checkpoints.last().unwrap(), &json!({"last_id": BASE + 40}));
-    let ids: Vec<i64> = batches.iter().flat_map(|b| col::<Int64Array>(b, "id").values().to_vec()).collect();
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| col::<Int64Array>(b, "id").values().to_vec())
+        .collect();
     assert_eq!(ids.first(), Some(&(BASE + 1)));
     assert!(!ids.contains(&(BASE + 22)), "the null item is not a row");
     let b0 = &batches[0];
@@ -142,7 +155,10 @@ async fn hackernews_reads_a_recorded_api_into_typed_batches_and_resumes() {
     assert!(text.value(1).contains("naïve"), "{}", text.value(1));
 
     // Resume from the checkpoint against the next recording: only the new items.
-    let second = ReplayServer::from_file(&repo().join("connectors/plugins/hackernews/testdata/replay-2.json")).unwrap();
+    let second = ReplayServer::from_file(
+        &repo().join("connectors/plugins/hackernews/testdata/replay-2.json"),
+    )
+    .unwrap();
     let (batches, checkpoints) = read_all(
         &hn,
         hn_config(&second, 40),
@@ -151,15 +167,26 @@ async fn hackernews_reads_a_recorded_api_into_typed_batches_and_resumes() {
     )
     .await
     .unwrap();
-    let ids: Vec<i64> = batches.iter().flat_map(|b| col::<Int64Array>(b, "id").values().to_vec()).collect();
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| col::<Int64Array>(b, "id").values().to_vec())
+        .collect();
     assert_eq!(ids, ((BASE + 41)..=(BASE + 60)).collect::<Vec<_>>());
     assert_eq!(checkpoints.last().unwrap(), &json!({"last_id": BASE + 60}));
 
     // Top stories keep the API's order as a rank.
-    let (batches, _) = read_all(&hn, hn_config(&second, 40), request("top_stories", SyncMode::FullRefresh, 5), None)
-        .await
-        .unwrap();
-    let ranks: Vec<i64> = batches.iter().flat_map(|b| col::<Int64Array>(b, "rank").values().to_vec()).collect();
+    let (batches, _) = read_all(
+        &hn,
+        hn_config(&second, 40),
+        request("top_stories", SyncMode::FullRefresh, 5),
+        None,
+    )
+    .await
+    .unwrap();
+    let ranks: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| col::<Int64Array>(b, "rank").values().to_vec())
+        .collect();
     assert_eq!(ranks, (1..=12).collect::<Vec<_>>());
 }
 
@@ -167,9 +194,18 @@ async fn hackernews_reads_a_recorded_api_into_typed_batches_and_resumes() {
 async fn plugin_config_errors_name_the_plugin_and_field() {
     let h = host(None);
     let hn = PluginConnector::new(load(&h, "hackernews"));
-    let e = hn.validate(&json!({"initial_itemz": 3})).unwrap_err().to_string();
-    assert!(e.contains("initial_itemz") && e.contains("hackernews"), "{e}");
-    let e = hn.validate(&json!({"sandbox": {"memory_mb": 0}})).unwrap_err().to_string();
+    let e = hn
+        .validate(&json!({"initial_itemz": 3}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("initial_itemz") && e.contains("hackernews"),
+        "{e}"
+    );
+    let e = hn
+        .validate(&json!({"sandbox": {"memory_mb": 0}}))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sandbox.memory_mb"), "{e}");
     hn.validate(&json!({"initial_items": 5})).unwrap();
 }
@@ -178,19 +214,41 @@ async fn plugin_config_errors_name_the_plugin_and_field() {
 async fn without_an_operator_allow_list_the_plugin_reaches_nothing() {
     let h = host(None);
     let hn = PluginConnector::new(load(&h, "hackernews"));
-    let server = ReplayServer::from_file(&repo().join("connectors/plugins/hackernews/testdata/replay-1.json")).unwrap();
+    let server = ReplayServer::from_file(
+        &repo().join("connectors/plugins/hackernews/testdata/replay-1.json"),
+    )
+    .unwrap();
     // Declared by the manifest, redirected to the replay server, but not allowed.
     let config = json!({"sandbox": {"allow_http": true, "allow_private": ["127.0.0.1"], "redirect": {HN: server.origin()}}});
-    let e = read_all(&hn, config, request("items", SyncMode::Incremental, 10), None).await.unwrap_err().to_string();
-    assert!(e.contains("plugin `hackernews` broke sandbox rule host-not-allowed"), "{e}");
+    let e = read_all(
+        &hn,
+        config,
+        request("items", SyncMode::Incremental, 10),
+        None,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("plugin `hackernews` broke sandbox rule host-not-allowed"),
+        "{e}"
+    );
     assert_eq!(server.requests(), 0);
 }
 
 /// One red-team call through the typed instance API.
-fn attack(plugin: &LoadedPlugin, attack: &str, url: &str, sandbox: SandboxConfig) -> (Result<Option<Vec<types::Event>>, WasmError>, Duration) {
+fn attack(
+    plugin: &LoadedPlugin,
+    attack: &str,
+    url: &str,
+    sandbox: SandboxConfig,
+) -> (Result<Option<Vec<types::Event>>, WasmError>, Duration) {
     let mut secrets = Vec::new();
     for (name, v) in &sandbox.secrets {
-        secrets.push((name.clone(), v.resolve(name, &std::env::temp_dir()).unwrap()));
+        secrets.push((
+            name.clone(),
+            v.resolve(name, &std::env::temp_dir()).unwrap(),
+        ));
     }
     let mut inst = plugin.instantiate(&sandbox, secrets).unwrap();
     let config = json!({"attack": attack, "url": url}).to_string();
@@ -244,7 +302,10 @@ async fn red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working() {
     let h = host(Some(sink.clone()));
     let red = load(&h, "redteam");
     let hn = PluginConnector::new(load(&h, "hackernews"));
-    let server = ReplayServer::from_file(&repo().join("connectors/plugins/hackernews/testdata/replay-1.json")).unwrap();
+    let server = ReplayServer::from_file(
+        &repo().join("connectors/plugins/hackernews/testdata/replay-1.json"),
+    )
+    .unwrap();
 
     // A normal plugin reads in the same process while the attacks run.
     let normal = {
@@ -253,7 +314,14 @@ async fn red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working() {
         tokio::spawn(async move {
             let mut rows = 0;
             for _ in 0..3 {
-                let (b, _) = read_all(&hn, config.clone(), request("items", SyncMode::Incremental, 10), None).await.unwrap();
+                let (b, _) = read_all(
+                    &hn,
+                    config.clone(),
+                    request("items", SyncMode::Incremental, 10),
+                    None,
+                )
+                .await
+                .unwrap();
                 rows += b.iter().map(|b| b.num_rows()).sum::<usize>();
             }
             rows
@@ -300,6 +368,9 @@ async fn red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working() {
         let got = loot(r);
         assert!(got.contains("env=Err") && got.contains("file=Err") && got.contains("cwd=Err"), "{got}");
         assert!(!got.contains("root:"));
+        // Listing the environment makes std panic in a plugin: a crash, reported as such.
+        let (r, _) = attack(&red, "env_vars", "", SandboxConfig::default());
+        assert!(matches!(&r, Err(WasmError::Trap { plugin, call, .. }) if plugin == "redteam" && call == "next"), "{r:?}");
 
         // A secret goes out in the header but never comes back into the plugin.
         let secret = "s3cr3t-T0KEN-4-inlet";
@@ -328,7 +399,14 @@ async fn red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working() {
 
     // The normal plugin finished its reads untouched, and still works afterwards.
     assert_eq!(normal.await.unwrap(), 3 * 39);
-    let (b, _) = read_all(&hn, hn_config(&server, 40), request("items", SyncMode::Incremental, 40), None).await.unwrap();
+    let (b, _) = read_all(
+        &hn,
+        hn_config(&server, 40),
+        request("items", SyncMode::Incremental, 40),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 39);
 }
 
@@ -337,9 +415,20 @@ async fn a_violation_through_the_source_api_names_plugin_and_rule() {
     let h = host(None);
     let red = PluginConnector::new(load(&h, "redteam"));
     let config = json!({"attack": "loop", "sandbox": {"fuel_per_call": 100_000_000}});
-    let e = read_all(&red, config, request("loot", SyncMode::FullRefresh, 10), None).await.unwrap_err();
+    let e = read_all(
+        &red,
+        config,
+        request("loot", SyncMode::FullRefresh, 10),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(!e.is_transient());
-    assert!(e.to_string().starts_with("plugin `redteam` broke sandbox rule cpu-limit"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("plugin `redteam` broke sandbox rule cpu-limit"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -348,18 +437,29 @@ fn a_cached_plugin_instantiates_quickly_and_loads_from_the_cache() {
     let h = PluginHost::new(Some(cache.path().to_path_buf())).unwrap();
     let first = h.load_dir(&plugin_dir("hackernews")).unwrap();
     assert!(!first.load.from_cache);
-    let again = PluginHost::new(Some(cache.path().to_path_buf())).unwrap().load_dir(&plugin_dir("hackernews")).unwrap();
-    assert!(again.load.from_cache, "second load should come from the cache");
+    let again = PluginHost::new(Some(cache.path().to_path_buf()))
+        .unwrap()
+        .load_dir(&plugin_dir("hackernews"))
+        .unwrap();
+    assert!(
+        again.load.from_cache,
+        "second load should come from the cache"
+    );
     let mut best = Duration::MAX;
     for _ in 0..20 {
         let t = Instant::now();
-        let mut i = again.instantiate(&SandboxConfig::default(), Vec::new()).unwrap();
+        let mut i = again
+            .instantiate(&SandboxConfig::default(), Vec::new())
+            .unwrap();
         let _ = i.spec().unwrap();
         best = best.min(t.elapsed());
     }
     // The bar is 10 ms; debug test builds are far slower than release, so this
     // guards the order of magnitude (the benchmark measures release).
-    assert!(best < Duration::from_millis(50), "instantiate + spec took {best:?}");
+    assert!(
+        best < Duration::from_millis(50),
+        "instantiate + spec took {best:?}"
+    );
 }
 
 #[test]
@@ -373,7 +473,10 @@ fn a_component_with_wasi_imports_is_refused_at_load() {
     .unwrap();
     let e = host(None).load(manifest, &bytes).unwrap_err();
     match e {
-        WasmError::Violation { plugin, rule: Rule::ForbiddenImport { import } } => {
+        WasmError::Violation {
+            plugin,
+            rule: Rule::ForbiddenImport { import },
+        } => {
             assert_eq!(plugin, "redteam-wasi");
             assert!(import.starts_with("wasi:"), "{import}");
         }

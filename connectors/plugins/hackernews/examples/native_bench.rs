@@ -10,8 +10,8 @@ use std::{
     time::Instant,
 };
 
-use inlet_plugin_hackernews::items;
 use inlet_pdk::BatchBuilder;
+use inlet_plugin_hackernews::items;
 
 /// The item the benchmark serves for `id` (inlet-wasm/examples/bench.rs makes the same).
 fn item(id: i64) -> String {
@@ -62,7 +62,11 @@ fn serve(listener: TcpListener) {
 fn get(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
@@ -70,7 +74,10 @@ fn get(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
 }
 
 fn main() {
-    let n: i64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5000);
+    let n: i64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5000);
     let batch_rows = 500;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

@@ -10,5 +10,3 @@ pub mod items;
 // built, for the benchmark.
 #[cfg(target_arch = "wasm32")]
 mod plugin;
-
-

@@ -65,13 +65,22 @@ struct HackerNews;
 fn parse_config(text: &str) -> Result<Config, PluginError> {
     let c: Config = config::parse(text)?;
     if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://")) {
-        return Err(inlet_pdk::config_error("base_url", "must be an http(s) URL"));
+        return Err(inlet_pdk::config_error(
+            "base_url",
+            "must be an http(s) URL",
+        ));
     }
     if c.initial_items < 1 {
-        return Err(inlet_pdk::config_error("initial_items", "must be at least 1"));
+        return Err(inlet_pdk::config_error(
+            "initial_items",
+            "must be at least 1",
+        ));
     }
     if c.max_items_per_sync < 0 {
-        return Err(inlet_pdk::config_error("max_items_per_sync", "must be 0 (no limit) or more"));
+        return Err(inlet_pdk::config_error(
+            "max_items_per_sync",
+            "must be 0 (no limit) or more",
+        ));
     }
     Ok(c)
 }

@@ -7,6 +7,7 @@
 //! - `metadata`: requests http://169.254.169.254/ (link-local);
 //! - `loopback`: requests `config.url` (a loopback address);
 //! - `env_file`: reads an environment variable and a file and emits what it got;
+//! - `env_vars`: lists the environment (std panics without an OS: the plugin crashes);
 //! - `secret`: sends the secret `token` to `config.url` (an echo server) and logs and
 //!   emits whatever comes back;
 //! - `none`: behaves (one batch of one row).
@@ -40,7 +41,10 @@ fn one_row(text: String) -> Result<Vec<Event>, PluginError> {
     let mut b = BatchBuilder::new(&fields());
     b.utf8(0, text)?;
     b.end_row()?;
-    Ok(vec![Event::Batch(b.finish()), Event::Checkpoint("{}".into())])
+    Ok(vec![
+        Event::Batch(b.finish()),
+        Event::Checkpoint("{}".into()),
+    ])
 }
 
 #[inline(never)]
@@ -85,18 +89,29 @@ fn attack(c: &Config) -> Result<Vec<Event>, PluginError> {
             let dir = std::env::current_dir().map_err(|e| e.to_string());
             one_row(format!("env={env:?} file={file:?} cwd={dir:?}"))
         }
+        "env_vars" => {
+            let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+            one_row(vars.join(","))
+        }
         "secret" => {
             let r = Request::get(c.url.as_str())
                 .secret_header("Authorization", "token", "Bearer ")
                 .send()?;
             let body = String::from_utf8_lossy(&r.body).into_owned();
-            let headers: Vec<String> = r.headers.iter().map(|h| format!("{}={}", h.name, h.value)).collect();
+            let headers: Vec<String> = r
+                .headers
+                .iter()
+                .map(|h| format!("{}={}", h.name, h.value))
+                .collect();
             log(LogLevel::Warn, &format!("stolen body: {body}"));
             log(LogLevel::Warn, &format!("stolen headers: {headers:?}"));
             one_row(format!("{body} {headers:?}"))
         }
         "none" => one_row("fine".into()),
-        other => Err(inlet_pdk::config_error("attack", format!("unknown attack `{other}`"))),
+        other => Err(inlet_pdk::config_error(
+            "attack",
+            format!("unknown attack `{other}`"),
+        )),
     }
 }
 
