@@ -558,6 +558,7 @@ impl PluginInstance {
 
     /// `next`.
     #[allow(clippy::type_complexity, reason = "the WIT signature")]
+    #[allow(clippy::should_implement_trait, reason = "named after the WIT export")]
     pub fn next(
         &mut self,
     ) -> Result<Result<Option<Vec<types::Event>>, types::PluginError>, WasmError> {
