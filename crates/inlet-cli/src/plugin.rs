@@ -210,8 +210,9 @@ impl Guest for Plugin {
             }
             reading.page = body.next;
             let mut events = vec![Event::Batch(b.finish())];
-            // Resume at the next page (or past the end: an empty page list next time).
-            events.push(state::checkpoint(&Cursor { page: body.next.unwrap_or(page + 1) })?);
+            // Resume at the next page; after the last one, re-read it next time (it may
+            // have grown; rows repeat, deduplicate downstream by the primary key).
+            events.push(state::checkpoint(&Cursor { page: body.next.unwrap_or(page) })?);
             Ok(Some(events))
         })
     }
