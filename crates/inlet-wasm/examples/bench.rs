@@ -39,7 +39,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(5000);
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../connectors/plugins/hackernews");
+    let dir = std::env::var_os("BENCH_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../connectors/plugins/hackernews")
+        });
     let cache = tempfile::tempdir()?;
 
     let host = PluginHost::new(Some(cache.path().to_path_buf()))?;

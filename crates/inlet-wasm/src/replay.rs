@@ -118,12 +118,16 @@ fn serve(conn: TcpStream, bodies: &BTreeMap<String, Vec<u8>>) -> std::io::Result
             None => ("404 Not Found", b"{\"error\":\"not recorded\"}".to_vec()),
         }
     };
-    let mut conn = conn;
-    write!(
-        conn,
+    // One write: a head and a body in separate segments would wait on Nagle and the
+    // client's delayed ACK.
+    let mut response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )?;
-    conn.write_all(&body)?;
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    let mut conn = conn;
+    let _ = conn.set_nodelay(true);
+    conn.write_all(&response)?;
     conn.flush()
 }

@@ -48,13 +48,14 @@ fn serve(listener: TcpListener) {
                 .parse()
                 .unwrap_or(0);
             let body = item(id);
-            let mut conn = conn;
-            write!(
-                conn,
+            // One write, as the host's replay server does (no Nagle wait between pieces).
+            let response = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
-            )
-            .unwrap();
+            );
+            let mut conn = conn;
+            conn.set_nodelay(true).unwrap();
+            conn.write_all(response.as_bytes()).unwrap();
         });
     }
 }
