@@ -29,8 +29,8 @@ fn repo() -> PathBuf {
 }
 
 fn host(sink: Option<inlet_wasm::LogSink>) -> PluginHost {
-    let cache = std::env::temp_dir().join(format!("inlet-wasm-test-cache-{}", std::process::id()));
-    let h = PluginHost::new(Some(cache)).unwrap();
+    // No disk cache here (the cache has its own test below): nothing left behind.
+    let h = PluginHost::new(None).unwrap();
     match sink {
         Some(s) => h.with_log_sink(s),
         None => h,
