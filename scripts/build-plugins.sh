@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PLUGIN_TARGET=${PLUGIN_TARGET_DIR:-$ROOT/target/plugins}
+PLUGIN_TARGET=${PLUGIN_TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/plugins}
 OUT=${PLUGIN_OUT:-$ROOT/connectors/plugins}
 
 if ! rustup target list --installed | grep -q wasm32-unknown-unknown; then
