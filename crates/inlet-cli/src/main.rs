@@ -2,6 +2,7 @@
 //! libraries; this file only chooses what to call and how to print it.
 
 mod output;
+mod plugin;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -25,6 +26,9 @@ struct Cli {
     /// Print JSON instead of text (for scripts).
     #[arg(long, global = true)]
     json: bool,
+    /// The folder of installed plugins (default: `plugins` beside the project file).
+    #[arg(long, global = true, env = "INLET_PLUGINS")]
+    plugins: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, or a tracing filter); also RUST_LOG.
     #[arg(long, global = true, env = "INLET_LOG", default_value = "warn")]
     log: String,
@@ -68,6 +72,9 @@ enum Command {
     /// Inspect and change connection state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Make, build and install WebAssembly plugin connectors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run every scheduled connection on its schedule until SIGTERM/SIGINT.
     Daemon {
         /// Connections running at once.
@@ -93,6 +100,33 @@ enum Command {
         /// Only runs with this outcome (succeeded, failed, interrupted, running).
         #[arg(long)]
         outcome: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Create a plugin project from the template.
+    New {
+        /// The plugin's name (the connector name connections use).
+        name: String,
+        /// Where to create it (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The inlet-pdk crate to depend on (default: the one of this inlet's source tree).
+        #[arg(long)]
+        pdk: Option<PathBuf>,
+    },
+    /// Build a plugin project into a component (`plugin.wasm`).
+    Build {
+        /// The plugin project (default: the current folder).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Check a built plugin and copy it into the plugins folder.
+    Install {
+        /// The folder with plugin.toml and the built component.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -152,6 +186,35 @@ enum StateCommand {
     },
 }
 
+fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
+    match cmd {
+        PluginCommand::New { name, dir, pdk } => {
+            let at = plugin::new(name, dir.as_deref(), pdk.as_deref())?;
+            println!("created plugin `{name}` in {}", at.display());
+            println!(
+                "next: edit src/lib.rs and plugin.toml, then `inlet plugin build {}`",
+                at.display()
+            );
+        }
+        PluginCommand::Build { dir } => {
+            let out = plugin::build(dir)?;
+            println!("built {}", out.display());
+        }
+        PluginCommand::Install { dir } => {
+            let target = plugins_dir(cli);
+            let m = plugin::install(&plugin_host(cli)?, dir, &target)?;
+            println!(
+                "installed plugin `{}` {} into {} (hosts: {})",
+                m.name,
+                m.version,
+                target.join(&m.name).display(),
+                m.hosts.join(", ")
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
 /// Exit codes scripts can rely on.
 mod exit {
     pub const OK: u8 = 0;
@@ -162,7 +225,26 @@ mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-fn registry() -> Registry {
+/// The plugins folder: `--plugins`, or `plugins` beside the project file.
+fn plugins_dir(cli: &Cli) -> PathBuf {
+    cli.plugins.clone().unwrap_or_else(|| {
+        cli.project
+            .parent()
+            .map(|p| p.join("plugins"))
+            .unwrap_or_else(|| PathBuf::from("plugins"))
+    })
+}
+
+/// The plugin host, caching compiled plugins in `<plugins>/.cache`.
+fn plugin_host(cli: &Cli) -> anyhow::Result<inlet_wasm::PluginHost> {
+    Ok(inlet_wasm::PluginHost::new(Some(
+        plugins_dir(cli).join(".cache"),
+    ))?)
+}
+
+/// Built-in connectors and the installed plugins, by name. A plugin that cannot be
+/// loaded is reported and left out; the others still register.
+fn registry(cli: &Cli) -> Registry {
     let mut r = Registry::new();
     r.register(Arc::new(inlet_connector_files::FilesConnector));
     r.register(Arc::new(inlet_connector_postgres::PostgresConnector));
@@ -176,6 +258,21 @@ fn registry() -> Registry {
         match built {
             Ok(c) => r.register(Arc::new(c)),
             Err(e) => tracing::error!(error = %e, "a built-in manifest is invalid"),
+        }
+    }
+    let dir = plugins_dir(cli);
+    if dir.is_dir() {
+        match plugin_host(cli) {
+            Ok(host) => {
+                let (plugins, failed) = inlet_wasm::load_plugins(&host, &dir);
+                for p in plugins {
+                    r.register(Arc::new(p));
+                }
+                for e in failed {
+                    eprintln!("warning: {e} (skipped)");
+                }
+            }
+            Err(e) => eprintln!("warning: plugins in {} not loaded: {e}", dir.display()),
         }
     }
     r
@@ -268,7 +365,7 @@ fn code_of(e: &anyhow::Error) -> u8 {
 }
 
 async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
-    let registry = registry();
+    let registry = registry(cli);
     let out = output::Output { json: cli.json };
     match &cli.command {
         Command::Connectors => {
@@ -391,6 +488,7 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::State(cmd) => state(cli, &registry, &out, cmd).await,
+        Command::Plugin(cmd) => plugin_command(cli, cmd),
         Command::Daemon {
             max_concurrent,
             metrics_addr,

@@ -1,0 +1,124 @@
+//! Benchmark of the plugin host (bench/plugins.sh runs it in release):
+//! compile time, cached load time, instantiate time, and records per second through the
+//! Hacker News plugin reading items from a loopback server, end to end and without the
+//! time spent in HTTP (the plugin's own work, comparable with the native build of the
+//! same logic in connectors/plugins/hackernews/examples/native_bench.rs).
+//!
+//! `cargo run --release -p inlet-wasm --example bench -- N`
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use inlet_wasm::{
+    PluginHost, SandboxConfig,
+    bindings::inlet::plugin::types::{self, Event},
+    convert,
+    replay::ReplayServer,
+};
+
+/// The item the benchmark serves for `id` (the native bench makes the same).
+fn item(id: i64) -> String {
+    let kind = if id % 4 == 1 { "story" } else { "comment" };
+    format!(
+        r#"{{"by":"user{}","id":{id},"time":{},"type":"{kind}","title":"Benchmark story number {id}","text":"Lorem ipsum dolor sit amet, consectetur adipiscing elit &amp; sed do eiusmod tempor incididunt ut labore et dolore magna aliqua — item {id}","score":{},"parent":{},"kids":[{},{}],"descendants":{}}}"#,
+        id % 97,
+        1_700_000_000 + id,
+        id % 500,
+        id - 1,
+        id + 1,
+        id + 2,
+        id % 50
+    )
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let n: i64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5000);
+    let dir = std::env::var_os("BENCH_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../connectors/plugins/hackernews")
+        });
+    let cache = tempfile::tempdir()?;
+
+    let host = PluginHost::new(Some(cache.path().to_path_buf()))?;
+    let cold = host.load_dir(&dir)?;
+    println!("compile (cold, no cache): {:.1} ms", ms(cold.load.elapsed));
+    let host = PluginHost::new(Some(cache.path().to_path_buf()))?;
+    let warm = host.load_dir(&dir)?;
+    assert!(warm.load.from_cache);
+    println!(
+        "load from cache (deserialize): {:.2} ms",
+        ms(warm.load.elapsed)
+    );
+
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let inst = warm.instantiate(&SandboxConfig::default(), Vec::new())?;
+        times.push(t.elapsed());
+        drop(inst);
+    }
+    times.sort();
+    println!(
+        "instantiate a cached plugin: median {:.3} ms, p99 {:.3} ms (200 runs)",
+        ms(times[100]),
+        ms(times[197])
+    );
+
+    let mut rec = BTreeMap::new();
+    rec.insert("/v0/maxitem.json".to_string(), serde_json::json!(n));
+    for id in 1..=n {
+        rec.insert(
+            format!("/v0/item/{id}.json"),
+            serde_json::from_str(&item(id))?,
+        );
+    }
+    let server = ReplayServer::start(rec)?;
+    let sandbox: SandboxConfig = serde_json::from_value(serde_json::json!({
+        "allow_hosts": ["hacker-news.firebaseio.com"],
+        "allow_private": ["127.0.0.1"],
+        "allow_http": true,
+        "redirect": {"https://hacker-news.firebaseio.com": server.origin()},
+    }))?;
+    let started = Instant::now();
+    let mut inst = warm.instantiate(&sandbox, Vec::new())?;
+    let config = serde_json::json!({"initial_items": n}).to_string();
+    let streams = inst.discover(&config)?.map_err(|e| format!("{e:?}"))?;
+    let schema = convert::stream(&streams[0])?.schema;
+    inst.open(&types::ReadRequest {
+        config,
+        stream: "items".into(),
+        incremental: true,
+        cursor_field: None,
+        state: None,
+        batch_rows: 500,
+    })?
+    .map_err(|e| format!("{e:?}"))?;
+    let mut rows = 0usize;
+    while let Some(events) = inst.next()?.map_err(|e| format!("{e:?}"))? {
+        for e in events {
+            if let Event::Batch(b) = e {
+                rows += convert::batch(&schema, b)?.num_rows();
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let http = inst.http_time().as_secs_f64();
+    let compute = secs - http;
+    println!(
+        "plugin: {rows} records in {secs:.3} s = {:.0} records/s end to end; without HTTP time ({http:.3} s): {compute:.3} s = {:.0} records/s (includes conversion to Arrow)",
+        rows as f64 / secs,
+        rows as f64 / compute
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

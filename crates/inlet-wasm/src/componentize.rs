@@ -1,0 +1,12 @@
+//! Turning the core module that `cargo build --target wasm32-unknown-unknown` makes of a
+//! wit-bindgen plugin into a component (what the host loads).
+
+/// Encode a core wasm module (with wit-bindgen's component-type section) as a component.
+pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
+    let mut enc = wit_component::ComponentEncoder::default();
+    enc.module(core)
+        .map_err(|e| format!("not a wit-bindgen module: {e:#}"))?;
+    enc.validate(true);
+    enc.encode()
+        .map_err(|e| format!("cannot make a component: {e:#}"))
+}

@@ -1,0 +1,567 @@
+//! The engine, the compiled-plugin cache, and one sandboxed instance (one store).
+
+use std::{
+    hash::{Hash, Hasher},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use wasmtime::{
+    Engine, ResourceLimiter, Store, Trap,
+    component::{Component, HasSelf, Linker},
+};
+
+use crate::{
+    Manifest, Rule, WasmError,
+    bindings::{
+        Plugin, PluginPre,
+        inlet::plugin::{host, types},
+    },
+    net,
+    sandbox::{Network, SandboxConfig},
+};
+
+/// Where log lines of plugins also go (besides `tracing`), already redacted.
+pub type LogSink = Arc<Mutex<Vec<String>>>;
+
+/// The plugin host: one wasmtime engine shared by every plugin, a linker that offers only
+/// the `inlet:plugin/host` interface, and a cache of compiled plugins on disk.
+#[derive(Clone)]
+pub struct PluginHost {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    cache_dir: Option<PathBuf>,
+    log_sink: Option<LogSink>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A plugin compiled and linked, ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// How it was obtained: `compiled` or `cache`, and how long it took.
+    pub load: LoadInfo,
+    pre: PluginPre<HostState>,
+    host: PluginHost,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("manifest", &self.manifest)
+            .field("load", &self.load)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a plugin was loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadInfo {
+    /// Whether the compiled code came from the cache.
+    pub from_cache: bool,
+    /// Time to compile or deserialize.
+    pub elapsed: Duration,
+}
+
+impl PluginHost {
+    /// A host caching compiled plugins in `cache_dir` (none: compile on every load).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, WasmError> {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| WasmError::Load {
+            plugin: "(engine)".into(),
+            message: format!("cannot start wasmtime: {e}"),
+        })?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(
+            |e| WasmError::Load {
+                plugin: "(engine)".into(),
+                message: format!("cannot define the host interface: {e}"),
+            },
+        )?;
+        Ok(PluginHost {
+            engine,
+            linker: Arc::new(linker),
+            cache_dir,
+            log_sink: None,
+        })
+    }
+
+    /// Also send plugin log lines (redacted) to `sink`.
+    pub fn with_log_sink(mut self, sink: LogSink) -> Self {
+        self.log_sink = Some(sink);
+        self
+    }
+
+    /// Load the plugin in `dir` (`plugin.toml` + its wasm file).
+    pub fn load_dir(&self, dir: &Path) -> Result<LoadedPlugin, WasmError> {
+        let (manifest, wasm) = Manifest::load(dir)?;
+        let bytes = std::fs::read(&wasm).map_err(|e| WasmError::Load {
+            plugin: manifest.name.clone(),
+            message: format!("cannot read {}: {e}", wasm.display()),
+        })?;
+        self.load(manifest, &bytes)
+    }
+
+    /// Load a plugin from its manifest and component bytes.
+    pub fn load(&self, manifest: Manifest, bytes: &[u8]) -> Result<LoadedPlugin, WasmError> {
+        let name = manifest.name.clone();
+        let load_err = |message: String| WasmError::Load {
+            plugin: name.clone(),
+            message,
+        };
+        let started = Instant::now();
+        let (component, from_cache) = self.compile_cached(&name, bytes)?;
+        let elapsed = started.elapsed();
+        // Deny by default: the only import allowed is the host interface (and the types
+        // interface it uses). A WASI import (files, env, sockets, clocks) is refused
+        // before anything runs.
+        let ty = component.component_type();
+        for (import, _) in ty.imports(&self.engine) {
+            let ok = import.starts_with("inlet:plugin/host@0.1")
+                || import.starts_with("inlet:plugin/types@0.1");
+            if !ok {
+                return Err(WasmError::Violation {
+                    plugin: name.clone(),
+                    rule: Rule::ForbiddenImport {
+                        import: import.to_string(),
+                    },
+                });
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| load_err(format!("does not implement {}: {e}", crate::INTERFACE)))?;
+        Ok(LoadedPlugin {
+            manifest,
+            load: LoadInfo {
+                from_cache,
+                elapsed,
+            },
+            pre,
+            host: self.clone(),
+        })
+    }
+
+    fn compile_cached(&self, name: &str, bytes: &[u8]) -> Result<(Component, bool), WasmError> {
+        let load_err = |message: String| WasmError::Load {
+            plugin: name.to_string(),
+            message,
+        };
+        let path = self.cache_dir.as_ref().map(|dir| {
+            let digest = hex::encode(&Sha256::digest(bytes)[..16]);
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut h);
+            dir.join(format!("{name}-{digest}-{:016x}.cwasm", h.finish()))
+        });
+        if let Some(p) = &path
+            && p.exists()
+            && let Ok(c) = deserialize_cached(&self.engine, p)
+        {
+            return Ok((c, true));
+        }
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| load_err(format!("not a valid component: {e}")))?;
+        if let Some(p) = &path {
+            // Best effort: a cache that cannot be written only costs a compile next time.
+            let _ = write_atomic(p, &compiled);
+            if let Ok(c) = deserialize_cached(&self.engine, p) {
+                return Ok((c, false));
+            }
+        }
+        Component::new(&self.engine, bytes)
+            .map(|c| (c, false))
+            .map_err(|e| load_err(format!("not a valid component: {e}")))
+    }
+}
+
+/// Load a compiled plugin from the cache.
+///
+/// `Component::deserialize_file` is `unsafe` because it maps machine code: the file must
+/// have been produced by `Engine::precompile_component` of a compatible engine. The cache
+/// holds only files this function's caller wrote, named after the wasm's SHA-256 and the
+/// engine's compatibility hash (wasmtime also checks version and settings in the file
+/// header). The cache directory must not be writable by anyone who may not run code as
+/// inlet; that is the one assumption, documented in the README. This is the crate's only
+/// `unsafe`.
+#[allow(unsafe_code)]
+fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see above: the file was written by `compile_cached` from
+    // `precompile_component` for an engine with the same compatibility hash.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// What an instance's host functions see: the policy, the secrets, the limits.
+#[derive(Debug)]
+pub struct HostState {
+    plugin: String,
+    network: Network,
+    secrets: Vec<(String, SecretString)>,
+    memory_limit: usize,
+    max_response: u64,
+    timeout: Duration,
+    violation: Option<Rule>,
+    log_sink: Option<LogSink>,
+    http_time: Duration,
+}
+
+impl HostState {
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (_, s) in &self.secrets {
+            let v = s.expose_secret();
+            if !v.is_empty() {
+                out = out.replace(v, "***");
+            }
+        }
+        out
+    }
+
+    fn redact_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let mut out = bytes;
+        for (_, s) in &self.secrets {
+            let v = s.expose_secret().as_bytes();
+            if v.is_empty() || out.len() < v.len() {
+                continue;
+            }
+            let mut res = Vec::with_capacity(out.len());
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(v) {
+                    res.extend_from_slice(b"***");
+                    i += v.len();
+                } else {
+                    res.push(out[i]);
+                    i += 1;
+                }
+            }
+            out = res;
+        }
+        out
+    }
+
+    /// Record a violation and abort the call: the plugin cannot catch it.
+    fn violate(&mut self, rule: Rule) -> wasmtime::Error {
+        let msg = rule.to_string();
+        self.violation = Some(rule);
+        wasmtime::format_err!("sandbox: {msg}")
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Err(self.violate(Rule::MemoryLimit {
+                bytes: self.memory_limit as u64,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn http_fetch(
+        &mut self,
+        request: host::HttpRequest,
+    ) -> wasmtime::Result<Result<host::HttpResponse, types::PluginError>> {
+        let allowed = match self.network.authorize(&request.url) {
+            Ok(a) => a,
+            Err(rule) => return Err(self.violate(rule)),
+        };
+        let mut headers = Vec::new();
+        for h in request.headers {
+            let reserved = ["host", "content-length", "transfer-encoding", "connection"];
+            if reserved.iter().any(|r| h.name.eq_ignore_ascii_case(r)) {
+                continue;
+            }
+            if h.name.contains(['\r', '\n', ':']) || h.value.contains(['\r', '\n']) {
+                return Ok(Err(types::PluginError::Other(format!(
+                    "header `{}`: names and values must not contain line breaks",
+                    h.name.escape_debug()
+                ))));
+            }
+            headers.push((h.name, h.value));
+        }
+        for sh in request.secret_headers {
+            let Some((_, value)) = self.secrets.iter().find(|(n, _)| *n == sh.secret) else {
+                return Err(self.violate(Rule::UnknownSecret { name: sh.secret }));
+            };
+            if sh.name.contains(['\r', '\n', ':']) || sh.prefix.contains(['\r', '\n']) {
+                return Ok(Err(types::PluginError::Other(
+                    "secret header: names and prefixes must not contain line breaks".into(),
+                )));
+            }
+            headers.push((sh.name, format!("{}{}", sh.prefix, value.expose_secret())));
+        }
+        let req = net::Request {
+            method: request.method.to_ascii_uppercase(),
+            headers,
+            body: request.body,
+        };
+        let started = Instant::now();
+        let result = net::fetch_with_retry(&allowed, &req, self.max_response, self.timeout);
+        self.http_time += started.elapsed();
+        match result {
+            Ok(resp) => {
+                let headers = resp
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| host::Header {
+                        value: self.redact(&value),
+                        name,
+                    })
+                    .collect();
+                Ok(Ok(host::HttpResponse {
+                    status: resp.status,
+                    headers,
+                    body: self.redact_bytes(resp.body),
+                }))
+            }
+            Err(net::FetchError::TooLarge) => Err(self.violate(Rule::ResponseTooLarge {
+                limit: self.max_response,
+            })),
+            Err(net::FetchError::Io(m)) => Ok(Err(types::PluginError::Unavailable(format!(
+                "{}: {}",
+                request.url,
+                self.redact(&m)
+            )))),
+        }
+    }
+
+    fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
+        let line = self.redact(&message);
+        let plugin = &self.plugin;
+        match level {
+            host::LogLevel::Debug => tracing::debug!(plugin, "{line}"),
+            host::LogLevel::Info => tracing::info!(plugin, "{line}"),
+            host::LogLevel::Warn => tracing::warn!(plugin, "{line}"),
+            host::LogLevel::Error => tracing::error!(plugin, "{line}"),
+        }
+        if let Some(sink) = &self.log_sink
+            && let Ok(mut s) = sink.lock()
+        {
+            s.push(format!("{plugin}: {line}"));
+        }
+        Ok(())
+    }
+
+    fn now_millis(&mut self) -> wasmtime::Result<u64> {
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0))
+    }
+}
+
+/// A plugin's secrets, resolved.
+pub type Secrets = Vec<(String, SecretString)>;
+
+/// One instance of a plugin in its own store, with its own memory and limits. Calls are
+/// blocking; after a trap or a violation the instance refuses further calls.
+pub struct PluginInstance {
+    store: Store<HostState>,
+    bindings: Plugin,
+    plugin: String,
+    fuel: u64,
+    broken: bool,
+}
+
+impl std::fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("plugin", &self.plugin)
+            .field("fuel", &self.fuel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// A fresh instance under `sandbox` with resolved `secrets`.
+    pub fn instantiate(
+        &self,
+        sandbox: &SandboxConfig,
+        secrets: Secrets,
+    ) -> Result<PluginInstance, WasmError> {
+        let name = self.manifest.name.clone();
+        let state = HostState {
+            plugin: name.clone(),
+            network: Network::new(&self.manifest.hosts, sandbox),
+            secrets,
+            memory_limit: (sandbox.memory_mb as usize).saturating_mul(1024 * 1024),
+            max_response: sandbox.max_response_bytes,
+            timeout: Duration::from_secs(sandbox.timeout_secs.max(1)),
+            violation: None,
+            log_sink: self.host.log_sink.clone(),
+            http_time: Duration::ZERO,
+        };
+        let mut store = Store::new(&self.host.engine, state);
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        let fuel = sandbox.fuel_per_call;
+        let _ = store.set_fuel(fuel);
+        let mut inst = PluginInstance {
+            bindings: match self.pre.instantiate(&mut store) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Err(classify(&name, "instantiate", fuel, &mut store, e));
+                }
+            },
+            store,
+            plugin: name,
+            fuel,
+            broken: false,
+        };
+        inst.broken = false;
+        Ok(inst)
+    }
+}
+
+fn classify(
+    plugin: &str,
+    call: &str,
+    fuel: u64,
+    store: &mut Store<HostState>,
+    e: wasmtime::Error,
+) -> WasmError {
+    if let Some(rule) = store.data_mut().violation.take() {
+        return WasmError::Violation {
+            plugin: plugin.to_string(),
+            rule,
+        };
+    }
+    if let Some(Trap::OutOfFuel) = e.downcast_ref::<Trap>() {
+        return WasmError::Violation {
+            plugin: plugin.to_string(),
+            rule: Rule::CpuLimit { fuel },
+        };
+    }
+    WasmError::Trap {
+        plugin: plugin.to_string(),
+        call: call.to_string(),
+        message: store.data().redact(&format!("{e:#}")),
+    }
+}
+
+impl PluginInstance {
+    fn call<R>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, WasmError> {
+        if self.broken {
+            return Err(WasmError::Trap {
+                plugin: self.plugin.clone(),
+                call: name.to_string(),
+                message: "the instance was stopped by an earlier error".into(),
+            });
+        }
+        let _ = self.store.set_fuel(self.fuel);
+        self.store.data_mut().violation = None;
+        match f(&self.bindings, &mut self.store) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.broken = true;
+                Err(classify(&self.plugin, name, self.fuel, &mut self.store, e))
+            }
+        }
+    }
+
+    /// Time spent in host HTTP requests so far (for benchmarks: the rest is the plugin).
+    pub fn http_time(&self) -> Duration {
+        self.store.data().http_time
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// `spec`.
+    pub fn spec(&mut self) -> Result<String, WasmError> {
+        self.call("spec", |b, s| b.inlet_plugin_source().call_spec(s))
+    }
+
+    /// `validate`.
+    pub fn validate(&mut self, config: &str) -> Result<Result<(), types::PluginError>, WasmError> {
+        self.call("validate", |b, s| {
+            b.inlet_plugin_source().call_validate(s, config)
+        })
+    }
+
+    /// `check`.
+    pub fn check(
+        &mut self,
+        config: &str,
+    ) -> Result<Result<Vec<types::CheckItem>, types::PluginError>, WasmError> {
+        self.call("check", |b, s| {
+            b.inlet_plugin_source().call_check(s, config)
+        })
+    }
+
+    /// `discover`.
+    pub fn discover(
+        &mut self,
+        config: &str,
+    ) -> Result<Result<Vec<types::StreamInfo>, types::PluginError>, WasmError> {
+        self.call("discover", |b, s| {
+            b.inlet_plugin_source().call_discover(s, config)
+        })
+    }
+
+    /// `open`.
+    pub fn open(
+        &mut self,
+        request: &types::ReadRequest,
+    ) -> Result<Result<(), types::PluginError>, WasmError> {
+        self.call("open", |b, s| b.inlet_plugin_source().call_open(s, request))
+    }
+
+    /// `next`.
+    #[allow(clippy::type_complexity, reason = "the WIT signature")]
+    #[allow(clippy::should_implement_trait, reason = "named after the WIT export")]
+    pub fn next(
+        &mut self,
+    ) -> Result<Result<Option<Vec<types::Event>>, types::PluginError>, WasmError> {
+        self.call("next", |b, s| b.inlet_plugin_source().call_next(s))
+    }
+}

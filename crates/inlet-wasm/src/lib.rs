@@ -1,0 +1,54 @@
+//! # inlet-wasm: source connectors as sandboxed WebAssembly plugins
+//!
+//! A plugin is a component implementing the `inlet:plugin@0.1.0` world (`wit/plugin.wit`)
+//! plus a `plugin.toml` manifest. [`PluginHost`] compiles it once (and caches the machine
+//! code on disk), and [`PluginConnector`] registers it by name in the same
+//! [`inlet_core::Registry`] as the built-in connectors, so the runtime, state, landing and
+//! CLI treat it like any other source.
+//!
+//! ```text
+//!  plugin.toml + plugin.wasm ──PluginHost::load_dir──> LoadedPlugin (compiled, linked)
+//!        │                                                 │ instantiate (per call / read)
+//!        ▼                                                 ▼
+//!  PluginConnector (Connector) ──build──> PluginSource ──> PluginInstance: own Store,
+//!                                                          memory limit, fuel per call,
+//!                                                          host functions: http-fetch,
+//!                                                          log, now-millis
+//! ```
+//!
+//! The sandbox is deny-by-default: a plugin imports only `inlet:plugin/host` (a component
+//! importing WASI or anything else is refused at load), so it has no files, environment,
+//! sockets or clock except through the host. Network requests go through
+//! [`sandbox::Network`]: the host must be declared in the manifest AND allowed by the
+//! operator, every resolved address must be public unless allowed, and the connection
+//! goes to the checked address. Secrets are named in requests and expanded by the host;
+//! responses and logs have secret values redacted. Breaking a rule stops the call with
+//! [`WasmError::Violation`] naming the plugin and the [`Rule`]; the host and other
+//! plugins are unaffected (each instance has its own store).
+#![deny(missing_docs)]
+
+/// The generated host-side bindings of the WIT world.
+#[allow(missing_docs, missing_debug_implementations, clippy::all)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "plugin",
+        imports: { default: trappable },
+    });
+}
+
+pub mod componentize;
+pub mod connector;
+pub mod convert;
+pub mod error;
+pub mod host;
+pub mod manifest;
+pub mod net;
+pub mod replay;
+pub mod sandbox;
+
+pub use connector::{PluginConnector, PluginSource, load_plugins};
+pub use error::{Rule, WasmError};
+pub use host::{LoadInfo, LoadedPlugin, LogSink, PluginHost, PluginInstance};
+pub use manifest::{INTERFACE, Manifest};
+pub use sandbox::SandboxConfig;

@@ -1,0 +1,519 @@
+//! The operator's side of the sandbox: limits, allowed hosts, private ranges, secrets.
+//!
+//! A plugin connection's `config` table may hold a `sandbox` table, read by the host and
+//! never shown to the plugin:
+//!
+//! ```toml
+//! [connections.hn.config.sandbox]
+//! allow_hosts = ["hacker-news.firebaseio.com"]  # AND the manifest must declare them
+//! allow_private = []            # CIDRs a host may resolve to despite being private
+//! allow_http = false            # plain http:// (tests, replay servers)
+//! memory_mb = 64                # per instance
+//! fuel_per_call = 10_000_000_000  # CPU budget of one call into the plugin
+//! max_response_bytes = 16_777_216
+//! timeout_secs = 30             # per HTTP request
+//! secrets = { token = "${env:HN_TOKEN}" }  # handed to the plugin only as names
+//! # Send requests for a declared origin elsewhere (a recorded API, a proxy):
+//! redirect = { "https://hacker-news.firebaseio.com" = "http://127.0.0.1:8080" }
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs},
+    str::FromStr,
+};
+
+use serde::Deserialize;
+
+use crate::Rule;
+
+/// The `sandbox` table of a plugin connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Hosts the operator allows (exact names); a request needs the manifest to declare
+    /// the host too.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Address ranges (CIDR, or single addresses) a host may resolve to although they are
+    /// private, loopback or link-local.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
+    /// Allow plain `http://` URLs.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Memory of one instance, MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// CPU budget (wasmtime fuel, about one unit per instruction) of one call.
+    #[serde(default = "default_fuel")]
+    pub fuel_per_call: u64,
+    /// Largest HTTP response body, bytes.
+    #[serde(default = "default_response")]
+    pub max_response_bytes: u64,
+    /// Timeout of one HTTP request, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Secrets by the name the plugin uses: a literal, `${env:NAME}` or `${file:PATH}`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, inlet_core::secret::SecretValue>,
+    /// Origin (`scheme://host[:port]`) to origin: where requests for a declared origin
+    /// really go. The declared host is checked, then the target's addresses.
+    #[serde(default)]
+    pub redirect: BTreeMap<String, String>,
+}
+
+fn default_memory_mb() -> u64 {
+    64
+}
+fn default_fuel() -> u64 {
+    10_000_000_000
+}
+fn default_response() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            allow_hosts: Vec::new(),
+            allow_private: Vec::new(),
+            allow_http: false,
+            memory_mb: default_memory_mb(),
+            fuel_per_call: default_fuel(),
+            max_response_bytes: default_response(),
+            timeout_secs: default_timeout(),
+            secrets: BTreeMap::new(),
+            redirect: BTreeMap::new(),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Parse and check the `sandbox` table (`None`: the defaults, no network). Errors
+    /// name the field as `sandbox.<field>`.
+    pub fn from_value(value: Option<&serde_json::Value>) -> Result<Self, inlet_core::SourceError> {
+        let Some(v) = value else {
+            return Ok(SandboxConfig::default());
+        };
+        let c: SandboxConfig = serde_json::from_value(v.clone()).map_err(|e| {
+            let msg = e.to_string();
+            let field = msg.split('`').nth(1).unwrap_or("").to_string();
+            inlet_core::SourceError::config(format!("sandbox.{field}"), msg)
+        })?;
+        for (i, r) in c.allow_private.iter().enumerate() {
+            Cidr::parse(r).map_err(|m| {
+                inlet_core::SourceError::config(format!("sandbox.allow_private[{i}]"), m)
+            })?;
+        }
+        for (from, to) in &c.redirect {
+            Origin::parse(from).map_err(|m| {
+                inlet_core::SourceError::config(format!("sandbox.redirect.\"{from}\""), m)
+            })?;
+            Origin::parse(to).map_err(|m| {
+                inlet_core::SourceError::config(format!("sandbox.redirect.\"{from}\""), m)
+            })?;
+        }
+        if c.memory_mb == 0 || c.memory_mb > 4096 {
+            return Err(inlet_core::SourceError::config(
+                "sandbox.memory_mb",
+                "must be between 1 and 4096",
+            ));
+        }
+        if c.fuel_per_call == 0 {
+            return Err(inlet_core::SourceError::config(
+                "sandbox.fuel_per_call",
+                "must be more than 0",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+/// An address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `::1/128`, or a single address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr = IpAddr::from_str(a.trim())
+            .map_err(|_| format!("`{s}` is not an address or CIDR range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether an address is private, loopback, link-local or otherwise not on the public
+/// internet (cloud metadata at 169.254.169.254 is link-local).
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_v4(v4);
+            }
+            let seg = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link local
+                || (seg[0] == 0x64 && seg[1] == 0xff9b) // NAT64 can reach anything
+                || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
+                || v6 == Ipv6Addr::UNSPECIFIED
+        }
+    }
+}
+
+fn is_private_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared address space
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
+        || o[0] >= 240
+}
+
+/// `scheme://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Lowercase host, IPv6 without brackets.
+    pub host: String,
+    /// The port, the scheme's default when absent.
+    pub port: u16,
+}
+
+impl Origin {
+    /// Parse an origin (no path).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let uri: hyper::Uri = s.parse().map_err(|_| format!("`{s}` is not a URL"))?;
+        let t = Target::from_uri(&uri).map_err(|_| format!("`{s}` is not an http(s) origin"))?;
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!("`{s}`: an origin has no path"));
+        }
+        Ok(t.origin)
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The origin the plugin asked for.
+    pub origin: Origin,
+    /// Path and query.
+    pub path: String,
+}
+
+impl Target {
+    fn from_uri(uri: &hyper::Uri) -> Result<Self, ()> {
+        let scheme = uri.scheme_str().ok_or(())?.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(()),
+        };
+        let host = uri
+            .host()
+            .ok_or(())?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(());
+        }
+        Ok(Target {
+            origin: Origin {
+                scheme,
+                host,
+                port: uri.port_u16().unwrap_or(default_port),
+            },
+            path: uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".to_string()),
+        })
+    }
+}
+
+/// A request the policy allowed: where to connect and what to ask for.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    /// The origin connected to (after a redirect).
+    pub origin: Origin,
+    /// The checked address to connect to.
+    pub addr: SocketAddr,
+    /// Path and query.
+    pub path: String,
+}
+
+/// The network policy of one plugin connection: manifest hosts AND operator hosts, no
+/// private addresses unless allowed, checked on resolved addresses.
+#[derive(Debug, Clone)]
+pub struct Network {
+    declared: Vec<String>,
+    allowed: Vec<String>,
+    private_ok: Vec<Cidr>,
+    allow_http: bool,
+    redirect: Vec<(Origin, Origin)>,
+}
+
+impl Network {
+    /// The policy for a plugin declaring `declared` under `sandbox`.
+    pub fn new(declared: &[String], sandbox: &SandboxConfig) -> Self {
+        let lower = |v: &[String]| v.iter().map(|h| h.to_ascii_lowercase()).collect::<Vec<_>>();
+        Network {
+            declared: lower(declared),
+            allowed: lower(&sandbox.allow_hosts),
+            private_ok: sandbox
+                .allow_private
+                .iter()
+                .filter_map(|c| Cidr::parse(c).ok())
+                .collect(),
+            allow_http: sandbox.allow_http,
+            redirect: sandbox
+                .redirect
+                .iter()
+                .filter_map(|(a, b)| Some((Origin::parse(a).ok()?, Origin::parse(b).ok()?)))
+                .collect(),
+        }
+    }
+
+    /// Check a URL, resolve its host and check every address. The rule broken, if any.
+    pub fn authorize(&self, url: &str) -> Result<Allowed, Rule> {
+        let scheme_rule = || Rule::Scheme {
+            url: url.to_string(),
+        };
+        let uri: hyper::Uri = url.parse().map_err(|_| scheme_rule())?;
+        let target = Target::from_uri(&uri).map_err(|_| scheme_rule())?;
+        let host = target.origin.host.clone();
+        if !self.declared.contains(&host) {
+            return Err(Rule::HostNotDeclared { host });
+        }
+        if !self.allowed.contains(&host) {
+            return Err(Rule::HostNotAllowed { host });
+        }
+        let origin = self
+            .redirect
+            .iter()
+            .find(|(from, _)| *from == target.origin)
+            .map(|(_, to)| to.clone())
+            .unwrap_or(target.origin);
+        if origin.scheme != "https" && !self.allow_http {
+            return Err(scheme_rule());
+        }
+        let addrs: Vec<SocketAddr> = match origin.host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
+            Err(_) => (origin.host.as_str(), origin.port)
+                .to_socket_addrs()
+                .map(|a| a.collect())
+                .unwrap_or_default(),
+        };
+        // Every address must pass: a name resolving to one public and one private
+        // address is refused (the connection could land on either).
+        for a in &addrs {
+            if is_private(a.ip()) && !self.private_ok.iter().any(|c| c.contains(a.ip())) {
+                return Err(Rule::PrivateAddress {
+                    host,
+                    address: a.ip().to_string(),
+                });
+            }
+        }
+        match addrs.first() {
+            Some(addr) => Ok(Allowed {
+                origin,
+                addr: *addr,
+                path: target.path,
+            }),
+            // Not a rule: a name that does not resolve is a transient network failure,
+            // reported as such by the caller.
+            None => Ok(Allowed {
+                origin,
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                path: target.path,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn net(declared: &[&str], allowed: &[&str], private: &[&str]) -> Network {
+        let sandbox = SandboxConfig {
+            allow_hosts: allowed.iter().map(|s| s.to_string()).collect(),
+            allow_private: private.iter().map(|s| s.to_string()).collect(),
+            allow_http: true,
+            ..SandboxConfig::default()
+        };
+        Network::new(
+            &declared.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &sandbox,
+        )
+    }
+
+    #[test]
+    fn a_host_needs_the_manifest_and_the_operator() {
+        let n = net(&["a.example"], &["b.example"], &[]);
+        assert_eq!(
+            n.authorize("https://b.example/x").unwrap_err().name(),
+            "host-not-declared"
+        );
+        assert_eq!(
+            n.authorize("https://a.example/x").unwrap_err().name(),
+            "host-not-allowed"
+        );
+    }
+
+    #[test]
+    fn private_ranges_are_refused_after_resolution_unless_allowed() {
+        let n = net(
+            &["localhost", "169.254.169.254", "10.1.2.3"],
+            &["localhost", "169.254.169.254", "10.1.2.3"],
+            &[],
+        );
+        for url in [
+            "http://localhost:9/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.1.2.3/",
+        ] {
+            assert_eq!(
+                n.authorize(url).unwrap_err().name(),
+                "private-address",
+                "{url}"
+            );
+        }
+        let n = net(&["localhost"], &["localhost"], &["127.0.0.0/8", "::1"]);
+        assert_eq!(
+            n.authorize("http://localhost:9/a?b=1").unwrap().path,
+            "/a?b=1"
+        );
+    }
+
+    #[test]
+    fn private_address_table() {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "151.101.1.140", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(
+            Cidr::parse("10.0.0.0/8")
+                .unwrap()
+                .contains("10.9.9.9".parse().unwrap())
+        );
+        assert!(
+            !Cidr::parse("10.0.0.0/8")
+                .unwrap()
+                .contains("11.0.0.1".parse().unwrap())
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn redirect_checks_the_declared_host_then_the_target_address() {
+        let sandbox = SandboxConfig {
+            allow_hosts: vec!["api.example".into()],
+            allow_private: vec!["127.0.0.1".into()],
+            allow_http: true,
+            redirect: [(
+                "https://api.example".to_string(),
+                "http://127.0.0.1:4000".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            ..SandboxConfig::default()
+        };
+        let n = Network::new(&["api.example".to_string()], &sandbox);
+        let a = n.authorize("https://api.example/v0/x.json").unwrap();
+        assert_eq!(a.addr, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(a.path, "/v0/x.json");
+        let https_only = Network::new(
+            &["api.example".to_string()],
+            &SandboxConfig {
+                allow_http: false,
+                ..sandbox
+            },
+        );
+        assert_eq!(
+            https_only
+                .authorize("https://api.example/")
+                .unwrap_err()
+                .name(),
+            "scheme"
+        );
+    }
+
+    #[test]
+    fn sandbox_errors_name_the_field() {
+        let e =
+            SandboxConfig::from_value(Some(&serde_json::json!({"allow_host": []}))).unwrap_err();
+        assert!(e.to_string().contains("sandbox.allow_host"), "{e}");
+        let e = SandboxConfig::from_value(Some(&serde_json::json!({"allow_private": ["nope"]})))
+            .unwrap_err();
+        assert!(e.to_string().contains("sandbox.allow_private[0]"), "{e}");
+    }
+}
