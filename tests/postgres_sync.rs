@@ -23,7 +23,7 @@ use arrow_array::{
 };
 use arrow_schema::DataType;
 use pg::{PASSWORD, PgPair};
-use support::{TestProject, read_batches};
+use support::{TestProject, parquet_files, read_batches};
 
 /// A project with one `postgres` connection `c`.
 fn project(config: &str, connection_extra: &str, streams: &str) -> TestProject {
@@ -1116,7 +1116,7 @@ fn composite_and_text_keys_are_split_into_sampled_ranges() {
             .collect();
         assert_eq!(ns.len(), expected, "{stream}: every row once");
         // Several ranges were read (files carry the partition index in their names).
-        let files = support::parquet_files(&stream_dir(&p, stream));
+        let files = parquet_files(&stream_dir(&p, stream));
         assert!(files.len() >= 3, "{stream}: {} files", files.len());
     }
 }
@@ -1213,26 +1213,62 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
         .as_nanos() as u64;
     println!("seed {seed}");
     let mut rng = seed;
-    let mut kills = 0;
-    for _ in 0..6 {
+    let mut next = move |n: u64| {
         rng = rng
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = 150 + (rng >> 33) % 900;
+        (rng >> 33) % n
+    };
+    // Each run is killed at a moment tied to its progress, not to the wall clock (a fast
+    // machine finishes a whole sync before a fixed delay runs out): after 1 to 3 more
+    // Parquet files have landed, plus up to 60 ms, so the kill falls anywhere between
+    // writing a file, committing its checkpoint and starting the next partition.
+    let dir = stream_dir(&p, "public.t");
+    let mut kills = 0;
+    let mut logs = Vec::new();
+    for i in 0..6 {
+        let landed = parquet_files(&dir).len();
+        let target = landed + 1 + next(3) as usize;
+        let extra = Duration::from_millis(next(60));
+        let log = p.root().join(format!("killed-run-{i}.log"));
         let mut child = p
             .command(&["sync", "c"])
             .env("INLET_TEST_PGPASSWORD", PASSWORD)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
+        logs.push(log);
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && parquet_files(&dir).len() < target
+            && started.elapsed() < Duration::from_secs(120)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(extra);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
         }
         child.wait().unwrap();
     }
+    let tails: String = logs
+        .iter()
+        .map(|l| {
+            let text = fs::read_to_string(l).unwrap_or_default();
+            let mut start = text.len().saturating_sub(600);
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            format!("--- {}\n{}\n", l.display(), &text[start..])
+        })
+        .collect();
+    println!("{kills} of 6 runs killed mid-sync");
+    assert!(
+        kills >= 2,
+        "the test killed too few syncs ({kills})\n{tails}"
+    );
     let report = sync(&p, &[]);
     assert_eq!(report["outcome"], "succeeded", "{report}");
     let batches = read_batches(&stream_dir(&p, "public.t"));
@@ -1245,7 +1281,6 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
         "a row landed twice across {kills} kills"
     );
     assert_eq!(set.len(), 400_000, "every row landed ({kills} kills)");
-    assert!(kills >= 2, "the test killed too few syncs ({kills})");
 }
 
 #[test]
