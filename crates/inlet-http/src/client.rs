@@ -49,6 +49,9 @@ pub struct HttpOptions {
     pub policy: Option<Arc<dyn HostPolicy>>,
     /// Headers sent with every request (API version, `Accept`); never secrets.
     pub headers: Vec<(String, String)>,
+    /// Follow 3xx redirects (at most 5, each checked by the policy). The plugin host turns
+    /// this off: a plugin sees the 3xx and asks again, through its own sandbox checks.
+    pub follow_redirects: bool,
 }
 
 impl Default for HttpOptions {
@@ -67,6 +70,7 @@ impl Default for HttpOptions {
             max_response_bytes: Some(256 * 1024 * 1024),
             policy: None,
             headers: vec![],
+            follow_redirects: true,
         }
     }
 }
@@ -82,6 +86,15 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// A form body (`application/x-www-form-urlencoded`).
     pub form: Option<Vec<(String, String)>>,
+    /// A raw body (with its `Content-Type` among `headers`); ignored when `form` is set.
+    pub body: Option<Bytes>,
+    /// Headers carrying secrets that are not the client's [`Auth`] (a plugin's secret
+    /// headers): marked sensitive, and their values redacted from every message.
+    pub secret_headers: Vec<(String, SecretString)>,
+    /// Return the final answer whatever its status, as a [`Response`], instead of an
+    /// [`HttpError::Status`] or [`HttpError::Auth`]: for callers that read statuses
+    /// themselves. Rate limits, 5xx and 408 are still waited for and retried first.
+    pub pass_status: bool,
 }
 
 impl Request {
@@ -92,11 +105,14 @@ impl Request {
             url,
             headers: vec![],
             form: None,
+            body: None,
+            secret_headers: vec![],
+            pass_status: false,
         }
     }
 }
 
-/// A successful (2xx) answer, body fully read.
+/// A successful (2xx) answer, body fully read (any status with [`Request::pass_status`]).
 #[derive(Debug, Clone)]
 pub struct Response {
     /// Status code.
@@ -159,12 +175,18 @@ impl HttpClient {
             // Proxies are not taken from the environment: a proxy would see every
             // destination, which the host policy must control.
             .no_proxy()
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(if options.follow_redirects {
+                reqwest::redirect::Policy::limited(5)
+            } else {
+                reqwest::redirect::Policy::none()
+            })
             .pool_max_idle_per_host(options.per_host_concurrency.max(1));
         if let Some(policy) = &options.policy {
             builder = builder.dns_resolver(Arc::new(PolicyResolver {
                 policy: policy.clone(),
             }));
+        }
+        if let Some(policy) = options.policy.as_ref().filter(|_| options.follow_redirects) {
             // A redirect to another host must pass the policy too.
             let p = policy.clone();
             builder = builder.redirect(reqwest::redirect::Policy::custom(move |attempt| {
@@ -198,6 +220,18 @@ impl HttpClient {
     /// The options it was built with.
     pub fn options(&self) -> &HttpOptions {
         &self.options
+    }
+
+    /// The same client (connections, limits and auth shared) that also redacts `secrets`
+    /// from every message it produces: for secrets sent by [`Request::secret_headers`].
+    pub fn redacting(mut self, secrets: impl IntoIterator<Item = SecretString>) -> Self {
+        let mut all = self.redactor.secrets.clone();
+        all.extend(secrets);
+        self.redactor = Arc::new(Redactor {
+            secrets: all,
+            param: self.redactor.param.clone(),
+        });
+        self
     }
 
     /// A URL or text with every secret this client knows replaced by `***`.
@@ -392,6 +426,31 @@ impl HttpClient {
                 attempts: attempt,
             });
         }
+        let limited = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (headers.contains_key("retry-after") || remaining_is_zero(&headers)));
+        let oauth_refresh = status == StatusCode::UNAUTHORIZED
+            && matches!(self.auth, Auth::OAuth2(_))
+            && !*refreshed;
+        let retried =
+            limited || oauth_refresh || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT;
+        if request.pass_status && !retried {
+            return match self.read_body(response, shown, &method).await {
+                Ok(body) => Outcome::Done(Response {
+                    status: status.as_u16(),
+                    headers,
+                    body,
+                    url: request.url.clone(),
+                    attempts: attempt,
+                }),
+                Err(e @ HttpError::TooLarge { .. }) => Outcome::Fail(e),
+                Err(e) => Outcome::Retry {
+                    error: e,
+                    wait: None,
+                    rate_limited: false,
+                },
+            };
+        }
         let excerpt = self.excerpt(response).await;
         let status_error = |transient: bool| HttpError::Status {
             method: method.clone(),
@@ -400,9 +459,6 @@ impl HttpClient {
             message: excerpt.clone(),
             transient,
         };
-        let limited = status == StatusCode::TOO_MANY_REQUESTS
-            || (status == StatusCode::FORBIDDEN
-                && (headers.contains_key("retry-after") || remaining_is_zero(&headers)));
         if limited {
             let wait = retry_after(&headers).or_else(|| {
                 if remaining_is_zero(&headers) {
@@ -514,12 +570,22 @@ impl HttpClient {
                 );
             }
         }
+        for (name, value) in &request.secret_headers {
+            let header_name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|e| HttpError::Config {
+                    what: format!("secret header `{name}`"),
+                    message: e.to_string(),
+                })?;
+            headers.insert(header_name, secret_header(name, value.expose_secret())?);
+        }
         let mut builder = self
             .inner
             .request(request.method.clone(), url)
             .headers(headers);
         if let Some(form) = &request.form {
             builder = builder.form(form);
+        } else if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
         }
         Ok(builder)
     }

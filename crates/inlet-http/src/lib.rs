@@ -1,7 +1,7 @@
 //! # inlet-http: the one place inlet builds an HTTP client
 //!
-//! Every API connector (the declarative REST engine, GitHub, Stripe, and later the host
-//! HTTP function of WebAssembly plugins) sends its requests through an [`HttpClient`]:
+//! Every API connector (the declarative REST engine, GitHub, Stripe, and the host HTTP
+//! function of WebAssembly plugins) sends its requests through an [`HttpClient`]:
 //!
 //! ```text
 //!  request ──> HostPolicy (host, then every resolved address) ──> per-host limiter

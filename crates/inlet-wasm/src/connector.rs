@@ -14,6 +14,7 @@ use crate::{
     bindings::inlet::plugin::types::{self, PluginError},
     convert,
     host::Secrets,
+    net::PluginNet,
     sandbox::SandboxConfig,
 };
 
@@ -112,7 +113,7 @@ impl Connector for PluginConnector {
                 "sandbox".into(),
                 serde_json::json!({
                     "type": "object",
-                    "description": "Read by inlet, not the plugin: allow_hosts, allow_private, allow_http, memory_mb, fuel_per_call, max_response_bytes, timeout_secs, secrets, redirect",
+                    "description": "Read by inlet, not the plugin: allow_hosts, allow_private, allow_http, memory_mb, fuel_per_call, max_response_bytes, timeout_secs, max_retries, max_rate_limit_wait_secs, max_requests_per_second, secrets, redirect",
                 }),
             );
         }
@@ -139,24 +140,29 @@ impl Connector for PluginConnector {
                 value.resolve(&format!("sandbox.secrets.{name}"), &ctx.base_dir)?,
             ));
         }
+        let net = Arc::new(PluginNet::new(
+            &self.plugin.manifest.hosts,
+            &sandbox,
+            secrets,
+        ));
         Ok(Arc::new(PluginSource {
             plugin: self.plugin.clone(),
             config: plugin_config,
             sandbox,
-            secrets,
+            net,
             connection: ctx.connection,
         }))
     }
 }
 
 /// A configured plugin connection. Every call gets a fresh instance (its own store,
-/// memory and limits).
+/// memory and limits); the instances share one network (HTTP client, per-host limits).
 #[derive(Clone)]
 pub struct PluginSource {
     plugin: LoadedPlugin,
     config: String,
     sandbox: SandboxConfig,
-    secrets: Secrets,
+    net: Arc<PluginNet>,
     connection: String,
 }
 
@@ -168,7 +174,8 @@ impl std::fmt::Debug for PluginSource {
             .field(
                 "secrets",
                 &self
-                    .secrets
+                    .net
+                    .secrets()
                     .iter()
                     .map(|(n, _)| n.as_str())
                     .collect::<Vec<_>>(),
@@ -183,7 +190,7 @@ impl PluginSource {
     }
 
     fn instance(&self) -> Result<PluginInstance, WasmError> {
-        self.plugin.instantiate(&self.sandbox, self.secrets.clone())
+        self.plugin.instantiate_with(&self.sandbox, self.net.clone())
     }
 
     /// Run blocking plugin work off the async threads.

@@ -7,7 +7,6 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use wasmtime::{
     Engine, ResourceLimiter, Store, Trap,
@@ -20,8 +19,8 @@ use crate::{
         Plugin, PluginPre,
         inlet::plugin::{host, types},
     },
-    net,
-    sandbox::{Network, SandboxConfig},
+    net::PluginNet,
+    sandbox::SandboxConfig,
 };
 
 /// Where log lines of plugins also go (besides `tracing`), already redacted.
@@ -216,15 +215,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// What an instance's host functions see: the policy, the secrets, the limits.
+/// What an instance's host functions see: the network (policy, secrets, client), the
+/// limits.
 #[derive(Debug)]
 pub struct HostState {
     plugin: String,
-    network: Network,
-    secrets: Vec<(String, SecretString)>,
+    net: Arc<PluginNet>,
     memory_limit: usize,
-    max_response: u64,
-    timeout: Duration,
     violation: Option<Rule>,
     log_sink: Option<LogSink>,
     http_time: Duration,
@@ -232,37 +229,7 @@ pub struct HostState {
 
 impl HostState {
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for (_, s) in &self.secrets {
-            let v = s.expose_secret();
-            if !v.is_empty() {
-                out = out.replace(v, "***");
-            }
-        }
-        out
-    }
-
-    fn redact_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
-        let mut out = bytes;
-        for (_, s) in &self.secrets {
-            let v = s.expose_secret().as_bytes();
-            if v.is_empty() || out.len() < v.len() {
-                continue;
-            }
-            let mut res = Vec::with_capacity(out.len());
-            let mut i = 0;
-            while i < out.len() {
-                if out[i..].starts_with(v) {
-                    res.extend_from_slice(b"***");
-                    i += v.len();
-                } else {
-                    res.push(out[i]);
-                    i += 1;
-                }
-            }
-            out = res;
-        }
-        out
+        self.net.redact(text)
     }
 
     /// Record a violation and abort the call: the plugin cannot catch it.
@@ -305,68 +272,10 @@ impl host::Host for HostState {
         &mut self,
         request: host::HttpRequest,
     ) -> wasmtime::Result<Result<host::HttpResponse, types::PluginError>> {
-        let allowed = match self.network.authorize(&request.url) {
-            Ok(a) => a,
-            Err(rule) => return Err(self.violate(rule)),
-        };
-        let mut headers = Vec::new();
-        for h in request.headers {
-            let reserved = ["host", "content-length", "transfer-encoding", "connection"];
-            if reserved.iter().any(|r| h.name.eq_ignore_ascii_case(r)) {
-                continue;
-            }
-            if h.name.contains(['\r', '\n', ':']) || h.value.contains(['\r', '\n']) {
-                return Ok(Err(types::PluginError::Other(format!(
-                    "header `{}`: names and values must not contain line breaks",
-                    h.name.escape_debug()
-                ))));
-            }
-            headers.push((h.name, h.value));
-        }
-        for sh in request.secret_headers {
-            let Some((_, value)) = self.secrets.iter().find(|(n, _)| *n == sh.secret) else {
-                return Err(self.violate(Rule::UnknownSecret { name: sh.secret }));
-            };
-            if sh.name.contains(['\r', '\n', ':']) || sh.prefix.contains(['\r', '\n']) {
-                return Ok(Err(types::PluginError::Other(
-                    "secret header: names and prefixes must not contain line breaks".into(),
-                )));
-            }
-            headers.push((sh.name, format!("{}{}", sh.prefix, value.expose_secret())));
-        }
-        let req = net::Request {
-            method: request.method.to_ascii_uppercase(),
-            headers,
-            body: request.body,
-        };
         let started = Instant::now();
-        let result = net::fetch_with_retry(&allowed, &req, self.max_response, self.timeout);
+        let result = self.net.fetch(request);
         self.http_time += started.elapsed();
-        match result {
-            Ok(resp) => {
-                let headers = resp
-                    .headers
-                    .into_iter()
-                    .map(|(name, value)| host::Header {
-                        value: self.redact(&value),
-                        name,
-                    })
-                    .collect();
-                Ok(Ok(host::HttpResponse {
-                    status: resp.status,
-                    headers,
-                    body: self.redact_bytes(resp.body),
-                }))
-            }
-            Err(net::FetchError::TooLarge) => Err(self.violate(Rule::ResponseTooLarge {
-                limit: self.max_response,
-            })),
-            Err(net::FetchError::Io(m)) => Ok(Err(types::PluginError::Unavailable(format!(
-                "{}: {}",
-                request.url,
-                self.redact(&m)
-            )))),
-        }
+        result.map_err(|rule| self.violate(rule))
     }
 
     fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
@@ -394,8 +303,7 @@ impl host::Host for HostState {
     }
 }
 
-/// A plugin's secrets, resolved.
-pub type Secrets = Vec<(String, SecretString)>;
+pub use crate::net::Secrets;
 
 /// One instance of a plugin in its own store, with its own memory and limits. Calls are
 /// blocking; after a trap or a violation the instance refuses further calls.
@@ -417,20 +325,28 @@ impl std::fmt::Debug for PluginInstance {
 }
 
 impl LoadedPlugin {
-    /// A fresh instance under `sandbox` with resolved `secrets`.
+    /// A fresh instance under `sandbox` with resolved `secrets` (and its own HTTP client).
     pub fn instantiate(
         &self,
         sandbox: &SandboxConfig,
         secrets: Secrets,
     ) -> Result<PluginInstance, WasmError> {
+        let net = Arc::new(PluginNet::new(&self.manifest.hosts, sandbox, secrets));
+        self.instantiate_with(sandbox, net)
+    }
+
+    /// A fresh instance sharing `net` (the connection's HTTP client, limits and secrets)
+    /// with the connection's other instances.
+    pub fn instantiate_with(
+        &self,
+        sandbox: &SandboxConfig,
+        net: Arc<PluginNet>,
+    ) -> Result<PluginInstance, WasmError> {
         let name = self.manifest.name.clone();
         let state = HostState {
             plugin: name.clone(),
-            network: Network::new(&self.manifest.hosts, sandbox),
-            secrets,
+            net,
             memory_limit: (sandbox.memory_mb as usize).saturating_mul(1024 * 1024),
-            max_response: sandbox.max_response_bytes,
-            timeout: Duration::from_secs(sandbox.timeout_secs.max(1)),
             violation: None,
             log_sink: self.host.log_sink.clone(),
             http_time: Duration::ZERO,

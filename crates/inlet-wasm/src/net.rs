@@ -1,309 +1,231 @@
-//! The host's HTTP capability: a small blocking HTTP/1.1 client over a connection to an
-//! address the policy already checked (so DNS cannot be re-resolved to somewhere else),
-//! TLS by rustls with the webpki roots.
+//! The host's HTTP capability, on the shared HTTP layer (`inlet-http`): the same client,
+//! retries with backoff and jitter, `Retry-After` and rate-limit waits and per-host limits
+//! as the built-in API connectors, behind the sandbox's own checks.
 //!
-//! TODO(inlet-http): move onto the shared HTTP layer (retry, rate limits) once it is on
-//! main; the retry here is the minimal one described on [`fetch_with_retry`].
+//! A request from a plugin goes:
+//!
+//! ```text
+//! http-fetch ──> Network::authorize (declared AND allowed host, scheme, redirect,
+//!                every resolved address public unless allowed)  ── refused: a Rule
+//!            ──> secret headers expanded (sensitive, redacted from every message)
+//!            ──> inlet-http (the same policy again on the addresses it connects to,
+//!                no redirects followed, body capped at max_response_bytes)
+//!            ──> any final status handed back to the plugin, secrets redacted
+//! ```
+//!
+//! The plugin's call is synchronous; the request runs on one small runtime shared by
+//! every plugin instance of the process, and the calling thread waits for it.
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
+    str::FromStr,
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
-use crate::sandbox::Allowed;
+use inlet_http::{HttpClient, HttpError, HttpOptions};
+use secrecy::{ExposeSecret, SecretString};
 
-/// A request as the plugin built it, secrets already expanded.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// GET, POST...
-    pub method: String,
-    /// Headers (name, value).
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Option<Vec<u8>>,
-}
+use crate::{
+    Rule,
+    bindings::inlet::plugin::{host, types},
+    sandbox::{Network, SandboxConfig},
+};
 
-/// A response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// Headers.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
+/// A plugin's secrets by name, resolved.
+pub type Secrets = Vec<(String, SecretString)>;
 
-/// Why a request failed.
+/// The network of one plugin connection: its policy, its secrets, and one HTTP client
+/// (built on the first request) shared by every instance of the connection, so per-host
+/// limits and pauses hold across them.
 #[derive(Debug)]
-pub enum FetchError {
-    /// The body was larger than the limit.
-    TooLarge,
-    /// Connection, TLS or protocol failure (transient).
-    Io(String),
+pub struct PluginNet {
+    network: Network,
+    secrets: Secrets,
+    options: HttpOptions,
+    client: OnceLock<Result<HttpClient, String>>,
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
+/// The runtime every plugin request runs on (one worker: requests are few and the plugin
+/// threads wait on them).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-            match config {
-                Ok(c) => Arc::new(c),
-                // The ring provider supports the default versions; this is unreachable
-                // in practice, and an empty config fails every handshake safely.
-                Err(_) => Arc::new(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                ),
-            }
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("inlet-plugin-http")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the plugin HTTP runtime: {e}"))
         })
-        .clone()
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
-trait Conn: Read + Write {}
-impl<T: Read + Write> Conn for T {}
+impl PluginNet {
+    /// The network of a plugin declaring `declared` hosts, under `sandbox`.
+    pub fn new(declared: &[String], sandbox: &SandboxConfig, secrets: Secrets) -> Self {
+        let network = Network::new(declared, sandbox);
+        let options = HttpOptions {
+            user_agent: format!("inlet-plugin-host/{}", env!("CARGO_PKG_VERSION")),
+            timeout: Duration::from_secs(sandbox.timeout_secs.max(1)),
+            connect_timeout: Duration::from_secs(sandbox.timeout_secs.clamp(1, 10)),
+            max_retries: sandbox.max_retries,
+            backoff_base: Duration::from_millis(200),
+            max_rate_limit_wait: Duration::from_secs(sandbox.max_rate_limit_wait_secs),
+            per_host_concurrency: 4,
+            per_host_rps: sandbox.max_requests_per_second,
+            max_response_bytes: Some(sandbox.max_response_bytes),
+            policy: Some(Arc::new(network.clone())),
+            follow_redirects: false,
+            ..HttpOptions::default()
+        };
+        PluginNet {
+            network,
+            secrets,
+            options,
+            client: OnceLock::new(),
+        }
+    }
 
-/// Send one request to `to`. The body is read up to `max_bytes`.
-pub fn fetch(
-    to: &Allowed,
-    req: &Request,
-    max_bytes: u64,
-    timeout: Duration,
-) -> Result<Response, FetchError> {
-    let io = |what: &str, e: std::io::Error| FetchError::Io(format!("{what}: {e}"));
-    if to.addr.port() == 0 {
-        return Err(FetchError::Io(format!(
-            "`{}` does not resolve",
-            to.origin.host
-        )));
+    /// The secrets (for redacting what the host passes on).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
-    let tcp = TcpStream::connect_timeout(&to.addr, timeout).map_err(|e| io("connect", e))?;
-    tcp.set_read_timeout(Some(timeout))
-        .map_err(|e| io("socket", e))?;
-    tcp.set_write_timeout(Some(timeout))
-        .map_err(|e| io("socket", e))?;
-    let _ = tcp.set_nodelay(true);
-    let mut conn: Box<dyn Conn> = if to.origin.scheme == "https" {
-        let name = rustls::pki_types::ServerName::try_from(to.origin.host.clone())
-            .map_err(|e| FetchError::Io(format!("tls name: {e}")))?;
-        let c = rustls::ClientConnection::new(tls_config(), name)
-            .map_err(|e| FetchError::Io(format!("tls: {e}")))?;
-        Box::new(rustls::StreamOwned::new(c, tcp))
-    } else {
-        Box::new(tcp)
-    };
-    let default_port = if to.origin.scheme == "https" { 443 } else { 80 };
-    let host = if to.origin.host.contains(':') {
-        format!("[{}]", to.origin.host)
-    } else {
-        to.origin.host.clone()
-    };
-    let authority = if to.origin.port == default_port {
-        host
-    } else {
-        format!("{host}:{}", to.origin.port)
-    };
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: inlet-plugin-host/0.1\r\nAccept-Encoding: identity\r\n",
-        req.method, to.path
-    );
-    for (k, v) in &req.headers {
-        head.push_str(k);
-        head.push_str(": ");
-        head.push_str(v);
-        head.push_str("\r\n");
-    }
-    if let Some(b) = &req.body {
-        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    head.push_str("\r\n");
-    conn.write_all(head.as_bytes()).map_err(|e| io("send", e))?;
-    if let Some(b) = &req.body {
-        conn.write_all(b).map_err(|e| io("send", e))?;
-    }
-    conn.flush().map_err(|e| io("send", e))?;
-    read_response(&mut conn, max_bytes)
-}
 
-fn read_response(conn: &mut Box<dyn Conn>, max_bytes: u64) -> Result<Response, FetchError> {
-    const MAX_HEAD: usize = 64 * 1024;
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = [0u8; 16 * 1024];
-    let (status, headers, body_start) = loop {
-        let n = read_some(conn, &mut chunk)?;
-        if n == 0 {
-            return Err(FetchError::Io(
-                "connection closed before the response head".into(),
+    fn client(&self) -> Result<&HttpClient, String> {
+        self.client
+            .get_or_init(|| {
+                HttpClient::new(self.options.clone(), inlet_http::Auth::None)
+                    .map(|c| c.redacting(self.secrets.iter().map(|(_, s)| s.clone())))
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (_, s) in &self.secrets {
+            let v = s.expose_secret();
+            if !v.is_empty() {
+                out = out.replace(v, "***");
+            }
+        }
+        out
+    }
+
+    fn redact_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let mut out = bytes;
+        for (_, s) in &self.secrets {
+            let v = s.expose_secret().as_bytes();
+            if v.is_empty() || out.len() < v.len() || !out.windows(v.len()).any(|w| w == v) {
+                continue;
+            }
+            let mut res = Vec::with_capacity(out.len());
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(v) {
+                    res.extend_from_slice(b"***");
+                    i += v.len();
+                } else {
+                    res.push(out[i]);
+                    i += 1;
+                }
+            }
+            out = res;
+        }
+        out
+    }
+
+    /// Send a plugin's request. `Err` is a sandbox rule the request broke (the host traps
+    /// the call); `Ok(Err)` a failure the plugin may handle (network, retries exhausted).
+    pub fn fetch(
+        &self,
+        request: host::HttpRequest,
+    ) -> Result<Result<host::HttpResponse, types::PluginError>, Rule> {
+        let allowed = self.network.authorize(&request.url)?;
+        let other = |m: String| Ok(Err(types::PluginError::Other(m)));
+        let url = match url::Url::parse(&allowed.url()) {
+            Ok(u) => u,
+            Err(e) => return other(format!("`{}`: {e}", request.url)),
+        };
+        let method = match reqwest::Method::from_str(&request.method.to_ascii_uppercase()) {
+            Ok(m) => m,
+            Err(_) => return other(format!("`{}` is not an HTTP method", request.method)),
+        };
+        let reserved = ["host", "content-length", "transfer-encoding", "connection"];
+        let headers = request
+            .headers
+            .into_iter()
+            .filter(|h| !reserved.iter().any(|r| h.name.eq_ignore_ascii_case(r)))
+            .map(|h| (h.name, h.value))
+            .collect();
+        let mut secret_headers = Vec::new();
+        for sh in request.secret_headers {
+            let Some((_, value)) = self.secrets.iter().find(|(n, _)| *n == sh.secret) else {
+                return Err(Rule::UnknownSecret { name: sh.secret });
+            };
+            secret_headers.push((
+                sh.name,
+                SecretString::from(format!("{}{}", sh.prefix, value.expose_secret())),
             ));
         }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut hs = [httparse::EMPTY_HEADER; 96];
-        let mut resp = httparse::Response::new(&mut hs);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let headers: Vec<(String, String)> = resp
+        let req = inlet_http::Request {
+            method,
+            url,
+            headers,
+            form: None,
+            body: request.body.map(Into::into),
+            secret_headers,
+            pass_status: true,
+        };
+        let result = match self.client().and_then(|c| Ok((c.clone(), runtime()?))) {
+            Ok((client, rt)) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                rt.spawn(async move {
+                    let _ = tx.send(client.send(req).await);
+                });
+                rx.recv()
+                    .map_err(|_| "the plugin HTTP runtime stopped".to_string())
+            }
+            Err(e) => Err(e),
+        };
+        let shown = self.redact(&request.url);
+        match result {
+            Err(m) => Ok(Err(types::PluginError::Unavailable(format!(
+                "{shown}: {}",
+                self.redact(&m)
+            )))),
+            Ok(Ok(resp)) => Ok(Ok(host::HttpResponse {
+                status: resp.status,
+                headers: resp
                     .headers
                     .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
+                    .map(|(name, value)| host::Header {
+                        name: name.as_str().to_string(),
+                        value: self.redact(&String::from_utf8_lossy(value.as_bytes())),
                     })
-                    .collect();
-                break (resp.code.unwrap_or(0), headers, len);
+                    .collect(),
+                body: self.redact_bytes(resp.body.to_vec()),
+            })),
+            Ok(Err(HttpError::TooLarge { .. })) => Err(Rule::ResponseTooLarge {
+                limit: self.options.max_response_bytes.unwrap_or(0),
+            }),
+            // The addresses inlet-http connected to are checked again; a refusal there
+            // means the name resolved differently since `authorize` (DNS rebinding).
+            Ok(Err(HttpError::Denied { message, .. })) => Err(Rule::PrivateAddress {
+                host: allowed.origin.host,
+                address: self.redact(&message),
+            }),
+            Ok(Err(e @ HttpError::Config { .. })) => {
+                other(format!("{shown}: {}", self.redact(&e.to_string())))
             }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => {
-                return Err(FetchError::Io("response head too large".into()));
-            }
-            Err(e) => return Err(FetchError::Io(format!("bad response: {e}"))),
+            Ok(Err(e)) => Ok(Err(types::PluginError::Unavailable(format!(
+                "{shown}: {}",
+                self.redact(&e.to_string())
+            )))),
         }
-    };
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_ascii_lowercase())
-    };
-    let mut raw = buf.split_off(body_start);
-    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-    let length = header("content-length").and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = length
-        && !chunked
-        && len > max_bytes
-    {
-        return Err(FetchError::TooLarge);
-    }
-    // Read until the end of the body (Connection: close), bounded.
-    let bound = if chunked {
-        // chunk framing adds a little; keep a margin
-        max_bytes + max_bytes / 8 + 1024
-    } else {
-        length.unwrap_or(max_bytes + 1)
-    };
-    while (raw.len() as u64) < bound {
-        let n = read_some(conn, &mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&chunk[..n]);
-        if chunked && raw.ends_with(b"0\r\n\r\n") {
-            break;
-        }
-    }
-    let body = if chunked { dechunk(&raw)? } else { raw };
-    if body.len() as u64 > max_bytes {
-        return Err(FetchError::TooLarge);
-    }
-    if let Some(len) = length
-        && !chunked
-        && (body.len() as u64) < len
-    {
-        return Err(FetchError::Io(format!(
-            "body ended after {} of {len} bytes",
-            body.len()
-        )));
-    }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn read_some(conn: &mut Box<dyn Conn>, buf: &mut [u8]) -> Result<usize, FetchError> {
-    loop {
-        match conn.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // A TLS peer that closes without close_notify: treat as end of body.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(0),
-            Err(e) => return Err(FetchError::Io(format!("read: {e}"))),
-        }
-    }
-}
-
-fn dechunk(raw: &[u8]) -> Result<Vec<u8>, FetchError> {
-    let bad = || FetchError::Io("bad chunked encoding".into());
-    let mut out = Vec::with_capacity(raw.len());
-    let mut pos = 0;
-    loop {
-        let line_end = raw[pos..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(bad)?
-            + pos;
-        let size_text = std::str::from_utf8(&raw[pos..line_end]).map_err(|_| bad())?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad())?;
-        pos = line_end + 2;
-        if size == 0 {
-            return Ok(out);
-        }
-        let end = pos.checked_add(size).ok_or_else(bad)?;
-        if end + 2 > raw.len() {
-            return Err(bad());
-        }
-        out.extend_from_slice(&raw[pos..end]);
-        pos = end + 2;
-    }
-}
-
-/// [`fetch`] with the host's retry: up to 3 attempts on connection failures and on 429,
-/// 502, 503 and 504, waiting 200 ms then 800 ms (or `Retry-After`, at most 5 s).
-pub fn fetch_with_retry(
-    to: &Allowed,
-    req: &Request,
-    max_bytes: u64,
-    timeout: Duration,
-) -> Result<Response, FetchError> {
-    let mut wait = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        let result = fetch(to, req, max_bytes, timeout);
-        let retry_after = match &result {
-            Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => Some(
-                r.headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s.min(5)))
-                    .unwrap_or(wait),
-            ),
-            Err(FetchError::Io(_)) => Some(wait),
-            _ => None,
-        };
-        match retry_after {
-            Some(d) if attempt < 3 => {
-                std::thread::sleep(d);
-                wait *= 4;
-                attempt += 1;
-            }
-            _ => return result,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-    use super::*;
-
-    #[test]
-    fn chunked_bodies_decode() {
-        let raw = b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n";
-        assert_eq!(dechunk(raw).unwrap(), b"Wikipedia");
-        assert!(dechunk(b"zz\r\n").is_err());
     }
 }

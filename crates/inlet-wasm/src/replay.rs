@@ -7,7 +7,9 @@
 //! unchanged, the sandbox checks still apply to the declared host.
 //!
 //! Paths not in the recording answer 404. `/__echo` answers with the request's head, so
-//! tests can see what the host really sent.
+//! tests can see what the host really sent. [`ReplayServer::fail`] makes a path answer
+//! with an error status a few times first (a 429 with `Retry-After`, a 502), as real APIs
+//! do.
 
 use std::{
     collections::BTreeMap,
@@ -15,10 +17,20 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::Path,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
+
+/// An error a path answers with before its recorded body.
+#[derive(Debug, Clone)]
+struct Fault {
+    status: u16,
+    times: u32,
+    retry_after: Option<u64>,
+}
+
+type Faults = Arc<Mutex<BTreeMap<String, Vec<Fault>>>>;
 
 /// A running replay server; stops when dropped.
 #[derive(Debug)]
@@ -26,6 +38,7 @@ pub struct ReplayServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
+    faults: Faults,
 }
 
 impl ReplayServer {
@@ -41,7 +54,8 @@ impl ReplayServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));
-        let (s, r) = (stop.clone(), requests.clone());
+        let faults: Faults = Arc::default();
+        let (s, r, f) = (stop.clone(), requests.clone(), faults.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
@@ -49,9 +63,9 @@ impl ReplayServer {
                 }
                 let Ok(conn) = conn else { continue };
                 r.fetch_add(1, Ordering::Relaxed);
-                let bodies = bodies.clone();
+                let (bodies, faults) = (bodies.clone(), f.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &bodies);
+                    let _ = serve(conn, &bodies, &faults);
                 });
             }
         });
@@ -59,7 +73,20 @@ impl ReplayServer {
             addr,
             stop,
             requests,
+            faults,
         })
+    }
+
+    /// Make `path` answer `status` (with `Retry-After: retry_after` when given) `times`
+    /// times before it serves its recording. Faults on one path queue up in order.
+    pub fn fail(&self, path: &str, status: u16, times: u32, retry_after: Option<u64>) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.entry(path.to_string()).or_default().push(Fault {
+                status,
+                times,
+                retry_after,
+            });
+        }
     }
 
     /// Serve the recording in a JSON file.
@@ -94,7 +121,23 @@ impl Drop for ReplayServer {
     }
 }
 
-fn serve(conn: TcpStream, bodies: &BTreeMap<String, Vec<u8>>) -> std::io::Result<()> {
+fn next_fault(faults: &Faults, path: &str) -> Option<Fault> {
+    let mut all = faults.lock().ok()?;
+    let queue = all.get_mut(path)?;
+    let first = queue.first_mut()?;
+    let fault = first.clone();
+    first.times = first.times.saturating_sub(1);
+    if first.times == 0 {
+        queue.remove(0);
+    }
+    (fault.times > 0).then_some(fault)
+}
+
+fn serve(
+    conn: TcpStream,
+    bodies: &BTreeMap<String, Vec<u8>>,
+    faults: &Faults,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut head = String::new();
     loop {
@@ -110,18 +153,30 @@ fn serve(conn: TcpStream, bodies: &BTreeMap<String, Vec<u8>>) -> std::io::Result
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("/")
         .to_string();
-    let (status, body): (&str, Vec<u8>) = if path == "/__echo" {
-        ("200 OK", head.clone().into_bytes())
+    let mut extra = String::new();
+    let (status, body): (String, Vec<u8>) = if let Some(f) = next_fault(faults, &path) {
+        if let Some(secs) = f.retry_after {
+            extra = format!("Retry-After: {secs}\r\n");
+        }
+        (
+            format!("{} Injected", f.status),
+            format!("{{\"error\":\"injected {}\"}}", f.status).into_bytes(),
+        )
+    } else if path == "/__echo" {
+        ("200 OK".into(), head.clone().into_bytes())
     } else {
         match bodies.get(&path) {
-            Some(b) => ("200 OK", b.clone()),
-            None => ("404 Not Found", b"{\"error\":\"not recorded\"}".to_vec()),
+            Some(b) => ("200 OK".into(), b.clone()),
+            None => (
+                "404 Not Found".into(),
+                b"{\"error\":\"not recorded\"}".to_vec(),
+            ),
         }
     };
     // One write: a head and a body in separate segments would wait on Nagle and the
     // client's delayed ACK.
     let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -12,6 +12,9 @@
 //! fuel_per_call = 10_000_000_000  # CPU budget of one call into the plugin
 //! max_response_bytes = 16_777_216
 //! timeout_secs = 30             # per HTTP request
+//! max_retries = 3               # after a 5xx, 408 or network error (backoff with jitter)
+//! max_rate_limit_wait_secs = 300  # longest Retry-After / rate-limit reset waited for
+//! max_requests_per_second = 10  # per host, for every instance of the connection
 //! secrets = { token = "${env:HN_TOKEN}" }  # handed to the plugin only as names
 //! # Send requests for a declared origin elsewhere (a recorded API, a proxy):
 //! redirect = { "https://hacker-news.firebaseio.com" = "http://127.0.0.1:8080" }
@@ -54,6 +57,15 @@ pub struct SandboxConfig {
     /// Timeout of one HTTP request, seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Retries of a request after a 5xx, 408 or network error.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Longest wait a `Retry-After` or a rate-limit reset may impose on one request.
+    #[serde(default = "default_rate_limit_wait")]
+    pub max_rate_limit_wait_secs: u64,
+    /// Requests per second per host (none: only the server's limits).
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
     /// Secrets by the name the plugin uses: a literal, `${env:NAME}` or `${file:PATH}`.
     #[serde(default)]
     pub secrets: BTreeMap<String, inlet_core::secret::SecretValue>,
@@ -75,6 +87,12 @@ fn default_response() -> u64 {
 fn default_timeout() -> u64 {
     30
 }
+fn default_retries() -> u32 {
+    3
+}
+fn default_rate_limit_wait() -> u64 {
+    300
+}
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -86,6 +104,9 @@ impl Default for SandboxConfig {
             fuel_per_call: default_fuel(),
             max_response_bytes: default_response(),
             timeout_secs: default_timeout(),
+            max_retries: default_retries(),
+            max_rate_limit_wait_secs: default_rate_limit_wait(),
+            max_requests_per_second: None,
             secrets: BTreeMap::new(),
             redirect: BTreeMap::new(),
         }
@@ -121,6 +142,12 @@ impl SandboxConfig {
             return Err(inlet_core::SourceError::config(
                 "sandbox.memory_mb",
                 "must be between 1 and 4096",
+            ));
+        }
+        if c.max_requests_per_second.is_some_and(|r| !(r > 0.0)) {
+            return Err(inlet_core::SourceError::config(
+                "sandbox.max_requests_per_second",
+                "must be more than 0",
             ));
         }
         if c.fuel_per_call == 0 {
@@ -295,6 +322,21 @@ pub struct Allowed {
     pub path: String,
 }
 
+impl Allowed {
+    /// The URL to send: the target origin (after a redirect) and the path.
+    pub fn url(&self) -> String {
+        let host = if self.origin.host.contains(':') {
+            format!("[{}]", self.origin.host)
+        } else {
+            self.origin.host.clone()
+        };
+        format!(
+            "{}://{host}:{}{}",
+            self.origin.scheme, self.origin.port, self.path
+        )
+    }
+}
+
 /// The network policy of one plugin connection: manifest hosts AND operator hosts, no
 /// private addresses unless allowed, checked on resolved addresses.
 #[derive(Debug, Clone)]
@@ -325,6 +367,10 @@ impl Network {
                 .filter_map(|(a, b)| Some((Origin::parse(a).ok()?, Origin::parse(b).ok()?)))
                 .collect(),
         }
+    }
+
+    fn address_allowed(&self, ip: IpAddr) -> bool {
+        !is_private(ip) || self.private_ok.iter().any(|c| c.contains(ip))
     }
 
     /// Check a URL, resolve its host and check every address. The rule broken, if any.
@@ -360,7 +406,7 @@ impl Network {
         // Every address must pass: a name resolving to one public and one private
         // address is refused (the connection could land on either).
         for a in &addrs {
-            if is_private(a.ip()) && !self.private_ok.iter().any(|c| c.contains(a.ip())) {
+            if !self.address_allowed(a.ip()) {
                 return Err(Rule::PrivateAddress {
                     host,
                     address: a.ip().to_string(),
@@ -380,6 +426,34 @@ impl Network {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 path: target.path,
             }),
+        }
+    }
+}
+
+/// The same policy, as inlet-http checks it on the URL it sends (after `authorize`
+/// rewrote it) and on every address it connects to.
+impl inlet_http::HostPolicy for Network {
+    fn check_host(&self, host: &str) -> Result<(), String> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = host.to_ascii_lowercase();
+        let target = self.redirect.iter().any(|(_, to)| to.host == host);
+        let declared = self.declared.contains(&host) && self.allowed.contains(&host);
+        if !target && !declared {
+            return Err(format!("`{host}` is not a declared and allowed host"));
+        }
+        match host.parse::<IpAddr>() {
+            Ok(ip) => inlet_http::HostPolicy::check_addr(self, &host, ip),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn check_addr(&self, host: &str, addr: IpAddr) -> Result<(), String> {
+        if self.address_allowed(addr) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{host}` resolves to {addr}, a private, loopback or link-local address"
+            ))
         }
     }
 }

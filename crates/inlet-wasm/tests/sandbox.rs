@@ -236,6 +236,76 @@ async fn without_an_operator_allow_list_the_plugin_reaches_nothing() {
     assert_eq!(server.requests(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_requests_get_the_shared_retries_rate_limits_and_backoff() {
+    let h = host(None);
+    let hn = PluginConnector::new(load(&h, "hackernews"));
+    let recording = repo().join("connectors/plugins/hackernews/testdata/replay-1.json");
+    let items = || request("items", SyncMode::Incremental, 10);
+    let rows = |b: &[RecordBatch]| b.iter().map(|b| b.num_rows()).sum::<usize>();
+
+    // A clean read: how many requests it takes.
+    let clean = ReplayServer::from_file(&recording).unwrap();
+    let (batches, _) = read_all(&hn, hn_config(&clean, 40), items(), None)
+        .await
+        .unwrap();
+    assert_eq!(rows(&batches), 39);
+    let baseline = clean.requests();
+
+    // A 429 with Retry-After: 1 and two 502s: waited out and retried by inlet-http, the
+    // plugin sees only the final answers, and nothing is lost or doubled.
+    let flaky = ReplayServer::from_file(&recording).unwrap();
+    flaky.fail(&format!("/v0/item/{}.json", BASE + 3), 429, 1, Some(1));
+    flaky.fail(&format!("/v0/item/{}.json", BASE + 5), 502, 2, None);
+    let started = Instant::now();
+    let (batches, _) = read_all(&hn, hn_config(&flaky, 40), items(), None)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| col::<Int64Array>(b, "id").values().to_vec())
+        .collect();
+    assert_eq!(ids.len(), 39);
+    assert_eq!(
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        39
+    );
+    assert_eq!(flaky.requests(), baseline + 3, "one retry per injected error");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+
+    // Retries run out: the plugin gets `unavailable`, the read fails transiently (the
+    // runtime retries it from the last checkpoint), naming plugin and URL.
+    let down = ReplayServer::from_file(&recording).unwrap();
+    down.fail(&format!("/v0/item/{}.json", BASE + 7), 503, 10, None);
+    let mut config = hn_config(&down, 40);
+    config["sandbox"]["max_retries"] = json!(1);
+    let e = read_all(&hn, config, items(), None).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("hackernews") && text.contains(&format!("{}.json", BASE + 7)),
+        "{text}"
+    );
+
+    // The operator's request rate per host holds across the connection's requests.
+    let paced = ReplayServer::from_file(&recording).unwrap();
+    let mut config = hn_config(&paced, 40);
+    config["sandbox"]["max_requests_per_second"] = json!(40.0);
+    let started = Instant::now();
+    let (batches, _) = read_all(&hn, config, items(), None).await.unwrap();
+    assert_eq!(rows(&batches), 39);
+    let floor = Duration::from_secs_f64((paced.requests() - 2) as f64 / 40.0);
+    assert!(
+        started.elapsed() >= floor,
+        "{} requests in {:?}, expected at least {floor:?}",
+        paced.requests(),
+        started.elapsed()
+    );
+}
+
 /// One red-team call through the typed instance API.
 fn attack(
     plugin: &LoadedPlugin,
