@@ -49,7 +49,7 @@ connector = "redteam"
 attack = "loop"
 
 [connections.red.config.sandbox]
-fuel_per_call = 200_000_000
+max_call_ms = 300
 "#,
         origin = replay.origin()
     );

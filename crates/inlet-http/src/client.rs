@@ -432,8 +432,10 @@ impl HttpClient {
         let oauth_refresh = status == StatusCode::UNAUTHORIZED
             && matches!(self.auth, Auth::OAuth2(_))
             && !*refreshed;
-        let retried =
-            limited || oauth_refresh || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT;
+        let retried = limited
+            || oauth_refresh
+            || status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT;
         if request.pass_status && !retried {
             return match self.read_body(response, shown, &method).await {
                 Ok(body) => Outcome::Done(Response {

@@ -101,13 +101,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?
     .map_err(|e| format!("{e:?}"))?;
     let mut rows = 0usize;
+    let mut converting = Duration::ZERO;
     while let Some(events) = inst.next()?.map_err(|e| format!("{e:?}"))? {
         for e in events {
             if let Event::Batch(b) = e {
+                let t = Instant::now();
                 rows += convert::batch(&schema, b)?.num_rows();
+                converting += t.elapsed();
             }
         }
     }
+    println!(
+        "  of which conversion to Arrow on the host: {:.3} s",
+        converting.as_secs_f64()
+    );
     let secs = started.elapsed().as_secs_f64();
     let http = inst.http_time().as_secs_f64();
     let compute = secs - http;

@@ -113,7 +113,7 @@ impl Connector for PluginConnector {
                 "sandbox".into(),
                 serde_json::json!({
                     "type": "object",
-                    "description": "Read by inlet, not the plugin: allow_hosts, allow_private, allow_http, memory_mb, fuel_per_call, max_response_bytes, timeout_secs, max_retries, max_rate_limit_wait_secs, max_requests_per_second, secrets, redirect",
+                    "description": "Read by inlet, not the plugin: allow_hosts, allow_private, allow_http, memory_mb, max_call_ms, max_response_bytes, timeout_secs, max_retries, max_rate_limit_wait_secs, max_requests_per_second, secrets, redirect",
                 }),
             );
         }
@@ -190,7 +190,8 @@ impl PluginSource {
     }
 
     fn instance(&self) -> Result<PluginInstance, WasmError> {
-        self.plugin.instantiate_with(&self.sandbox, self.net.clone())
+        self.plugin
+            .instantiate_with(&self.sandbox, self.net.clone())
     }
 
     /// Run blocking plugin work off the async threads.

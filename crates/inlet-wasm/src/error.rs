@@ -8,10 +8,10 @@ use inlet_core::SourceError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rule {
-    /// A call ran out of its CPU budget (fuel).
+    /// A call ran longer than its time limit in the plugin's own code.
     CpuLimit {
-        /// The budget per call.
-        fuel: u64,
+        /// The limit per call, milliseconds (`sandbox.max_call_ms`).
+        millis: u64,
     },
     /// The instance tried to grow its memory past the limit.
     MemoryLimit {
@@ -78,9 +78,9 @@ impl Rule {
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rule::CpuLimit { fuel } => write!(
+            Rule::CpuLimit { millis } => write!(
                 f,
-                "cpu-limit: a call used more than its {fuel} units of fuel (raise sandbox.fuel_per_call if the plugin is legitimately busy)"
+                "cpu-limit: a call ran more than {millis} ms in the plugin's own code (raise sandbox.max_call_ms if the plugin is legitimately busy)"
             ),
             Rule::MemoryLimit { bytes } => write!(
                 f,

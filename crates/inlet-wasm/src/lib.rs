@@ -11,7 +11,7 @@
 //!        │                                                 │ instantiate (per call / read)
 //!        ▼                                                 ▼
 //!  PluginConnector (Connector) ──build──> PluginSource ──> PluginInstance: own Store,
-//!                                                          memory limit, fuel per call,
+//!                                                          memory limit, time per call,
 //!                                                          host functions: http-fetch,
 //!                                                          log, now-millis
 //! ```

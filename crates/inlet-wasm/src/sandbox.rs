@@ -9,7 +9,7 @@
 //! allow_private = []            # CIDRs a host may resolve to despite being private
 //! allow_http = false            # plain http:// (tests, replay servers)
 //! memory_mb = 64                # per instance
-//! fuel_per_call = 10_000_000_000  # CPU budget of one call into the plugin
+//! max_call_ms = 30_000          # time one call may run in the plugin's own code
 //! max_response_bytes = 16_777_216
 //! timeout_secs = 30             # per HTTP request
 //! max_retries = 3               # after a 5xx, 408 or network error (backoff with jitter)
@@ -48,9 +48,10 @@ pub struct SandboxConfig {
     /// Memory of one instance, MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
-    /// CPU budget (wasmtime fuel, about one unit per instruction) of one call.
-    #[serde(default = "default_fuel")]
-    pub fuel_per_call: u64,
+    /// Time one call into the plugin may run in its own code, milliseconds (its host HTTP
+    /// requests are not counted; checked every 10 ms by an epoch deadline).
+    #[serde(default = "default_call_ms")]
+    pub max_call_ms: u64,
     /// Largest HTTP response body, bytes.
     #[serde(default = "default_response")]
     pub max_response_bytes: u64,
@@ -78,8 +79,8 @@ pub struct SandboxConfig {
 fn default_memory_mb() -> u64 {
     64
 }
-fn default_fuel() -> u64 {
-    10_000_000_000
+fn default_call_ms() -> u64 {
+    30_000
 }
 fn default_response() -> u64 {
     16 * 1024 * 1024
@@ -101,7 +102,7 @@ impl Default for SandboxConfig {
             allow_private: Vec::new(),
             allow_http: false,
             memory_mb: default_memory_mb(),
-            fuel_per_call: default_fuel(),
+            max_call_ms: default_call_ms(),
             max_response_bytes: default_response(),
             timeout_secs: default_timeout(),
             max_retries: default_retries(),
@@ -144,16 +145,18 @@ impl SandboxConfig {
                 "must be between 1 and 4096",
             ));
         }
-        if c.max_requests_per_second.is_some_and(|r| !(r > 0.0)) {
+        if c.max_requests_per_second
+            .is_some_and(|r| r.is_nan() || r <= 0.0)
+        {
             return Err(inlet_core::SourceError::config(
                 "sandbox.max_requests_per_second",
                 "must be more than 0",
             ));
         }
-        if c.fuel_per_call == 0 {
+        if c.max_call_ms < 10 {
             return Err(inlet_core::SourceError::config(
-                "sandbox.fuel_per_call",
-                "must be more than 0",
+                "sandbox.max_call_ms",
+                "must be at least 10 (the deadline is checked every 10 ms)",
             ));
         }
         Ok(c)
