@@ -153,7 +153,8 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow_primary"));
 
     // The standby: check passes, discover lists the tables, the partitioned parent as one
-    // stream, and the view; sync lands them all.
+    // stream, and the view; sync lands the tables (a view is synced only when named, with
+    // a cursor).
     let p = project(&pair.config_toml(pair.standby_port, "shop"), "", "");
     let check = ok(&p, &["check", "c"]);
     assert!(check.contains("replica"), "{check}");
@@ -173,12 +174,47 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         text.contains("updated_at"),
         "cursor candidates listed: {text}"
     );
+    let view = discovered["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "public.big_orders")
+        .unwrap();
+    assert_eq!(view["opt_in"], true, "{view}");
     let report = sync(&p, &[]);
     assert_eq!(report["streams"]["public.orders"]["rows"], 1000, "{report}");
     assert_eq!(report["streams"]["public.events"]["rows"], 300, "{report}");
-    assert_eq!(
-        report["streams"]["public.big_orders"]["rows"], 500,
+    assert!(
+        report["streams"].get("public.big_orders").is_none(),
         "{report}"
+    );
+    // Named with a cursor, the view lands; the next run reads only from its cursor on.
+    let views = project(
+        &pair.config_toml(pair.standby_port, "shop"),
+        "",
+        "[connections.c.streams.\"public.big_orders\"]\nmode = \"incremental\"\ncursor_field = \"id\"\n",
+    );
+    assert_eq!(
+        sync(&views, &[])["streams"]["public.big_orders"]["rows"],
+        500
+    );
+    assert_eq!(
+        sync(&views, &[])["streams"]["public.big_orders"]["rows"],
+        1,
+        "the inclusive lower bound re-reads the saved id only"
+    );
+    // Named without a cursor: a clear error naming the stream and the setting.
+    let bare = project(
+        &pair.config_toml(pair.standby_port, "shop"),
+        "",
+        "[connections.c.streams.\"public.big_orders\"]\nmode = \"full_refresh\"\n",
+    );
+    let out = run(&bare, &["sync", "c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a view") && err.contains("cursor_field"),
+        "{err}"
     );
 
     // A partitioned table by xmin: one watermark over its leaves; a view cannot use xmin.

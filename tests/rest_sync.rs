@@ -935,6 +935,19 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
         serde_json::json!(["email_address"]),
         "{st:#}"
     );
+
+    // A full refresh starts the pass over but keeps the landed schema and its history:
+    // `email` stays a column (null in v2 records), and the change stays on record.
+    let report = sync_ok(&p, &["--full-refresh"]);
+    assert_eq!(stream_rows(&report, "customers"), 40, "{report:#}");
+    let st = state(&p);
+    let changes = &st["streams"]["customers"]["cursor"]["schema_changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{st:#}");
+    let fields = st["streams"]["customers"]["cursor"]["schema"]["fields"].to_string();
+    assert!(
+        fields.contains("\"email\"") && fields.contains("\"email_address\""),
+        "{fields}"
+    );
 }
 
 #[test]

@@ -288,6 +288,7 @@ impl Source for FilesSource {
                 cursor_candidates: vec![],
                 sync_modes: vec![SyncMode::Incremental, SyncMode::FullRefresh],
                 default_mode: SyncMode::Incremental,
+                opt_in: false,
             });
         }
         Ok(Catalog { streams })

@@ -14,7 +14,8 @@
 //!   parallel with the connection's `parallelism`). A range that hits a hot-standby
 //!   conflict is retried from its last checkpoint in halves, then quarters...
 //!   Composite and non-integer keys are split at bounds sampled with `TABLESAMPLE`.
-//!   Tables without a key, and views, are read in one statement.
+//!   Tables without a key, and views (read only when named with a cursor), are read in one
+//!   statement.
 //! - **Incremental by cursor** (`cursor_field = "updated_at"`): each run reads
 //!   `cursor >= saved - lookback AND cursor <= max(finite cursor) at plan time`, and
 //!   saves that maximum. Rows committed late with an older cursor value are caught by the
@@ -55,7 +56,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::{
-    catalog::{Table, ident, literal},
+    catalog::{RelKind, Table, ident, literal},
     config::{PostgresConfig, SchemaChangePolicy},
     copy::CopyParser,
     session::{Connect, Session},
@@ -1012,13 +1013,22 @@ impl Source for PostgresSource {
                 if t.kind.has_xmin() {
                     candidates.push(XMIN.to_string());
                 }
+                // A view is read only with an explicit cursor: it has no key to split
+                // by and no xmin, and reading all of it runs its whole query on the
+                // standby. It is listed, but synced only when configured.
+                let view = t.kind == RelKind::View;
                 StreamDescriptor {
                     name: t.stream_name(),
                     schema: types::arrow_schema(&t.columns),
                     primary_key: t.primary_key.clone(),
                     cursor_candidates: candidates,
                     sync_modes: vec![SyncMode::FullRefresh, SyncMode::Incremental],
-                    default_mode: SyncMode::FullRefresh,
+                    default_mode: if view {
+                        SyncMode::Incremental
+                    } else {
+                        SyncMode::FullRefresh
+                    },
+                    opt_in: view,
                 }
             })
             .collect();
@@ -1038,6 +1048,18 @@ impl Source for PostgresSource {
         let previous = Self::parse_state(&request.stream, request.previous.as_ref())?;
         let history = self.schema_changes(&table, previous.as_ref())?;
         let state_prev = Self::parse_state(&request.stream, request.state.as_ref())?;
+        if table.kind == RelKind::View && request.cursor_field.is_none() {
+            return Err(SourceError::config(
+                format!("streams.{}.cursor_field", request.stream),
+                format!(
+                    "`{}` is a view: inlet reads a view only with an explicit cursor (it has \
+                     no key to split by, and a whole read runs its query on the standby); set \
+                     `cursor_field` to a column of the view that grows with new rows, with \
+                     `mode = \"incremental\"`",
+                    request.stream
+                ),
+            ));
+        }
         let (partitions, mut state) = match request.mode {
             SyncMode::FullRefresh => (
                 self.key_partitions(&session, &table, None, None).await?,

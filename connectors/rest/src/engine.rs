@@ -90,7 +90,17 @@ pub(crate) fn read(
             ),
         })?
         .clone();
-    let state = parse_state(&request.stream, resume)?;
+    let mut state = parse_state(&request.stream, resume)?;
+    // A pass that starts from nothing (a full refresh, or the first run after a reset of
+    // the cursor only) keeps the landed schema and its history from the committed state:
+    // the schema only widens, and its changes stay on record.
+    if state.schema.is_none()
+        && let Some(previous) = request.previous.clone()
+        && let Ok(previous) = parse_state(&request.stream, Some(previous))
+    {
+        state.schema = previous.schema;
+        state.schema_changes = previous.schema_changes;
+    }
     let mut declared = Vec::new();
     for (col, ty) in &def.schema.columns {
         declared.push(

@@ -494,6 +494,7 @@ impl Source for RestSource {
                     .map(|i| i.cursor_field.clone())
                     .collect(),
                 default_mode: modes[0],
+                opt_in: false,
                 sync_modes: modes,
             });
         }

@@ -102,6 +102,7 @@ impl Output {
                         "cursor_candidates": s.cursor_candidates,
                         "sync_modes": s.sync_modes,
                         "default_mode": s.default_mode,
+                        "opt_in": s.opt_in,
                     })
                 })
                 .collect();
@@ -110,10 +111,15 @@ impl Output {
         for s in &catalog.streams {
             let modes: Vec<&str> = s.sync_modes.iter().map(|m| m.as_str()).collect();
             println!(
-                "stream {} (modes: {}; default {})",
+                "stream {} (modes: {}; default {}{})",
                 s.name,
                 modes.join(", "),
-                s.default_mode
+                s.default_mode,
+                if s.opt_in {
+                    "; synced only when named in the connection's streams"
+                } else {
+                    ""
+                }
             );
             if !s.primary_key.is_empty() {
                 println!("  primary key: {}", s.primary_key.join(", "));

@@ -45,6 +45,10 @@ pub struct StreamDescriptor {
     pub sync_modes: Vec<SyncMode>,
     /// The mode used when the connection does not choose one.
     pub default_mode: SyncMode,
+    /// Synced only when the connection names it in its `streams` table (a Postgres view:
+    /// it needs an explicit cursor); otherwise a connection without a `streams` table
+    /// syncs every stream.
+    pub opt_in: bool,
 }
 
 impl StreamDescriptor {

@@ -424,7 +424,12 @@ fn select_streams(
     options: &SyncOptions,
 ) -> Result<Vec<(String, SyncMode, Option<String>)>, RuntimeError> {
     let configured: Vec<String> = if conn.config.streams.is_empty() {
-        catalog.streams.iter().map(|s| s.name.clone()).collect()
+        catalog
+            .streams
+            .iter()
+            .filter(|s| !s.opt_in)
+            .map(|s| s.name.clone())
+            .collect()
     } else {
         conn.config.streams.keys().cloned().collect()
     };

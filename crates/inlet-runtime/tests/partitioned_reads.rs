@@ -86,6 +86,7 @@ impl Source for RangeSource {
                 cursor_candidates: vec!["id".into()],
                 sync_modes: vec![SyncMode::FullRefresh, SyncMode::Incremental],
                 default_mode: SyncMode::Incremental,
+                opt_in: false,
             }],
         })
     }

@@ -72,6 +72,7 @@ pub fn stream(s: &types::StreamInfo) -> Result<StreamDescriptor, String> {
         } else {
             SyncMode::FullRefresh
         },
+        opt_in: false,
         sync_modes: modes,
     })
 }
