@@ -158,6 +158,33 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     let p = project(&pair.config_toml(pair.standby_port, "shop"), "", "");
     let check = ok(&p, &["check", "c"]);
     assert!(check.contains("replica"), "{check}");
+    // A login without SELECT on some tables: check names those tables and the GRANT.
+    pair.primary(
+        "shop",
+        &format!("CREATE ROLE reader LOGIN PASSWORD '{PASSWORD}'; GRANT SELECT ON public.orders TO reader;"),
+    );
+    pair.wait_replay();
+    let limited = project(
+        &pair
+            .config_toml(pair.standby_port, "shop")
+            .replace("user = \"postgres\"", "user = \"reader\""),
+        "",
+        "",
+    );
+    let out = run(&limited, &["check", "c"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    let denied = text
+        .lines()
+        .find(|l| l.contains("no SELECT privilege on"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        denied.contains("public.events")
+            && denied.contains("GRANT pg_read_all_data TO reader")
+            && !denied.contains("public.orders"),
+        "{denied}"
+    );
     let discovered: serde_json::Value =
         serde_json::from_str(&ok(&p, &["--json", "discover", "c"])).unwrap();
     let text = discovered.to_string();

@@ -967,20 +967,26 @@ impl Source for PostgresSource {
         match catalog::tables(&self.connect, &session.client).await {
             Ok(tables) => {
                 let names: Vec<String> = tables.iter().map(|t| t.stream_name()).collect();
-                let denied: Vec<String> = {
-                    let mut d = Vec::new();
-                    for t in tables.iter() {
-                        let ok = session
-                            .client
-                            .query_one("SELECT has_table_privilege($1::oid, 'SELECT')", &[&t.oid])
-                            .await
-                            .map(|r| r.get::<_, bool>(0))
-                            .unwrap_or(false);
-                        if !ok {
-                            d.push(t.stream_name());
-                        }
+                // One query for every table (a catalog may hold thousands).
+                let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+                let denied: Vec<String> = match session
+                    .client
+                    .query(
+                        "SELECT o FROM unnest($1::oid[]) o \
+                          WHERE NOT has_table_privilege(o, 'SELECT')",
+                        &[&oids],
+                    )
+                    .await
+                {
+                    Ok(rows) => {
+                        let refused: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
+                        tables
+                            .iter()
+                            .filter(|t| refused.contains(&t.oid))
+                            .map(|t| t.stream_name())
+                            .collect()
                     }
-                    d
+                    Err(e) => vec![format!("(the privilege check failed: {e})")],
                 };
                 report.push(
                     "tables readable",

@@ -281,7 +281,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         );
         if !Path::new("/usr/bin/cargo").exists() || which("wasm-ld-22").is_none() {
             bail!(
-                "no wasm32 toolchain: `rustup target add wasm32-unknown-unknown` failed and the Debian route is not installed; run `apt-get install -y --no-install-recommends rustc-web cargo-web rust-web-src lld-22` and retry"
+                "no wasm32 toolchain: `rustup target add wasm32-unknown-unknown` failed and the Debian route is not installed; run `apt-get update && apt-get install -y --no-install-recommends rustc-web cargo-web rust-web-src lld-22` and retry"
             );
         }
         let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
