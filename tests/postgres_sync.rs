@@ -992,7 +992,10 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
     assert!(stderr.contains("conflict"), "{stderr}");
     // The first read is one statement over the whole table; after the conflict the retry
     // reads it in halves, each ending in a checkpoint.
-    let copies: Vec<&str> = stderr.lines().filter(|l| l.contains("COPY (SELECT")).collect();
+    let copies: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("COPY (SELECT"))
+        .collect();
     assert!(
         copies.len() >= 3 && copies.iter().skip(1).any(|l| l.contains("\"id\" < ")),
         "{}",
