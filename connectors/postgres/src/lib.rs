@@ -969,40 +969,50 @@ impl Source for PostgresSource {
                 let names: Vec<String> = tables.iter().map(|t| t.stream_name()).collect();
                 // One query for every table (a catalog may hold thousands).
                 let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
-                let denied: Vec<String> = match session
+                let privileges = session
                     .client
                     .query(
                         "SELECT o FROM unnest($1::oid[]) o \
                           WHERE NOT has_table_privilege(o, 'SELECT')",
                         &[&oids],
                     )
-                    .await
-                {
+                    .await;
+                let (ok, detail) = match privileges {
+                    Err(e) => (
+                        false,
+                        format!(
+                            "cannot check the SELECT privilege: {}",
+                            self.connect.error(e)
+                        ),
+                    ),
+                    Ok(_) if names.is_empty() => {
+                        (false, "no table matches `tables`/`exclude`".to_string())
+                    }
                     Ok(rows) => {
                         let refused: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
-                        tables
+                        let denied: Vec<String> = tables
                             .iter()
                             .filter(|t| refused.contains(&t.oid))
                             .map(|t| t.stream_name())
-                            .collect()
+                            .collect();
+                        if denied.is_empty() {
+                            (
+                                true,
+                                format!("{} tables: {}", names.len(), names.join(", ")),
+                            )
+                        } else {
+                            (
+                                false,
+                                format!(
+                                    "no SELECT privilege on {}: GRANT pg_read_all_data TO {}",
+                                    denied.join(", "),
+                                    cfg.user
+                                ),
+                            )
+                        }
                     }
-                    Err(e) => vec![format!("(the privilege check failed: {e})")],
                 };
-                report.push(
-                    "tables readable",
-                    !names.is_empty() && denied.is_empty(),
-                    if names.is_empty() {
-                        "no table matches `tables`/`exclude`".to_string()
-                    } else if denied.is_empty() {
-                        format!("{} tables: {}", names.len(), names.join(", "))
-                    } else {
-                        format!(
-                            "no SELECT privilege on {}: GRANT pg_read_all_data TO {}",
-                            denied.join(", "),
-                            cfg.user
-                        )
-                    },
-                );
+                report.push("tables readable", ok, detail);
             }
             Err(e) => report.push("tables readable", false, e.to_string()),
         }

@@ -410,6 +410,8 @@ impl HttpClient {
             let body = match self.read_body(response, shown, &method).await {
                 Ok(b) => b,
                 Err(e @ HttpError::TooLarge { .. }) => return Outcome::Fail(e),
+                // The server did the work; sending a POST again could do it twice.
+                Err(e) if !idempotent => return Outcome::Fail(e),
                 Err(e) => {
                     return Outcome::Retry {
                         error: e,
@@ -432,10 +434,10 @@ impl HttpClient {
         let oauth_refresh = status == StatusCode::UNAUTHORIZED
             && matches!(self.auth, Auth::OAuth2(_))
             && !*refreshed;
-        let retried = limited
-            || oauth_refresh
-            || status.is_server_error()
-            || status == StatusCode::REQUEST_TIMEOUT;
+        // 5xx and 408 are retried only for methods that are safe to repeat: a POST may
+        // have been carried out before the server failed.
+        let server_failed = status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT;
+        let retried = limited || oauth_refresh || (server_failed && idempotent);
         if request.pass_status && !retried {
             return match self.read_body(response, shown, &method).await {
                 Ok(body) => Outcome::Done(Response {
@@ -495,7 +497,7 @@ impl HttpClient {
                 message: excerpt,
             });
         }
-        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        if server_failed && idempotent {
             return Outcome::Retry {
                 error: status_error(true),
                 wait: retry_after(&headers),
@@ -508,7 +510,16 @@ impl HttpClient {
     async fn build(&self, request: &Request) -> Result<reqwest::RequestBuilder, HttpError> {
         let mut url = request.url.clone();
         let mut headers = HeaderMap::new();
-        for (name, value) in self.options.headers.iter().chain(&request.headers) {
+        // The request's headers replace the client's of the same name; a name repeated
+        // within the request is sent as many times.
+        let mut own: Vec<HeaderName> = Vec::new();
+        for (i, (name, value)) in self
+            .options
+            .headers
+            .iter()
+            .chain(&request.headers)
+            .enumerate()
+        {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| HttpError::Config {
                 what: format!("header `{name}`"),
                 message: e.to_string(),
@@ -517,6 +528,13 @@ impl HttpClient {
                 what: format!("header `{name}`"),
                 message: e.to_string(),
             })?;
+            if i >= self.options.headers.len() {
+                if own.contains(&name) {
+                    headers.append(name, value);
+                    continue;
+                }
+                own.push(name.clone());
+            }
             headers.insert(name, value);
         }
         let secret_header = |name: &str, value: &str| -> Result<_, HttpError> {
@@ -674,8 +692,16 @@ impl HttpClient {
         }
     }
 
-    async fn excerpt(&self, response: reqwest::Response) -> String {
-        let body = response.bytes().await.unwrap_or_default();
+    /// The start of an error body, for messages: at most a few KiB are read (a huge or
+    /// decompression-bomb error body is never buffered), the rest is dropped.
+    async fn excerpt(&self, mut response: reqwest::Response) -> String {
+        let mut body = Vec::new();
+        while body.len() < 4096 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(4096)]),
+                _ => break,
+            }
+        }
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
         self.redactor.text(text.trim()).replace(['\n', '\r'], " ")
     }
@@ -754,7 +780,8 @@ fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = header_str(headers, "retry-after")?;
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        // A huge value (`1e30`) is no Duration: treat it as unknown, not a panic.
+        return Duration::try_from_secs_f64(secs).ok();
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let ms = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
@@ -895,5 +922,10 @@ mod tests {
             wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
             "{wait:?}"
         );
+        // Values no Duration can hold are ignored, not a panic in the request task.
+        for bad in ["1e30", "-3", "NaN", "inf"] {
+            h.insert("retry-after", HeaderValue::from_static(bad));
+            assert_eq!(retry_after(&h), None, "{bad}");
+        }
     }
 }

@@ -27,7 +27,7 @@ impl HostLimiter {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             interval: rps
                 .filter(|r| *r > 0.0)
-                .map(|r| Duration::from_secs_f64(1.0 / r)),
+                .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok()),
             slots: Mutex::new((Instant::now(), None)),
         }
     }

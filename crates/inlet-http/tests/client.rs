@@ -183,6 +183,34 @@ async fn retries_stop_after_max_retries_with_a_transient_error() {
 }
 
 #[tokio::test]
+async fn a_post_is_not_repeated_after_a_5xx_and_pass_status_hands_back_any_answer() {
+    let server = Server::start(Arc::new(|_, _| {
+        (
+            502,
+            vec![("x-trace", "t1".into())],
+            b"upstream failed".to_vec(),
+            Duration::ZERO,
+        )
+    }))
+    .await;
+    let client = HttpClient::new(fast_options(), Auth::None).unwrap();
+    // A POST may have been carried out before the gateway failed: it is sent once.
+    let mut post = inlet_http::Request::get(server.url("/v1/exports"));
+    post.method = reqwest::Method::POST;
+    post.body = Some(Bytes::from_static(b"{}"));
+    let err = client.send(post.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("HTTP 502"), "{err}");
+    assert_eq!(server.seen().len(), 1);
+    // With pass_status the caller gets the answer itself, headers and body included.
+    post.pass_status = true;
+    let resp = client.send(post).await.unwrap();
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.header("x-trace"), Some("t1"));
+    assert_eq!(&resp.body[..], b"upstream failed");
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
 async fn a_429_with_retry_after_is_waited_out_and_not_counted_as_a_failure() {
     let server = Server::start(Arc::new(|n, _| match n {
         0 => (

@@ -122,7 +122,14 @@ impl Connector for PluginConnector {
 
     fn validate(&self, config: &Value) -> Result<(), SourceError> {
         let (plugin_config, sandbox) = split(config)?;
-        let mut inst = self.plugin.instantiate(&sandbox, Vec::new())?;
+        // Validation checks the config and nothing else: no network (it runs on the
+        // caller's thread, which must not wait on requests), so any request is a
+        // host-not-allowed violation. `check` is where a plugin reaches its API.
+        let offline = SandboxConfig {
+            allow_hosts: Vec::new(),
+            ..sandbox
+        };
+        let mut inst = self.plugin.instantiate(&offline, Vec::new())?;
         inst.validate(&plugin_config)?
             .map_err(|e| plugin_error(self.name(), None, e))
     }

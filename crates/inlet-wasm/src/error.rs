@@ -8,7 +8,7 @@ use inlet_core::SourceError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rule {
-    /// A call ran longer than its time limit in the plugin's own code.
+    /// A call used more CPU time than its limit.
     CpuLimit {
         /// The limit per call, milliseconds (`sandbox.max_call_ms`).
         millis: u64,
@@ -80,7 +80,7 @@ impl fmt::Display for Rule {
         match self {
             Rule::CpuLimit { millis } => write!(
                 f,
-                "cpu-limit: a call ran more than {millis} ms in the plugin's own code (raise sandbox.max_call_ms if the plugin is legitimately busy)"
+                "cpu-limit: a call used more than {millis} ms of CPU time (raise sandbox.max_call_ms if the plugin is legitimately busy)"
             ),
             Rule::MemoryLimit { bytes } => write!(
                 f,

@@ -235,6 +235,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// How often the engine's epoch advances: the granularity of the per-call time limit.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// CPU time used by the calling thread so far.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 fn ticks(d: Duration) -> u64 {
     (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
@@ -250,9 +259,10 @@ pub struct HostState {
     log_sink: Option<LogSink>,
     http_time: Duration,
     /// The time limit of one call, host HTTP time not counted.
+    /// The CPU time one call may use.
     call_limit: Duration,
-    call_started: Instant,
-    http_in_call: Duration,
+    /// The thread's CPU time when the call began (calls run on the calling thread).
+    call_cpu_start: Duration,
 }
 
 impl HostState {
@@ -304,7 +314,6 @@ impl host::Host for HostState {
         let result = self.net.fetch(request);
         let took = started.elapsed();
         self.http_time += took;
-        self.http_in_call += took;
         result.map_err(|rule| self.violate(rule))
     }
 
@@ -381,18 +390,18 @@ impl LoadedPlugin {
             log_sink: self.host.log_sink.clone(),
             http_time: Duration::ZERO,
             call_limit: Duration::from_millis(sandbox.max_call_ms),
-            call_started: Instant::now(),
-            http_in_call: Duration::ZERO,
+            call_cpu_start: thread_cpu_time(),
         };
         let call_limit = state.call_limit;
         let mut store = Store::new(&self.host.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        // At each deadline: the time the call has spent in the plugin's own code (its
-        // host HTTP requests excluded) against the limit; within it, a new deadline at
-        // the remaining time, past it a cpu-limit violation.
+        // At each deadline: the CPU time the calling thread has used since the call began
+        // (waiting on host HTTP uses none) against the limit; within it, a new deadline
+        // at the remaining time (CPU time never runs faster than the clock), past it a
+        // cpu-limit violation.
         store.epoch_deadline_callback(|mut ctx| {
             let s = ctx.data_mut();
-            let used = s.call_started.elapsed().saturating_sub(s.http_in_call);
+            let used = thread_cpu_time().saturating_sub(s.call_cpu_start);
             if used < s.call_limit {
                 return Ok(UpdateDeadline::Continue(ticks(s.call_limit - used)));
             }
@@ -451,8 +460,7 @@ impl PluginInstance {
         }
         let state = self.store.data_mut();
         state.violation = None;
-        state.call_started = Instant::now();
-        state.http_in_call = Duration::ZERO;
+        state.call_cpu_start = thread_cpu_time();
         self.store.set_epoch_deadline(ticks(self.call_limit));
         match f(&self.bindings, &mut self.store) {
             Ok(r) => Ok(r),

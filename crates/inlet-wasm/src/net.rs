@@ -45,6 +45,16 @@ pub struct PluginNet {
     client: OnceLock<Result<HttpClient, String>>,
 }
 
+/// The address in inlet-http's refusal ("`h` resolves to 10.0.0.5, a private ..."), or
+/// the refusal itself when it names none.
+fn refused_address(message: &str) -> String {
+    message
+        .split_once("resolves to ")
+        .and_then(|(_, rest)| rest.split([',', ' ']).next())
+        .filter(|a| !a.is_empty())
+        .map_or_else(|| message.to_string(), str::to_string)
+}
+
 /// The runtime every plugin request runs on (one worker: requests are few and the plugin
 /// threads wait on them).
 fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
@@ -155,11 +165,11 @@ impl PluginNet {
             Ok(m) => m,
             Err(_) => return other(format!("`{}` is not an HTTP method", request.method)),
         };
-        let reserved = ["host", "content-length", "transfer-encoding", "connection"];
+        const RESERVED: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
         let headers = request
             .headers
             .into_iter()
-            .filter(|h| !reserved.iter().any(|r| h.name.eq_ignore_ascii_case(r)))
+            .filter(|h| !RESERVED.iter().any(|r| h.name.eq_ignore_ascii_case(r)))
             .map(|h| (h.name, h.value))
             .collect();
         let mut secret_headers = Vec::new();
@@ -167,6 +177,12 @@ impl PluginNet {
             let Some((_, value)) = self.secrets.iter().find(|(n, _)| *n == sh.secret) else {
                 return Err(Rule::UnknownSecret { name: sh.secret });
             };
+            if RESERVED.iter().any(|r| sh.name.eq_ignore_ascii_case(r)) {
+                return other(format!(
+                    "secret header `{}`: the host sets this header itself",
+                    sh.name
+                ));
+            }
             secret_headers.push((
                 sh.name,
                 SecretString::from(format!("{}{}", sh.prefix, value.expose_secret())),
@@ -216,8 +232,8 @@ impl PluginNet {
             // The addresses inlet-http connected to are checked again; a refusal there
             // means the name resolved differently since `authorize` (DNS rebinding).
             Ok(Err(HttpError::Denied { message, .. })) => Err(Rule::PrivateAddress {
+                address: refused_address(&message),
                 host: allowed.origin.host,
-                address: self.redact(&message),
             }),
             Ok(Err(e @ HttpError::Config { .. })) => {
                 other(format!("{shown}: {}", self.redact(&e.to_string())))

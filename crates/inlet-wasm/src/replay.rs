@@ -7,7 +7,7 @@
 //! unchanged, the sandbox checks still apply to the declared host.
 //!
 //! Paths not in the recording answer 404. `/__echo` answers with the request's head, so
-//! tests can see what the host really sent. [`ReplayServer::fail`] makes a path answer
+//! tests can see what the host really sent; `/__redirect` answers `302` to `/__echo`. [`ReplayServer::fail`] makes a path answer
 //! with an error status a few times first (a 429 with `Retry-After`, a 502), as real APIs
 //! do.
 
@@ -162,6 +162,9 @@ fn serve(
             format!("{} Injected", f.status),
             format!("{{\"error\":\"injected {}\"}}", f.status).into_bytes(),
         )
+    } else if path == "/__redirect" {
+        extra = "Location: /__echo\r\n".into();
+        ("302 Found".into(), b"{\"moved\":\"/__echo\"}".to_vec())
     } else if path == "/__echo" {
         ("200 OK".into(), head.clone().into_bytes())
     } else {

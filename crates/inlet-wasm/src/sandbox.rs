@@ -9,7 +9,7 @@
 //! allow_private = []            # CIDRs a host may resolve to despite being private
 //! allow_http = false            # plain http:// (tests, replay servers)
 //! memory_mb = 64                # per instance
-//! max_call_ms = 30_000          # time one call may run in the plugin's own code
+//! max_call_ms = 30_000          # CPU time one call may use
 //! max_response_bytes = 16_777_216
 //! timeout_secs = 30             # per HTTP request
 //! max_retries = 3               # after a 5xx, 408 or network error (backoff with jitter)
@@ -48,8 +48,9 @@ pub struct SandboxConfig {
     /// Memory of one instance, MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
-    /// Time one call into the plugin may run in its own code, milliseconds (its host HTTP
-    /// requests are not counted; checked every 10 ms by an epoch deadline).
+    /// CPU time one call into the plugin may use, milliseconds (the CPU time of the thread
+    /// running it, so waiting on host HTTP requests is not counted; checked every 10 ms
+    /// by an epoch deadline).
     #[serde(default = "default_call_ms")]
     pub max_call_ms: u64,
     /// Largest HTTP response body, bytes.
@@ -67,6 +68,10 @@ pub struct SandboxConfig {
     /// Requests per second per host (none: only the server's limits).
     #[serde(default)]
     pub max_requests_per_second: Option<f64>,
+    /// No longer used (the CPU limit was wasmtime fuel; it is `max_call_ms` now): read so
+    /// that older configs load, with a warning.
+    #[serde(default, skip_serializing)]
+    pub fuel_per_call: Option<u64>,
     /// Secrets by the name the plugin uses: a literal, `${env:NAME}` or `${file:PATH}`.
     #[serde(default)]
     pub secrets: BTreeMap<String, inlet_core::secret::SecretValue>,
@@ -108,6 +113,7 @@ impl Default for SandboxConfig {
             max_retries: default_retries(),
             max_rate_limit_wait_secs: default_rate_limit_wait(),
             max_requests_per_second: None,
+            fuel_per_call: None,
             secrets: BTreeMap::new(),
             redirect: BTreeMap::new(),
         }
@@ -146,12 +152,17 @@ impl SandboxConfig {
             ));
         }
         if c.max_requests_per_second
-            .is_some_and(|r| r.is_nan() || r <= 0.0)
+            .is_some_and(|r| !(0.001..=100_000.0).contains(&r))
         {
             return Err(inlet_core::SourceError::config(
                 "sandbox.max_requests_per_second",
-                "must be more than 0",
+                "must be between 0.001 and 100000",
             ));
+        }
+        if c.fuel_per_call.is_some() {
+            tracing::warn!(
+                "sandbox.fuel_per_call is no longer used: the CPU limit of a call is sandbox.max_call_ms"
+            );
         }
         if c.max_call_ms < 10 {
             return Err(inlet_core::SourceError::config(
@@ -439,7 +450,12 @@ impl inlet_http::HostPolicy for Network {
     fn check_host(&self, host: &str) -> Result<(), String> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let host = host.to_ascii_lowercase();
-        let target = self.redirect.iter().any(|(_, to)| to.host == host);
+        // IP literals compare as addresses (`::1` and `0:0::1` are one host).
+        let same = |a: &str| match (a.parse::<IpAddr>(), host.parse::<IpAddr>()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a == host,
+        };
+        let target = self.redirect.iter().any(|(_, to)| same(&to.host));
         let declared = self.declared.contains(&host) && self.allowed.contains(&host);
         if !target && !declared {
             return Err(format!("`{host}` is not a declared and allowed host"));
