@@ -23,7 +23,7 @@ use arrow_array::{
 };
 use arrow_schema::DataType;
 use pg::{PASSWORD, PgPair};
-use support::{TestProject, parquet_files, read_batches};
+use support::{TestProject, column, parquet_files, read_batches};
 
 /// A project with one `postgres` connection `c`.
 fn project(config: &str, connection_extra: &str, streams: &str) -> TestProject {
@@ -616,12 +616,7 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
             let expected = r[1].clone();
             let mut found = None;
             for b in &batches {
-                let ids = b
-                    .column_by_name("id")
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<Int32Array>()
-                    .unwrap();
+                let ids = column::<Int32Array>(b, "id");
                 for i in 0..b.num_rows() {
                     if ids.value(i) == id {
                         found = Some(pg_text(b.column_by_name(name).unwrap().as_ref(), i));
@@ -778,24 +773,9 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     assert_no_duplicates_within_a_run(&ids_by_run(&batches, "id"));
     let mut newest: BTreeMap<i64, (i64, i32)> = BTreeMap::new();
     for b in &batches {
-        let ids = b
-            .column_by_name("id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let v = b
-            .column_by_name("v")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap();
-        let at = b
-            .column_by_name("updated_at")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .unwrap();
+        let ids = column::<Int64Array>(b, "id");
+        let v = column::<Int32Array>(b, "v");
+        let at = column::<TimestampMicrosecondArray>(b, "updated_at");
         for i in 0..b.num_rows() {
             let e = newest.entry(ids.value(i)).or_insert((i64::MIN, 0));
             if at.value(i) >= e.0 {
@@ -834,24 +814,9 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         .collect();
     let mut latest: BTreeMap<i64, (usize, i32)> = BTreeMap::new();
     for b in &batches {
-        let ids = b
-            .column_by_name("id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap();
-        let v = b
-            .column_by_name("v")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap();
-        let run = b
-            .column_by_name("_inlet_run_id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let ids = column::<Int32Array>(b, "id");
+        let v = column::<Int32Array>(b, "v");
+        let run = column::<StringArray>(b, "_inlet_run_id");
         for i in 0..b.num_rows() {
             let order = runs.iter().position(|r| r == run.value(i)).unwrap();
             let e = latest
@@ -887,20 +852,8 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     let changed: usize = read_batches(&stream_dir(&p, "public.plain"))
         .iter()
         .map(|b| {
-            let run = b
-                .column_by_name("_inlet_run_id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap()
-                .clone();
-            let v = b
-                .column_by_name("v")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .clone();
+            let run = column::<StringArray>(b, "_inlet_run_id").clone();
+            let v = column::<Int32Array>(b, "v").clone();
             (0..b.num_rows())
                 .filter(|&i| {
                     run.value(i) == fourth["run_id"].as_str().unwrap() && v.value(i) >= 1000
@@ -1007,13 +960,7 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
     let ids: BTreeSet<i32> = batches
         .iter()
         .flat_map(|b| {
-            let a = b
-                .column_by_name("id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .clone();
+            let a = column::<Int32Array>(b, "id").clone();
             (0..a.len()).map(move |i| a.value(i))
         })
         .collect();
@@ -1178,13 +1125,7 @@ fn composite_and_text_keys_are_split_into_sampled_ranges() {
         let ns: BTreeSet<i32> = batches
             .iter()
             .flat_map(|b| {
-                let a = b
-                    .column_by_name("n")
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<Int32Array>()
-                    .unwrap()
-                    .clone();
+                let a = column::<Int32Array>(b, "n").clone();
                 (0..a.len()).map(move |i| a.value(i))
             })
             .collect();

@@ -115,6 +115,21 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Column `name` of `batch` as the Arrow array type `A`; panics naming the column when it
+/// is missing or of another type.
+pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {
+    let c = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column `{name}` in {:?}", batch.schema()));
+    c.as_any().downcast_ref::<A>().unwrap_or_else(|| {
+        panic!(
+            "column `{name}` is {}, not {}",
+            c.data_type(),
+            std::any::type_name::<A>()
+        )
+    })
+}
+
 /// All record batches of every Parquet file under `dir` (each file must be complete).
 pub fn read_batches(dir: &Path) -> Vec<RecordBatch> {
     let mut out = Vec::new();
