@@ -62,6 +62,18 @@ impl Request {
     }
 }
 
+/// Send several requests at once (the host runs them concurrently, within the
+/// connection's per-host limits); the answers come back in the same order. Any number:
+/// they go to the host 1000 at a time.
+pub fn send_all(requests: Vec<Request>) -> Vec<Result<HttpResponse, PluginError>> {
+    let inner: Vec<HttpRequest> = requests.into_iter().map(|r| r.inner).collect();
+    let mut out = Vec::with_capacity(inner.len());
+    for chunk in inner.chunks(1000) {
+        out.extend(host::http_fetch_many(chunk));
+    }
+    out
+}
+
 /// Map an HTTP status to a plugin error.
 pub fn check_status(url: &str, resp: &HttpResponse) -> Result<(), PluginError> {
     match resp.status {

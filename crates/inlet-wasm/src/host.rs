@@ -317,6 +317,16 @@ impl host::Host for HostState {
         result.map_err(|rule| self.violate(rule))
     }
 
+    fn http_fetch_many(
+        &mut self,
+        requests: Vec<host::HttpRequest>,
+    ) -> wasmtime::Result<Vec<Result<host::HttpResponse, types::PluginError>>> {
+        let started = Instant::now();
+        let result = self.net.fetch_many(requests);
+        self.http_time += started.elapsed();
+        result.map_err(|rule| self.violate(rule))
+    }
+
     fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
         let line = self.redact(&message);
         let plugin = &self.plugin;

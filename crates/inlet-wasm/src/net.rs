@@ -149,12 +149,12 @@ impl PluginNet {
         out
     }
 
-    /// Send a plugin's request. `Err` is a sandbox rule the request broke (the host traps
-    /// the call); `Ok(Err)` a failure the plugin may handle (network, retries exhausted).
-    pub fn fetch(
+    /// Check a plugin's request and turn it into an `inlet-http` request. `Err` is a
+    /// sandbox rule it broke; `Ok(Err)` a request the plugin got wrong.
+    fn prepare(
         &self,
         request: host::HttpRequest,
-    ) -> Result<Result<host::HttpResponse, types::PluginError>, Rule> {
+    ) -> Result<Result<Prepared, types::PluginError>, Rule> {
         let allowed = self.network.authorize(&request.url)?;
         let other = |m: String| Ok(Err(types::PluginError::Other(m)));
         let url = match url::Url::parse(&allowed.url()) {
@@ -188,27 +188,54 @@ impl PluginNet {
                 SecretString::from(format!("{}{}", sh.prefix, value.expose_secret())),
             ));
         }
-        let req = inlet_http::Request {
-            method,
-            url,
-            headers,
-            form: None,
-            body: request.body.map(Into::into),
-            secret_headers,
-            pass_status: true,
+        Ok(Ok(Prepared {
+            shown: self.redact(&request.url),
+            host: allowed.origin.host,
+            request: inlet_http::Request {
+                method,
+                url,
+                headers,
+                form: None,
+                body: request.body.map(Into::into),
+                secret_headers,
+                pass_status: true,
+            },
+        }))
+    }
+
+    /// Send requests at once on the plugin HTTP runtime (the client's per-host limits
+    /// bound how many are in flight) and wait for every answer, in order.
+    fn run(&self, requests: Vec<inlet_http::Request>) -> Vec<Result<Response, String>> {
+        let n = requests.len();
+        let sent = self.client().and_then(|c| Ok((c.clone(), runtime()?)));
+        let (client, rt) = match sent {
+            Ok(x) => x,
+            Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
         };
-        let result = match self.client().and_then(|c| Ok((c.clone(), runtime()?))) {
-            Ok((client, rt)) => {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                rt.spawn(async move {
-                    let _ = tx.send(client.send(req).await);
-                });
-                rx.recv()
-                    .map_err(|_| "the plugin HTTP runtime stopped".to_string())
-            }
-            Err(e) => Err(e),
-        };
-        let shown = self.redact(&request.url);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let answers = futures::future::join_all(requests.into_iter().map(|r| {
+                let client = client.clone();
+                async move { client.send(r).await }
+            }))
+            .await;
+            let _ = tx.send(answers);
+        });
+        match rx.recv() {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Err(_) => (0..n)
+                .map(|_| Err("the plugin HTTP runtime stopped".to_string()))
+                .collect(),
+        }
+    }
+
+    /// What the plugin gets for one answer (or the rule it broke).
+    fn finish(
+        &self,
+        shown: &str,
+        host: &str,
+        result: Result<Response, String>,
+    ) -> Result<Result<host::HttpResponse, types::PluginError>, Rule> {
         match result {
             Err(m) => Ok(Err(types::PluginError::Unavailable(format!(
                 "{shown}: {}",
@@ -233,15 +260,84 @@ impl PluginNet {
             // means the name resolved differently since `authorize` (DNS rebinding).
             Ok(Err(HttpError::Denied { message, .. })) => Err(Rule::PrivateAddress {
                 address: refused_address(&message),
-                host: allowed.origin.host,
+                host: host.to_string(),
             }),
-            Ok(Err(e @ HttpError::Config { .. })) => {
-                other(format!("{shown}: {}", self.redact(&e.to_string())))
-            }
+            Ok(Err(e @ HttpError::Config { .. })) => Ok(Err(types::PluginError::Other(format!(
+                "{shown}: {}",
+                self.redact(&e.to_string())
+            )))),
             Ok(Err(e)) => Ok(Err(types::PluginError::Unavailable(format!(
                 "{shown}: {}",
                 self.redact(&e.to_string())
             )))),
         }
     }
+
+    /// Send a plugin's request. `Err` is a sandbox rule the request broke (the host traps
+    /// the call); `Ok(Err)` a failure the plugin may handle (network, retries exhausted).
+    pub fn fetch(
+        &self,
+        request: host::HttpRequest,
+    ) -> Result<Result<host::HttpResponse, types::PluginError>, Rule> {
+        let prepared = match self.prepare(request)? {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = self
+            .run(vec![prepared.request])
+            .pop()
+            .unwrap_or_else(|| Err("no answer".to_string()));
+        self.finish(&prepared.shown, &prepared.host, result)
+    }
+
+    /// Send several requests at once, answers in order. Every request is checked before
+    /// any is sent: one that breaks a rule sends nothing.
+    pub fn fetch_many(
+        &self,
+        requests: Vec<host::HttpRequest>,
+    ) -> Result<Vec<Result<host::HttpResponse, types::PluginError>>, Rule> {
+        if requests.len() > MAX_BATCH {
+            let m = format!("http-fetch-many takes at most {MAX_BATCH} requests per call");
+            return Ok(vec![Err(types::PluginError::Other(m)); requests.len()]);
+        }
+        let mut slots = Vec::with_capacity(requests.len());
+        let mut to_send = Vec::new();
+        for r in requests {
+            match self.prepare(r)? {
+                Ok(p) => {
+                    slots.push(Ok((p.shown, p.host)));
+                    to_send.push(p.request);
+                }
+                Err(e) => slots.push(Err(e)),
+            }
+        }
+        let mut answers = self.run(to_send).into_iter();
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            out.push(match slot {
+                Err(e) => Err(e),
+                Ok((shown, host)) => {
+                    let answer = answers
+                        .next()
+                        .unwrap_or_else(|| Err("no answer".to_string()));
+                    self.finish(&shown, &host, answer)?
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The most requests one `http-fetch-many` call may carry.
+const MAX_BATCH: usize = 1000;
+
+type Response = Result<inlet_http::Response, HttpError>;
+
+/// A checked request, and what messages about it show.
+struct Prepared {
+    request: inlet_http::Request,
+    /// The URL as the plugin asked for it, secrets redacted.
+    shown: String,
+    /// The host, for a `private-address` rule.
+    host: String,
 }

@@ -1,6 +1,7 @@
 //! The plugin's record logic compiled natively, for the benchmark (bench/plugins.sh):
 //! the same item JSON, fetched the same way (HTTP/1.1 over loopback, a connection per
-//! item), parsed and appended to the same typed batches as inside the plugin.
+//! item, a batch at a time with 4 requests in flight), parsed and appended to the same
+//! typed batches as inside the plugin.
 //!
 //! `cargo run --release --example native_bench -- N` (run from connectors/plugins).
 
@@ -91,11 +92,29 @@ fn main() {
     while id <= n {
         let mut b = BatchBuilder::new(&fields);
         let last = (id + batch_rows - 1).min(n);
-        for i in id..=last {
-            let t = Instant::now();
-            let body = get(addr, &format!("/v0/item/{i}.json"));
-            fetching += t.elapsed();
-            if let Some(it) = items::parse(&body, i).unwrap() {
+        // Fetched as the plugin host does: the batch at once, 4 requests in flight (the
+        // per-host concurrency of the host's HTTP client).
+        let t = Instant::now();
+        let ids: Vec<i64> = (id..=last).collect();
+        let bodies: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let workers: Vec<_> = ids
+                .chunks(ids.len().div_ceil(4))
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|i| get(addr, &format!("/v0/item/{i}.json")))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        fetching += t.elapsed();
+        for (i, body) in ids.iter().zip(&bodies) {
+            if let Some(it) = items::parse(body, *i).unwrap() {
                 items::append(&mut b, 0, &it).unwrap();
                 b.end_row().unwrap();
             }

@@ -89,11 +89,21 @@ fn base(c: &Config) -> String {
     c.base_url.trim_end_matches('/').to_string()
 }
 
-fn fetch_item(base: &str, id: i64) -> Result<Option<items::Item>, PluginError> {
-    let url = format!("{base}/item/{id}.json");
-    let resp = Request::get(&url).send()?;
-    inlet_pdk::http::check_status(&url, &resp)?;
-    items::parse(&resp.body, id)
+/// Items by id, fetched at once (the host runs the requests concurrently), in order;
+/// `None` where the API answers `null`.
+fn fetch_items(base: &str, ids: &[i64]) -> Result<Vec<Option<items::Item>>, PluginError> {
+    let urls: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{base}/item/{id}.json"))
+        .collect();
+    let answers = inlet_pdk::http::send_all(urls.iter().map(Request::get).collect());
+    let mut out = Vec::with_capacity(ids.len());
+    for ((url, id), answer) in urls.iter().zip(ids).zip(answers) {
+        let resp = answer?;
+        inlet_pdk::http::check_status(url, &resp)?;
+        out.push(items::parse(&resp.body, *id)?);
+    }
+    Ok(out)
 }
 
 impl Guest for HackerNews {
@@ -221,11 +231,10 @@ impl Guest for HackerNews {
                     }
                     let last = (*next_id + *batch_rows - 1).min(*end_id);
                     let mut b = BatchBuilder::new(&items::item_fields());
-                    for id in *next_id..=last {
-                        if let Some(item) = fetch_item(base, id)? {
-                            items::append(&mut b, 0, &item)?;
-                            b.end_row()?;
-                        }
+                    let ids: Vec<i64> = (*next_id..=last).collect();
+                    for item in fetch_items(base, &ids)?.into_iter().flatten() {
+                        items::append(&mut b, 0, &item)?;
+                        b.end_row()?;
                     }
                     *next_id = last + 1;
                     let mut events = Vec::with_capacity(2);
@@ -246,8 +255,9 @@ impl Guest for HackerNews {
                     }
                     let end = (*pos + *batch_rows).min(ids.len());
                     let mut b = BatchBuilder::new(&items::top_fields());
-                    for (rank, id) in ids[*pos..end].iter().enumerate() {
-                        if let Some(item) = fetch_item(base, *id)? {
+                    let fetched = fetch_items(base, &ids[*pos..end])?;
+                    for (rank, item) in fetched.into_iter().enumerate() {
+                        if let Some(item) = item {
                             b.int64(0, (*pos + rank + 1) as i64)?;
                             items::append(&mut b, 1, &item)?;
                             b.end_row()?;
