@@ -28,7 +28,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{
     Rule,
     bindings::inlet::plugin::{host, types},
-    sandbox::{Network, SandboxConfig},
+    sandbox::{Network, Resolved, SandboxConfig},
 };
 
 /// A plugin's secrets by name, resolved.
@@ -43,6 +43,8 @@ pub struct PluginNet {
     secrets: Secrets,
     options: HttpOptions,
     client: OnceLock<Result<HttpClient, String>>,
+    /// Bytes of answers one call may hold: the instance's memory limit.
+    budget: u64,
 }
 
 /// The address in inlet-http's refusal ("`h` resolves to 10.0.0.5, a private ..."), or
@@ -95,6 +97,7 @@ impl PluginNet {
             secrets,
             options,
             client: OnceLock::new(),
+            budget: sandbox.memory_mb.saturating_mul(1024 * 1024),
         }
     }
 
@@ -154,8 +157,9 @@ impl PluginNet {
     fn prepare(
         &self,
         request: host::HttpRequest,
+        resolved: &mut Resolved,
     ) -> Result<Result<Prepared, types::PluginError>, Rule> {
-        let allowed = self.network.authorize(&request.url)?;
+        let allowed = self.network.authorize_with(&request.url, resolved)?;
         let other = |m: String| Ok(Err(types::PluginError::Other(m)));
         let url = match url::Url::parse(&allowed.url()) {
             Ok(u) => u,
@@ -204,27 +208,48 @@ impl PluginNet {
     }
 
     /// Send requests at once on the plugin HTTP runtime (the client's per-host limits
-    /// bound how many are in flight) and wait for every answer, in order.
-    fn run(&self, requests: Vec<inlet_http::Request>) -> Vec<Result<Response, String>> {
+    /// bound how many are in flight) and wait for every answer, in order. The bodies kept
+    /// are bounded by the instance's memory (they must fit in it anyway): past that, an
+    /// answer is dropped and the plugin told to ask for fewer at once.
+    fn run(&self, requests: Vec<inlet_http::Request>) -> Vec<Result<Response, types::PluginError>> {
         let n = requests.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let unavailable = |m: String| types::PluginError::Unavailable(m);
         let sent = self.client().and_then(|c| Ok((c.clone(), runtime()?)));
         let (client, rt) = match sent {
             Ok(x) => x,
-            Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+            Err(e) => return (0..n).map(|_| Err(unavailable(e.clone()))).collect(),
         };
+        let budget = self.budget;
+        let kept = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
             let answers = futures::future::join_all(requests.into_iter().map(|r| {
-                let client = client.clone();
-                async move { client.send(r).await }
+                let (client, kept) = (client.clone(), kept.clone());
+                async move {
+                    let answer = client.send(r).await;
+                    if let Ok(resp) = &answer {
+                        let len = resp.body.len() as u64;
+                        let before = kept.fetch_add(len, std::sync::atomic::Ordering::SeqCst);
+                        if before + len > budget {
+                            return Err(types::PluginError::Other(format!(
+                                "the answers of one http-fetch-many call exceed {budget} bytes \
+                                 (the instance's memory, sandbox.memory_mb): ask for fewer at once"
+                            )));
+                        }
+                    }
+                    Ok(answer)
+                }
             }))
             .await;
             let _ = tx.send(answers);
         });
         match rx.recv() {
-            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Ok(answers) => answers,
             Err(_) => (0..n)
-                .map(|_| Err("the plugin HTTP runtime stopped".to_string()))
+                .map(|_| Err(unavailable("the plugin HTTP runtime stopped".into())))
                 .collect(),
         }
     }
@@ -234,13 +259,13 @@ impl PluginNet {
         &self,
         shown: &str,
         host: &str,
-        result: Result<Response, String>,
+        result: Result<Response, types::PluginError>,
     ) -> Result<Result<host::HttpResponse, types::PluginError>, Rule> {
         match result {
-            Err(m) => Ok(Err(types::PluginError::Unavailable(format!(
-                "{shown}: {}",
-                self.redact(&m)
-            )))),
+            Err(types::PluginError::Unavailable(m)) => Ok(Err(types::PluginError::Unavailable(
+                format!("{shown}: {}", self.redact(&m)),
+            ))),
+            Err(e) => Ok(Err(e)),
             Ok(Ok(resp)) => Ok(Ok(host::HttpResponse {
                 status: resp.status,
                 headers: resp
@@ -279,14 +304,14 @@ impl PluginNet {
         &self,
         request: host::HttpRequest,
     ) -> Result<Result<host::HttpResponse, types::PluginError>, Rule> {
-        let prepared = match self.prepare(request)? {
+        let prepared = match self.prepare(request, &mut Resolved::new())? {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
         let result = self
             .run(vec![prepared.request])
             .pop()
-            .unwrap_or_else(|| Err("no answer".to_string()));
+            .unwrap_or_else(|| Err(types::PluginError::Unavailable("no answer".into())));
         self.finish(&prepared.shown, &prepared.host, result)
     }
 
@@ -302,8 +327,9 @@ impl PluginNet {
         }
         let mut slots = Vec::with_capacity(requests.len());
         let mut to_send = Vec::new();
+        let mut resolved = Resolved::new();
         for r in requests {
-            match self.prepare(r)? {
+            match self.prepare(r, &mut resolved)? {
                 Ok(p) => {
                     slots.push(Ok((p.shown, p.host)));
                     to_send.push(p.request);
@@ -317,9 +343,9 @@ impl PluginNet {
             out.push(match slot {
                 Err(e) => Err(e),
                 Ok((shown, host)) => {
-                    let answer = answers
-                        .next()
-                        .unwrap_or_else(|| Err("no answer".to_string()));
+                    let answer = answers.next().unwrap_or_else(|| {
+                        Err(types::PluginError::Unavailable("no answer".into()))
+                    });
                     self.finish(&shown, &host, answer)?
                 }
             });

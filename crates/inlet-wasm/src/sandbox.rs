@@ -325,6 +325,9 @@ impl Target {
     }
 }
 
+/// Addresses already resolved, by (host, port).
+pub type Resolved = BTreeMap<(String, u16), Vec<SocketAddr>>;
+
 /// A request the policy allowed: where to connect and what to ask for.
 #[derive(Debug, Clone)]
 pub struct Allowed {
@@ -389,6 +392,12 @@ impl Network {
 
     /// Check a URL, resolve its host and check every address. The rule broken, if any.
     pub fn authorize(&self, url: &str) -> Result<Allowed, Rule> {
+        self.authorize_with(url, &mut Resolved::new())
+    }
+
+    /// [`Network::authorize`], resolving each origin once per `resolved` (the requests of
+    /// one `http-fetch-many` call share it).
+    pub fn authorize_with(&self, url: &str, resolved: &mut Resolved) -> Result<Allowed, Rule> {
         let scheme_rule = || Rule::Scheme {
             url: url.to_string(),
         };
@@ -410,13 +419,16 @@ impl Network {
         if origin.scheme != "https" && !self.allow_http {
             return Err(scheme_rule());
         }
-        let addrs: Vec<SocketAddr> = match origin.host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
-            Err(_) => (origin.host.as_str(), origin.port)
-                .to_socket_addrs()
-                .map(|a| a.collect())
-                .unwrap_or_default(),
-        };
+        let addrs: Vec<SocketAddr> = resolved
+            .entry((origin.host.clone(), origin.port))
+            .or_insert_with(|| match origin.host.parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
+                Err(_) => (origin.host.as_str(), origin.port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect())
+                    .unwrap_or_default(),
+            })
+            .clone();
         // Every address must pass: a name resolving to one public and one private
         // address is refused (the connection could land on either).
         for a in &addrs {

@@ -97,6 +97,13 @@ fn fetch_items(base: &str, ids: &[i64]) -> Result<Vec<Option<items::Item>>, Plug
         .map(|id| format!("{base}/item/{id}.json"))
         .collect();
     let answers = inlet_pdk::http::send_all(urls.iter().map(Request::get).collect());
+    if answers.len() != ids.len() {
+        return Err(PluginError::Other(format!(
+            "asked for {} items, the host answered {}",
+            ids.len(),
+            answers.len()
+        )));
+    }
     let mut out = Vec::with_capacity(ids.len());
     for ((url, id), answer) in urls.iter().zip(ids).zip(answers) {
         let resp = answer?;
