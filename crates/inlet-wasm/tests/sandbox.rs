@@ -96,6 +96,14 @@ async fn read_all(
     Ok((batches, checkpoints))
 }
 
+/// Every value of the Int64 column `name` across `batches`, in order.
+fn int64s(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| col::<Int64Array>(b, name).values().to_vec())
+        .collect()
+}
+
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
     b.column_by_name(name)
         .unwrap()
@@ -137,10 +145,7 @@ async fn hackernews_reads_a_recorded_api_into_typed_batches_and_resumes() {
     assert_eq!(rows, 39);
     assert_eq!(checkpoints.len(), 4);
     assert_eq!(checkpoints.last().unwrap(), &json!({"last_id": BASE + 40}));
-    let ids: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| col::<Int64Array>(b, "id").values().to_vec())
-        .collect();
+    let ids: Vec<i64> = int64s(&batches, "id");
     assert_eq!(ids.first(), Some(&(BASE + 1)));
     assert!(!ids.contains(&(BASE + 22)), "the null item is not a row");
     let b0 = &batches[0];
@@ -167,10 +172,7 @@ async fn hackernews_reads_a_recorded_api_into_typed_batches_and_resumes() {
     )
     .await
     .unwrap();
-    let ids: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| col::<Int64Array>(b, "id").values().to_vec())
-        .collect();
+    let ids: Vec<i64> = int64s(&batches, "id");
     assert_eq!(ids, ((BASE + 41)..=(BASE + 60)).collect::<Vec<_>>());
     assert_eq!(checkpoints.last().unwrap(), &json!({"last_id": BASE + 60}));
 
@@ -183,10 +185,7 @@ async fn hackernews_reads_a_recorded_api_into_typed_batches_and_resumes() {
     )
     .await
     .unwrap();
-    let ranks: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| col::<Int64Array>(b, "rank").values().to_vec())
-        .collect();
+    let ranks: Vec<i64> = int64s(&batches, "rank");
     assert_eq!(ranks, (1..=12).collect::<Vec<_>>());
 }
 
@@ -265,10 +264,7 @@ async fn plugin_requests_get_the_shared_retries_rate_limits_and_backoff() {
     config["sandbox"]["max_call_ms"] = json!(500);
     let started = Instant::now();
     let (batches, _) = read_all(&hn, config, items(), None).await.unwrap();
-    let ids: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| col::<Int64Array>(b, "id").values().to_vec())
-        .collect();
+    let ids: Vec<i64> = int64s(&batches, "id");
     assert_eq!(ids.len(), 39);
     assert_eq!(
         ids.iter().collect::<std::collections::BTreeSet<_>>().len(),

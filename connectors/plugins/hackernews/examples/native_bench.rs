@@ -14,20 +14,7 @@ use std::{
 use inlet_pdk::BatchBuilder;
 use inlet_plugin_hackernews::items;
 
-/// The item the benchmark serves for `id` (inlet-wasm/examples/bench.rs makes the same).
-fn item(id: i64) -> String {
-    let kind = if id % 4 == 1 { "story" } else { "comment" };
-    format!(
-        r#"{{"by":"user{}","id":{id},"time":{},"type":"{kind}","title":"Benchmark story number {id}","text":"Lorem ipsum dolor sit amet, consectetur adipiscing elit &amp; sed do eiusmod tempor incididunt ut labore et dolore magna aliqua — item {id}","score":{},"parent":{},"kids":[{},{}],"descendants":{}}}"#,
-        id % 97,
-        1_700_000_000 + id,
-        id % 500,
-        id - 1,
-        id + 1,
-        id + 2,
-        id % 50
-    )
-}
+include!("common/bench_item.rs");
 
 fn serve(listener: TcpListener) {
     for conn in listener.incoming() {
