@@ -32,4 +32,4 @@ mod policy;
 pub use auth::{Auth, OAuth2RefreshToken};
 pub use client::{HttpClient, HttpOptions, Request, Response};
 pub use error::HttpError;
-pub use policy::{AddressPolicy, HostPolicy};
+pub use policy::{AddressPolicy, HostPolicy, is_private};

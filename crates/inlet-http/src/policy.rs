@@ -2,7 +2,7 @@
 
 use std::{
     fmt::Debug,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
 };
 
@@ -46,23 +46,15 @@ impl AddressPolicy {
     }
 }
 
-/// Whether `addr` is loopback, private, link-local or otherwise not a public address.
-pub(crate) fn is_private(addr: IpAddr) -> bool {
+/// Whether `addr` is private, loopback, link-local or otherwise not on the public internet
+/// (cloud metadata at 169.254.169.254 is link-local; NAT64 can reach anything). The one
+/// definition: [`AddressPolicy`] and the plugin sandbox both use it.
+pub fn is_private(addr: IpAddr) -> bool {
     match addr {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 CGNAT
-                || o[0] == 0
-        }
+        IpAddr::V4(v4) => is_private_v4(v4),
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
+                return is_private_v4(v4);
             }
             let seg = v6.segments();
             v6.is_loopback()
@@ -70,8 +62,26 @@ pub(crate) fn is_private(addr: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (seg[0] & 0xfe00) == 0xfc00 // unique local
                 || (seg[0] & 0xffc0) == 0xfe80 // link-local
+                || (seg[0] == 0x64 && seg[1] == 0xff9b) // NAT64
+                || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
         }
     }
+}
+
+fn is_private_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 CGNAT
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
+        || o[0] >= 240
 }
 
 impl HostPolicy for AddressPolicy {

@@ -22,7 +22,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs},
+    net::{IpAddr, SocketAddr, ToSocketAddrs},
     str::FromStr,
 };
 
@@ -224,42 +224,8 @@ impl Cidr {
 }
 
 /// Whether an address is private, loopback, link-local or otherwise not on the public
-/// internet (cloud metadata at 169.254.169.254 is link-local).
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_private_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private_v4(v4);
-            }
-            let seg = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local
-                || (seg[0] & 0xffc0) == 0xfe80 // link local
-                || (seg[0] == 0x64 && seg[1] == 0xff9b) // NAT64 can reach anything
-                || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
-                || v6 == Ipv6Addr::UNSPECIFIED
-        }
-    }
-}
-
-fn is_private_v4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || ip.is_multicast()
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared address space
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
-        || o[0] >= 240
-}
+/// internet: inlet-http's definition, shared with every other client.
+pub use inlet_http::is_private;
 
 /// `scheme://host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
