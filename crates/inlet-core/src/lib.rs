@@ -41,6 +41,7 @@
 pub mod catalog;
 pub mod error;
 pub mod read;
+pub mod number;
 pub mod registry;
 pub mod schema;
 pub mod secret;
