@@ -178,7 +178,7 @@ fn a_second_sync_lands_nothing_and_a_new_file_lands_only_its_rows() {
     ids.sort();
     assert_eq!(ids, (0..800).collect::<Vec<_>>());
 
-    // Exact values survive: 64-bit integers beyond 2^53, floats, booleans, nested JSON.
+    // Exact values survive: 64-bit integers beyond 2^53, fractions, booleans, nested JSON.
     let landed = rows_as_text(&p.lake().join("c/clicks"), "event_id");
     for v in rows {
         let row = &landed[&v["event_id"].as_i64().unwrap()];
@@ -433,4 +433,92 @@ fn an_unterminated_last_csv_row_of_a_file_being_written_waits_for_the_next_run()
     let rows = rows_as_text(&p.lake().join("c/orders"), "id");
     assert_eq!(rows[&2]["name"], "bob");
     assert_eq!(rows[&3]["name"], "carol");
+}
+
+/// Issue 16, item 7: numbers lost digits in the files source. A CSV column holding
+/// `12345678901234567890.12`, `0.10` and `abc` was widened to text holding the float's
+/// rendering (`12345678901234567000`, `0.1`), and decimal-looking values (`12.50`) landed
+/// as float64, in CSV and JSON lines alike.
+#[test]
+fn numbers_land_exactly_from_csv_and_json_lines() {
+    let p = TestProject::new(
+        r#"
+[connections.c.config.streams.money_csv]
+glob = "csv/*.csv"
+
+[connections.c.config.streams.money_json]
+glob = "json/*.jsonl"
+"#,
+    );
+    fs::write(
+        p.data("csv/money.csv"),
+        "id,amount,price,odd,big\n\
+         1,12345678901234567890.12,12.50,1e-3,123456789012345678901234567890\n\
+         2,0.10,0.1,-0,1\n\
+         3,abc,7,NaN,-9223372036854775808\n",
+    )
+    .unwrap();
+    fs::write(
+        p.data("json/money.jsonl"),
+        "{\"id\": 1, \"amount\": 12345678901234567890.12, \"price\": 12.50, \"odd\": 1e-3, \"big\": 123456789012345678901234567890}\n\
+         {\"id\": 2, \"amount\": 0.10, \"price\": 0.1, \"odd\": -0, \"big\": 1}\n\
+         {\"id\": 3, \"amount\": \"abc\", \"price\": 7, \"odd\": \"NaN\", \"big\": -9223372036854775808}\n",
+    )
+    .unwrap();
+    p.sync_json(&[]);
+    for stream in ["money_csv", "money_json"] {
+        let landed = rows_as_text(&p.lake().join(format!("c/{stream}")), "id");
+        let col = |name: &str| -> Vec<String> {
+            landed.values().map(|r| r[name].clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            col("amount"),
+            ["12345678901234567890.12", "0.10", "abc"],
+            "{stream}"
+        );
+        assert_eq!(col("price"), ["12.50", "0.10", "7.00"], "{stream}");
+        assert_eq!(
+            col("big"),
+            [
+                "123456789012345678901234567890",
+                "1",
+                "-9223372036854775808"
+            ],
+            "{stream}"
+        );
+        let batches = read_batches(&p.lake().join(format!("c/{stream}")));
+        let schema = batches[0].schema();
+        let type_of = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
+        assert_eq!(type_of("amount"), arrow_schema::DataType::Utf8, "{stream}");
+        assert_eq!(
+            type_of("price"),
+            arrow_schema::DataType::Decimal128(38, 2),
+            "{stream}"
+        );
+        assert_eq!(
+            type_of("big"),
+            arrow_schema::DataType::Decimal128(38, 0),
+            "{stream}"
+        );
+    }
+    // CSV: `1e-3`, `-0` and `NaN` make text that keeps each field as written.
+    let csv = rows_as_text(&p.lake().join("c/money_csv"), "id");
+    let odd: Vec<&str> = csv.values().map(|r| r["odd"].as_str()).collect();
+    assert_eq!(odd, ["1e-3", "-0", "NaN"]);
+    // JSON lines: the string "NaN" among numbers makes text, numbers as written.
+    let json = rows_as_text(&p.lake().join("c/money_json"), "id");
+    let odd: Vec<&str> = json.values().map(|r| r["odd"].as_str()).collect();
+    assert_eq!(odd, ["1e-3", "-0", "NaN"]);
+    if let Some(py) = outside_python() {
+        let got = python(
+            &py,
+            &format!(
+                "import pyarrow.dataset as ds\n\
+                 t = ds.dataset('{}/c/money_csv', format='parquet', partitioning='hive').to_table().sort_by('id')\n\
+                 print(t.schema.field('price').type, [str(v) for v in t.column('price').to_pylist()])",
+                p.lake().display()
+            ),
+        );
+        assert_eq!(got, "decimal128(38, 2) ['12.50', '0.10', '7.00']");
+    }
 }

@@ -207,6 +207,9 @@ fn arrow_cast_text(col: &dyn Array, row: usize) -> String {
     if let Some(a) = col.as_any().downcast_ref::<BooleanArray>() {
         return a.value(row).to_string();
     }
+    if let Some(a) = col.as_any().downcast_ref::<arrow_array::Decimal128Array>() {
+        return a.value_as_string(row);
+    }
     panic!("unexpected column type {:?}", col.data_type())
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     BadRecordPolicy, FileFormat, FileMark, FilePosition, FileStreamConfig, FilesState,
-    columns::{Cell, Row, build_batch, evolve},
+    columns::{Cell, Row, build_batch, evolve, parse_json_object},
 };
 
 /// A file matching a stream's glob.
@@ -98,12 +98,8 @@ pub(crate) fn sample_schema(
             for line in BufReader::new(file).lines().take(1000) {
                 let line =
                     line.map_err(|e| SourceError::io(first.path.display().to_string(), e))?;
-                if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&line) {
-                    rows.push(
-                        map.into_iter()
-                            .map(|(k, v)| (k, Cell::from_json(v)))
-                            .collect(),
-                    );
+                if let Ok(row) = parse_json_object(line.as_bytes()) {
+                    rows.push(row);
                 }
             }
         }
@@ -517,19 +513,11 @@ impl RecordReader {
             if text.is_empty() {
                 continue;
             }
-            return Ok(Some(match serde_json::from_slice::<Value>(text) {
-                Ok(Value::Object(map)) => Record::Row(
-                    map.into_iter()
-                        .map(|(k, v)| (k, Cell::from_json(v)))
-                        .collect(),
-                ),
-                Ok(other) => Record::Bad {
+            return Ok(Some(match parse_json_object(text) {
+                Ok(row) => Record::Row(row),
+                Err(reason) => Record::Bad {
                     line: self.line,
-                    reason: format!("expected a JSON object, found {}", kind_of(&other)),
-                },
-                Err(e) => Record::Bad {
-                    line: self.line,
-                    reason: format!("malformed JSON: {e}"),
+                    reason,
                 },
             }));
         }
@@ -585,15 +573,4 @@ impl RecordReader {
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
     b.trim_ascii()
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

@@ -40,8 +40,8 @@
 
 pub mod catalog;
 pub mod error;
-pub mod read;
 pub mod number;
+pub mod read;
 pub mod registry;
 pub mod schema;
 pub mod secret;

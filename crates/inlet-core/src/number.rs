@@ -162,10 +162,11 @@ pub fn parse(text: &str) -> Option<Number> {
     if i != b.len() {
         return None;
     }
-    if frac_part.is_empty() && !has_exponent {
-        if let Ok(v) = text.parse::<i64>() {
-            return Some(Number::Int(v));
-        }
+    if frac_part.is_empty()
+        && !has_exponent
+        && let Ok(v) = text.parse::<i64>()
+    {
+        return Some(Number::Int(v));
     }
     // value = digits × 10^(exponent - frac_len)
     let digits: String = [int_part, frac_part].concat();
