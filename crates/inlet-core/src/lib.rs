@@ -40,6 +40,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod producer;
 pub mod read;
 pub mod registry;
 pub mod schema;

@@ -27,6 +27,7 @@ mod auth;
 mod client;
 mod error;
 mod limit;
+pub mod link;
 mod policy;
 
 pub use auth::{Auth, OAuth2RefreshToken};
