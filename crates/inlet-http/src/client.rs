@@ -348,6 +348,9 @@ impl HttpClient {
                     });
                     let pause = Pause::after(wait, reason);
                     if wait > self.options.max_rate_limit_wait {
+                        // The other requests to this host fail at once too, unsent:
+                        // asking while limited is what gets an integration banned.
+                        limiter.pause(pause.clone(), true);
                         return Err(self.too_long(&shown, wait, pause.until_utc, pause.reason));
                     }
                     if rate_limited > self.options.max_rate_limit_retries {
@@ -362,11 +365,13 @@ impl HttpClient {
                     if retries > self.options.max_retries {
                         return Err(error);
                     }
+                    let asked = wait.is_some();
                     let (wait, reason) =
                         wait.unwrap_or_else(|| (self.backoff(retries), "backoff".into()));
                     let until = utc_after(wait);
-                    // A 503 asking to come back in an hour is as long a wait as a quota.
-                    if wait > self.options.max_rate_limit_wait {
+                    // A 503 asking to come back in an hour is as long a wait as a quota
+                    // (our own backoff is bounded by backoff_max instead).
+                    if asked && wait > self.options.max_rate_limit_wait {
                         return Err(self.too_long(&shown, wait, until, reason));
                     }
                     tracing::warn!(method = %request.method, url = %shown, reason = %reason, wait_ms = wait.as_millis() as u64, until = %rfc3339(until), attempt, error = %error, "request failed; retrying after the wait");
