@@ -252,8 +252,7 @@ fn a_plugin_read_whose_host_loop_panics_fails_the_run_and_neither_rows_nor_state
         parquet_files(&p.lake()).is_empty(),
         "nothing may land from a read that died"
     );
-    let state: serde_json::Value =
-        serde_json::from_str(&p.ok(&["state", "show", "hn"])).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "hn"])).unwrap();
     assert!(state["streams"].get("items").is_none(), "{state}");
     // The same sync without the failpoint lands all 39 items.
     let run: serde_json::Value =

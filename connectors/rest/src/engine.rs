@@ -1044,7 +1044,10 @@ mod tests {
                 status: 200,
                 headers: Default::default(),
                 body: bytes_of("[]"),
-                url: Url::parse("https://api.github.com/repositories/1300192/issues?labels=bug,help&page=3").unwrap(),
+                url: Url::parse(
+                    "https://api.github.com/repositories/1300192/issues?labels=bug,help&page=3",
+                )
+                .unwrap(),
                 attempts: 1,
             },
             records: 0..0,
@@ -1065,7 +1068,10 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let next = next_token(&Pagination::LinkHeader, &page, 1, &PageToken::Start, |_| None).unwrap();
+        let next = next_token(&Pagination::LinkHeader, &page, 1, &PageToken::Start, |_| {
+            None
+        })
+        .unwrap();
         assert_eq!(
             next,
             Some(PageToken::Url(

@@ -95,17 +95,15 @@ pub fn channel(stream: impl Into<String>, capacity: usize) -> (Emitter, Guard, E
         stream: stream.into(),
         end: Mutex::new(End::Running),
     });
-    let events = futures::stream::unfold(
-        (rx, Some(shared.clone())),
-        |(mut rx, shared)| async move {
+    let events =
+        futures::stream::unfold((rx, Some(shared.clone())), |(mut rx, shared)| async move {
             if let Some(item) = rx.next().await {
                 return Some((item, (rx, shared)));
             }
             // Every sender is gone, the guard's last: it recorded the end before that.
             let error = shared?.crashed()?;
             Some((Err(error), (rx, None)))
-        },
-    );
+        });
     (
         Emitter { tx: tx.clone() },
         Guard {
@@ -288,7 +286,9 @@ mod tests {
 
     fn ends(events: Vec<Item>) -> (usize, Option<String>) {
         let n = events.iter().filter(|e| e.is_ok()).count();
-        let err = events.iter().find_map(|e| e.as_ref().err().map(|e| e.to_string()));
+        let err = events
+            .iter()
+            .find_map(|e| e.as_ref().err().map(|e| e.to_string()));
         (n, err)
     }
 
@@ -306,7 +306,8 @@ mod tests {
         std::thread::spawn(move || {
             guard.run_blocking(|| {
                 for n in 0..5 {
-                    tx.send_blocking(checkpoint(n)).map_err(|_| SourceError::other("x"))?;
+                    tx.send_blocking(checkpoint(n))
+                        .map_err(|_| SourceError::other("x"))?;
                 }
                 Ok(())
             })
@@ -340,14 +341,19 @@ mod tests {
         let (ok, err) = ends(events);
         assert_eq!(ok, 3);
         let err = err.unwrap();
-        assert!(err.contains("`clicks`") && err.contains("index out of bounds"), "{err}");
+        assert!(
+            err.contains("`clicks`") && err.contains("index out of bounds"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_producer_task_that_panics_or_is_dropped_unfinished_is_an_error() {
         let (mut tx, guard, stream) = channel("issues", 4);
         let producer = guard.run(async move {
-            tx.send(checkpoint(1)).await.map_err(|_| SourceError::other("x"))?;
+            tx.send(checkpoint(1))
+                .await
+                .map_err(|_| SourceError::other("x"))?;
             if tx.send(checkpoint(2)).await.is_ok() {
                 panic!("boom");
             }

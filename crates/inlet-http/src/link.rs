@@ -286,7 +286,9 @@ mod tests {
     // RFC 8288 section 3.5, each example in turn.
     #[test]
     fn rfc_8288_examples() {
-        let l = one("<http://example.com/TheBook/chapter2>; rel=\"previous\";\r\n         title=\"previous chapter\"");
+        let l = one(
+            "<http://example.com/TheBook/chapter2>; rel=\"previous\";\r\n         title=\"previous chapter\"",
+        );
         assert_eq!(l.target, "http://example.com/TheBook/chapter2");
         assert_eq!(l.rel, ["previous"]);
         assert_eq!(l.param("title"), Some("previous chapter"));
@@ -317,11 +319,15 @@ mod tests {
             "http://example.com/TheBook/chapter4"
         );
 
-        let l = one("<http://example.org/>;\r\n             rel=\"start http://example.net/relation/other\"");
+        let l = one(
+            "<http://example.org/>;\r\n             rel=\"start http://example.net/relation/other\"",
+        );
         assert_eq!(l.rel, ["start", "http://example.net/relation/other"]);
         assert!(l.has_rel("start"));
 
-        let links = parse("<https://example.org/>; rel=\"start\",\r\n      <https://example.org/index>; rel=\"index\"");
+        let links = parse(
+            "<https://example.org/>; rel=\"start\",\r\n      <https://example.org/index>; rel=\"index\"",
+        );
         assert_eq!(links.len(), 2);
         assert_eq!(links[1].target, "https://example.org/index");
         assert!(links[1].has_rel("index"));
@@ -350,7 +356,11 @@ mod tests {
         );
         // The search API's cursor pagination: opaque tokens with `=` and `,`.
         let h = r#"<https://api.github.com/search/code?q=addClass+user%3Amozilla&after=Y3Vyc29yOnYyOpK5MjAyMy0wMS0wMVQwMDowMDowMCswMDowMM4A,x==>; rel="next""#;
-        assert!(one(h).target.ends_with("after=Y3Vyc29yOnYyOpK5MjAyMy0wMS0wMVQwMDowMDowMCswMDowMM4A,x=="));
+        assert!(
+            one(h)
+                .target
+                .ends_with("after=Y3Vyc29yOnYyOpK5MjAyMy0wMS0wMVQwMDowMDowMCswMDowMM4A,x==")
+        );
     }
 
     #[test]
@@ -386,7 +396,10 @@ mod tests {
         assert!(links[2].rel.is_empty());
         let mut headers = HeaderMap::new();
         headers.append("link", "<?page=1>; rel=\"prev\"".parse().unwrap());
-        headers.append("Link", "<?page=3&fields=a,b>; rel=\"next\"".parse().unwrap());
+        headers.append(
+            "Link",
+            "<?page=3&fields=a,b>; rel=\"next\"".parse().unwrap(),
+        );
         let next = find(&headers, "next").unwrap();
         let request = Url::parse("https://api.example/v2/items?page=2&fields=a,b").unwrap();
         assert_eq!(

@@ -550,7 +550,11 @@ async fn an_exhausted_quota_resetting_in_an_hour_fails_fast_naming_the_reset_and
     .await
     .expect("the request hung instead of failing")
     .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     let HttpError::RateLimited {
         until, max_secs, ..
     } = &err
@@ -636,7 +640,8 @@ async fn the_last_request_of_a_quota_pauses_the_host_and_the_cap_applies_to_that
         .unwrap_err();
     assert!(err.is_transient());
     assert!(
-        err.to_string().contains("raise sandbox.max_rate_limit_wait_secs"),
+        err.to_string()
+            .contains("raise sandbox.max_rate_limit_wait_secs"),
         "{err}"
     );
 }
