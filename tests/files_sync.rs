@@ -521,4 +521,40 @@ glob = "json/*.jsonl"
         );
         assert_eq!(got, "decimal128(38, 2) ['12.50', '0.10', '7.00']");
     }
+
+#[test]
+fn a_reader_thread_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
+    let p = TestProject::new(STREAMS);
+    write_clicks(&p, "a.jsonl", 0..500);
+    write_clicks(&p, "b.jsonl", 500..800);
+    // The reader thread panics right after sending its second batch (b.jsonl's), with
+    // a.jsonl read and checkpointed before it.
+    let out = p
+        .command(&["sync", "c"])
+        .env("INLET_PANIC_AT", "files-batch#2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains("stream `clicks` did not finish") && said.contains("panicked"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        parquet_files(&p.lake()).is_empty(),
+        "nothing may land from a reader that died"
+    );
+    assert!(
+        p.state_json()["streams"].get("clicks").is_none(),
+        "the state must not move"
+    );
+    assert!(p.ok(&["runs", "c"]).contains("failed"));
+    // Without the failpoint, every row lands once.
+    let run = p.sync_json(&[]);
+    assert_eq!(run["streams"]["clicks"]["rows"], 800);
+    let mut ids = int_column(&p.lake().join("c/clicks"), "event_id");
+    ids.sort();
+    assert_eq!(ids, (0..800).collect::<Vec<_>>());
 }

@@ -218,3 +218,44 @@ redirect = {{ "https://api.example.com" = "{}" }}
     ids.sort_unstable();
     assert_eq!(ids, vec![1, 3, 9_007_199_254_740_993]);
 }
+
+#[test]
+fn a_plugin_read_whose_host_loop_panics_fails_the_run_and_neither_rows_nor_state_move() {
+    let p = TestProject::new("");
+    let replay = ReplayServer::from_file(
+        &repo().join("connectors/plugins/hackernews/testdata/replay-1.json"),
+    )
+    .unwrap();
+    write_project(&p, &replay);
+    for name in ["hackernews", "redteam"] {
+        let dir = repo().join("connectors/plugins").join(name);
+        p.ok(&["plugin", "install", dir.to_str().unwrap()]);
+    }
+    // The host's read loop panics on the plugin's second answer, after the first
+    // batches (10 rows each) and their checkpoints.
+    let out = p
+        .command(&["sync", "hn", "-s", "items"])
+        .env("INLET_PANIC_AT", "plugin-events#2")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("stream `items` did not finish") && said.contains("panicked"),
+        "{said}"
+    );
+    assert!(
+        parquet_files(&p.lake()).is_empty(),
+        "nothing may land from a read that died"
+    );
+    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "hn"])).unwrap();
+    assert!(state["streams"].get("items").is_none(), "{state}");
+    // The same sync without the failpoint lands all 39 items.
+    let run: serde_json::Value =
+        serde_json::from_str(&p.ok(&["--json", "sync", "hn", "-s", "items"])).unwrap();
+    assert_eq!(run["streams"]["items"]["rows"], 39, "{run}");
+}

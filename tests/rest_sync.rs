@@ -1198,3 +1198,124 @@ incremental = { cursor_field = "occurred_at", request_param = "since", lookback 
         );
     }
 }
+
+/// An API paging by Link headers as servers really write them: the next target relative
+/// to the request (`<?page=2&...>`), commas in its query (a sparse field set, label
+/// filters), `REL` in capitals, a quoted title holding a comma, and the links split over
+/// two `Link` fields. The connection's base URL has a path, so a target resolved against
+/// it instead of the request would miss the endpoint.
+fn link_server(items: usize) -> ReplayServer {
+    ReplayServer::start(Arc::new(move |req: &Req| {
+        if req.path != "/v2/items" {
+            return Reply::status(404, r#"{"message":"Not Found"}"#);
+        }
+        if req.param("fields") != Some("id,name") || req.param("labels") != Some("bug,help wanted")
+        {
+            return Reply::status(400, r#"{"message":"fields and labels are required"}"#);
+        }
+        let page: usize = req.param("page").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let data: Vec<Value> = ((page - 1) * 10..(page * 10).min(items))
+            .map(|i| serde_json::json!({"id": i, "name": format!("item {i}")}))
+            .collect();
+        let last = items.div_ceil(10);
+        let mut reply = Reply::json(&Value::Array(data)).header(
+            "link",
+            format!(
+                r#"</v2/items?fields=id,name&labels=bug,help%20wanted&page=1>; rel="first", <?fields=id,name&labels=bug,help%20wanted&page={last}>; rel="last""#
+            ),
+        );
+        if page < last {
+            reply = reply.header(
+                "link",
+                format!(
+                    r#"<?fields=id,name&labels=bug,help%20wanted&page={}>; title="page {}, of {last}"; REL="Next""#,
+                    page + 1,
+                    page + 1
+                ),
+            );
+        }
+        reply
+    }))
+}
+
+fn link_project(server: &ReplayServer) -> TestProject {
+    let p = TestProject::new("");
+    std::fs::write(
+        p.root().join("api.toml"),
+        r#"manifest_version = 1
+name = "linked"
+base_url = "http://placeholder.invalid"
+
+[streams.items]
+path = "/items"
+primary_key = ["id"]
+params = { fields = "id,name", labels = "bug,help wanted" }
+pagination = { type = "link_header" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        p.root().join("inlet.toml"),
+        format!(
+            "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{}/v2\"\nbackoff_ms = 20\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn link_pagination_follows_relative_targets_with_commas_across_two_link_fields() {
+    let server = link_server(47);
+    let p = link_project(&server);
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "items"), 47, "{report}");
+    let pages: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.param("page").unwrap_or("1").to_string())
+        .collect();
+    assert_eq!(pages, ["1", "2", "3", "4", "5"]);
+    let mut ids = int_values(&batches(&p, "items"), "id");
+    ids.sort_unstable();
+    assert_eq!(ids, (0..47).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_rest_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
+    let server = link_server(47);
+    let p = link_project(&server);
+    // The producer panics after fetching page 2, with page 1 read and checkpointed.
+    let out = p
+        .command(&["sync", "c"])
+        .env("INLET_PANIC_AT", "rest-page#2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains("stream `items` did not finish") && said.contains("panicked"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        support::parquet_files(&p.lake()).is_empty(),
+        "nothing may land from a reader that died"
+    );
+    assert!(
+        state(&p)["streams"].get("items").is_none(),
+        "the state must not move: {}",
+        state(&p)
+    );
+    let runs = run(&p, &["runs", "c"]);
+    assert!(
+        String::from_utf8_lossy(&runs.stdout).contains("failed"),
+        "{}",
+        String::from_utf8_lossy(&runs.stdout)
+    );
+    // The same sync without the failpoint lands every row once.
+    let report = sync_ok(&p, &[]);
+    assert_eq!(stream_rows(&report, "items"), 47, "{report}");
+}

@@ -316,7 +316,7 @@ impl Source for FilesSource {
             policy: self.config.on_bad_record,
             state,
         };
-        Ok(reader::spawn(job))
+        reader::spawn(job)
     }
 
     fn validate_state(&self, stream: &str, state: &Value) -> Result<(), SourceError> {

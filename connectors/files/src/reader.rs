@@ -10,7 +10,7 @@ use std::{
 };
 
 use arrow_schema::{Schema, SchemaRef};
-use inlet_core::{EventStream, ReadEvent, SourceError, read::Skipped};
+use inlet_core::{EventStream, ReadEvent, SourceError, producer::Emitter, read::Skipped};
 use serde_json::Value;
 
 use crate::{
@@ -147,7 +147,7 @@ pub(crate) struct ReadJob {
     pub state: FilesState,
 }
 
-type Sender = tokio::sync::mpsc::Sender<Result<ReadEvent, SourceError>>;
+type Sender = Emitter;
 
 /// The consumer went away (the run was stopped): stop reading.
 struct Stopped;
@@ -169,30 +169,25 @@ impl From<Stopped> for Failure {
     }
 }
 
-pub(crate) fn spawn(job: ReadJob) -> EventStream {
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+pub(crate) fn spawn(job: ReadJob) -> Result<EventStream, SourceError> {
+    let (mut tx, guard, events) = inlet_core::producer::channel(job.stream.clone(), 2);
     let name = format!("inlet-files-{}", job.stream);
-    let spawned = std::thread::Builder::new().name(name).spawn({
-        let tx = tx.clone();
-        move || {
-            if let Err(Failure::Error(e)) = job.run(&tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        let _ = tx.try_send(Err(SourceError::other(format!(
-            "cannot start a reader thread: {e}"
-        ))));
-    }
-    drop(tx);
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+    // The guard ends the stream as the thread ended: a panic is an error naming the
+    // stream, never a finished stream (which would commit a partial read).
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            guard.run_blocking(move || match job.run(&mut tx) {
+                Ok(()) | Err(Failure::Stopped) => Ok(()),
+                Err(Failure::Error(e)) => Err(e),
+            })
+        })
+        .map_err(|e| SourceError::other(format!("cannot start a reader thread: {e}")))?;
+    Ok(events)
 }
 
-fn send(tx: &Sender, event: ReadEvent) -> Result<(), Stopped> {
-    tx.blocking_send(Ok(event)).map_err(|_| Stopped)
+fn send(tx: &mut Sender, event: ReadEvent) -> Result<(), Stopped> {
+    tx.send_blocking(event).map_err(|_| Stopped)
 }
 
 struct Work {
@@ -203,7 +198,7 @@ struct Work {
 }
 
 impl ReadJob {
-    fn run(mut self, tx: &Sender) -> Result<(), Failure> {
+    fn run(mut self, tx: &mut Sender) -> Result<(), Failure> {
         if let Err(e) = std::fs::read_dir(&self.root) {
             return Err(SourceError::io(self.root.display().to_string(), e).into());
         }
@@ -267,7 +262,12 @@ impl ReadJob {
         serde_json::to_value(state).unwrap_or(Value::Null)
     }
 
-    fn read_file(&mut self, w: Work, schema: &mut SchemaRef, tx: &Sender) -> Result<(), Failure> {
+    fn read_file(
+        &mut self,
+        w: Work,
+        schema: &mut SchemaRef,
+        tx: &mut Sender,
+    ) -> Result<(), Failure> {
         let display = w.found.path.display().to_string();
         let mut file =
             File::open(&w.found.path).map_err(|e| SourceError::io(display.clone(), e))?;
@@ -332,6 +332,7 @@ impl ReadJob {
                     SourceError::data(display.clone(), format!("building a batch: {e}"))
                 })?;
                 send(tx, ReadEvent::Batch(batch))?;
+                inlet_core::producer::panic_point("files-batch");
             }
             for s in skipped {
                 send(tx, ReadEvent::Skipped(s))?;

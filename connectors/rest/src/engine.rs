@@ -9,7 +9,7 @@ use std::{
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use inlet_core::{EventStream, ReadEvent, ReadRequest, SourceError, SyncMode};
+use inlet_core::{EventStream, ReadEvent, ReadRequest, SourceError, SyncMode, producer::Emitter};
 use inlet_http::{HttpClient, Response};
 use serde_json::{Value, value::RawValue};
 use url::Url;
@@ -46,8 +46,6 @@ pub(crate) fn parse_state(stream: &str, resume: Option<Value>) -> Result<RestSta
         }),
     }
 }
-
-type Sender = tokio::sync::mpsc::Sender<Result<ReadEvent, SourceError>>;
 
 enum Failure {
     /// The consumer went away: stop quietly.
@@ -118,7 +116,7 @@ pub(crate) fn read(
         },
     );
     let incremental = request.mode == SyncMode::Incremental && def.incremental.is_some();
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (tx, guard, events) = inlet_core::producer::channel(request.stream.clone(), 2);
     let mut reader = Reader {
         inner,
         stream: request.stream.clone(),
@@ -127,16 +125,17 @@ pub(crate) fn read(
         state,
         batcher,
         schema_json: None,
-        tx: tx.clone(),
+        tx,
     };
-    tokio::spawn(async move {
-        if let Err(Failure::Error(e)) = reader.run().await {
-            let _ = tx.send(Err(e)).await;
+    // The guard ends the stream as the reader ended: a panic is an error naming the
+    // stream, never a finished stream (which would land a partial read as complete).
+    tokio::spawn(guard.run(async move {
+        match reader.run().await {
+            Ok(()) | Err(Failure::Stopped) => Ok(()),
+            Err(Failure::Error(e)) => Err(e),
         }
-    });
-    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })))
+    }));
+    Ok(events)
 }
 
 struct Reader {
@@ -148,7 +147,7 @@ struct Reader {
     batcher: JsonBatcher,
     /// The batcher's schema as JSON, refreshed when it changes.
     schema_json: Option<Value>,
-    tx: Sender,
+    tx: Emitter,
 }
 
 /// Variables of a request template.
@@ -500,6 +499,7 @@ impl Reader {
             let url = self.page_url(&def, vars, p.lower.as_ref(), &p.next)?;
             let page_no = p.pages + 1;
             let page = self.fetch(&def, &url, page_no, true).await?;
+            inlet_core::producer::panic_point("rest-page");
             p.pages = page_no;
             let n = page.batch.as_ref().map_or(0, RecordBatch::num_rows);
             let next = next_token(&pagination, &page, n, &p.next, |field| {
@@ -770,7 +770,7 @@ impl Reader {
     }
 
     async fn send(&mut self, event: ReadEvent) -> Result<(), Failure> {
-        self.tx.send(Ok(event)).await.map_err(|_| Failure::Stopped)
+        self.tx.send(event).await.map_err(|_| Failure::Stopped)
     }
 }
 
@@ -788,7 +788,8 @@ impl Inner {
         else {
             return Ok("no top-level stream to probe".into());
         };
-        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        // The probe only builds URLs: its events go nowhere.
+        let (tx, _guard, _events) = inlet_core::producer::channel(name.clone(), 1);
         let reader = Reader {
             inner: Arc::new(Inner {
                 manifest: self.manifest.clone(),
@@ -837,11 +838,23 @@ fn next_token(
     let body = &page.response.body[..];
     Ok(match pagination {
         Pagination::None => None,
-        Pagination::LinkHeader => page
-            .response
-            .header("link")
-            .and_then(link_next)
-            .map(PageToken::Url),
+        // Every Link field, parsed as RFC 8288 says; a relative target is relative to
+        // the page's own URL (a server answering `<?page=3>` means this endpoint).
+        Pagination::LinkHeader => match inlet_http::link::find(&page.response.headers, "next") {
+            None => None,
+            Some(link) => {
+                let next = link.resolve(&page.response.url).map_err(|e| {
+                    SourceError::data(
+                        format!("page at {}", page.response.url),
+                        format!(
+                            "the Link header's rel=\"next\" target {:?} is not a URL: {e}",
+                            link.target
+                        ),
+                    )
+                })?;
+                Some(PageToken::Url(next.to_string()))
+            }
+        },
         Pagination::NextUrl { path } => body_value(body, path)
             .and_then(|v| v.as_str().map(str::to_string))
             .filter(|s| !s.is_empty())
@@ -914,31 +927,6 @@ fn page_signature(bytes: &[u8]) -> u64 {
     bytes[..bytes.len().min(4096)].hash(&mut h);
     bytes[bytes.len().saturating_sub(4096)..].hash(&mut h);
     h.finish()
-}
-
-/// The `rel="next"` target of a Link header (RFC 8288).
-fn link_next(header: &str) -> Option<String> {
-    for part in header.split(',') {
-        let mut pieces = part.split(';');
-        let target = pieces.next()?.trim();
-        let is_next = pieces.any(|p| {
-            let p = p.trim();
-            p == "rel=\"next\""
-                || p == "rel=next"
-                || (p.starts_with("rel=\"")
-                    && p.trim_start_matches("rel=\"")
-                        .trim_end_matches('"')
-                        .split(' ')
-                        .any(|r| r == "next"))
-        });
-        if is_next {
-            return target
-                .strip_prefix('<')
-                .and_then(|t| t.strip_suffix('>'))
-                .map(str::to_string);
-        }
-    }
-    None
 }
 
 /// The byte range of the records (at the dotted `path`) in `body`.
@@ -1050,13 +1038,50 @@ mod tests {
     }
 
     #[test]
-    fn link_headers_and_selectors() {
-        let h = r#"<https://api.github.com/repositories/1300192/issues?page=2>; rel="prev", <https://api.github.com/repositories/1300192/issues?page=4>; rel="next", <https://api.github.com/repositories/1300192/issues?page=515>; rel="last""#;
-        assert_eq!(
-            link_next(h).unwrap(),
-            "https://api.github.com/repositories/1300192/issues?page=4"
+    fn link_header_next_is_resolved_against_the_page_url_across_fields() {
+        let mut page = Page {
+            response: Response {
+                status: 200,
+                headers: Default::default(),
+                body: bytes_of("[]"),
+                url: Url::parse(
+                    "https://api.github.com/repositories/1300192/issues?labels=bug,help&page=3",
+                )
+                .unwrap(),
+                attempts: 1,
+            },
+            records: 0..0,
+            batch: None,
+            hash: 0,
+        };
+        // Two Link fields; the second has a relative target with commas, and `REL`.
+        let headers = &mut page.response.headers;
+        headers.append(
+            "link",
+            r#"<https://api.github.com/repositories/1300192/issues?page=2>; rel="prev""#
+                .parse()
+                .unwrap(),
         );
-        assert!(link_next(r#"<https://x/?page=1>; rel="first""#).is_none());
+        headers.append(
+            "link",
+            r#"<?labels=bug,help&page=4>; REL="Next", <?page=515>; rel="last""#
+                .parse()
+                .unwrap(),
+        );
+        let next = next_token(&Pagination::LinkHeader, &page, 1, &PageToken::Start, |_| {
+            None
+        })
+        .unwrap();
+        assert_eq!(
+            next,
+            Some(PageToken::Url(
+                "https://api.github.com/repositories/1300192/issues?labels=bug,help&page=4".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn selectors() {
         let body =
             br#"{"object":"list","url":"/v1/charges","has_more":true,"data":[{"id":"ch_1"}]}"#;
         let r = select(body, Some("data")).unwrap();

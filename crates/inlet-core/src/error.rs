@@ -69,6 +69,18 @@ pub enum SourceError {
         /// Which streams exist.
         message: String,
     },
+    /// The reader of a stream died before the end (its producer panicked or was
+    /// dropped): the stream is not complete, whatever was read before. Permanent: it is a
+    /// bug, and a retry would most likely meet it again.
+    #[error(
+        "stream `{stream}` did not finish: {message}; the run fails and the stream's state stays at its last commit"
+    )]
+    Crashed {
+        /// The stream.
+        stream: String,
+        /// What happened (the panic's message).
+        message: String,
+    },
     /// Anything else.
     #[error("{message}")]
     Other {

@@ -31,6 +31,10 @@
 //! of parallelism; the runtime keeps each partition's progress and moves the stream's
 //! state to [`ReadPlan::state_after`] once every partition is done.
 //!
+//! A source whose reading runs in a task or a thread of its own builds its stream with
+//! [`producer::channel`], so that a producer that panics ends the stream with an error
+//! instead of looking finished.
+//!
 //! Errors say whether they are transient ([`SourceError::is_transient`]) so that the
 //! runtime knows what to retry. Secrets are [`secret::SecretValue`]s in configuration
 //! and `secrecy` types once resolved; neither prints its value.
@@ -40,7 +44,11 @@
 
 pub mod catalog;
 pub mod error;
+<<<<<<< HEAD
 pub mod number;
+=======
+pub mod producer;
+>>>>>>> fix-http
 pub mod read;
 pub mod registry;
 pub mod schema;

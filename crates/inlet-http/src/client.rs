@@ -18,7 +18,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::{Auth, HostPolicy, HttpError, limit::Limiters, policy::PolicyResolver};
+use crate::{
+    Auth, HostPolicy, HttpError,
+    limit::{Limiters, Pause, utc_after},
+    policy::PolicyResolver,
+};
 
 /// How a client behaves. [`HttpOptions::default`] suits public SaaS APIs.
 #[derive(Debug, Clone)]
@@ -35,8 +39,13 @@ pub struct HttpOptions {
     pub backoff_base: Duration,
     /// Largest backoff.
     pub backoff_max: Duration,
-    /// Longest wait a rate limit may impose before the request fails (transiently).
+    /// Longest wait a server may impose (a rate limit's reset, a `Retry-After`, also one
+    /// announced on a successful answer with no requests left) before the request fails
+    /// at once, transiently, naming the time the wait would end.
     pub max_rate_limit_wait: Duration,
+    /// The setting behind `max_rate_limit_wait` as the user writes it, for the error
+    /// that tells them what to raise.
+    pub max_rate_limit_wait_setting: String,
     /// How many rate-limited answers in a row one request tolerates.
     pub max_rate_limit_retries: u32,
     /// Requests in flight per host.
@@ -64,6 +73,7 @@ impl Default for HttpOptions {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             max_rate_limit_wait: Duration::from_secs(15 * 60),
+            max_rate_limit_wait_setting: "max_rate_limit_wait_secs".into(),
             max_rate_limit_retries: 20,
             per_host_concurrency: 4,
             per_host_rps: None,
@@ -155,10 +165,11 @@ impl std::fmt::Debug for HttpClient {
 
 enum Outcome {
     Done(Response),
-    /// Wait then try again; `rate_limited` attempts do not count as retries.
+    /// Wait then try again; `rate_limited` attempts do not count as retries. The wait
+    /// is the server's, with what asked for it, or (`None`) a backoff.
     Retry {
         error: HttpError,
-        wait: Option<Duration>,
+        wait: Option<(Duration, String)>,
         rate_limited: bool,
     },
     Fail(HttpError),
@@ -298,7 +309,16 @@ impl HttpClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let permit = limiter.acquire().await;
+            let permit = match limiter
+                .acquire(self.options.max_rate_limit_wait, &shown)
+                .await
+            {
+                Ok(permit) => permit,
+                // The host is paused (its quota resets later) for longer than allowed.
+                Err((pause, left)) => {
+                    return Err(self.too_long(&shown, left, pause.until_utc, pause.reason));
+                }
+            };
             let started = Instant::now();
             let outcome = self
                 .attempt(&request, &shown, attempt, &mut refreshed, &limiter)
@@ -320,30 +340,63 @@ impl HttpClient {
                     rate_limited: true,
                 } => {
                     rate_limited += 1;
-                    let wait = wait.unwrap_or_else(|| self.backoff(rate_limited));
+                    let (wait, reason) = wait.unwrap_or_else(|| {
+                        (
+                            self.backoff(rate_limited),
+                            "rate limited without Retry-After or a reset: backoff".into(),
+                        )
+                    });
+                    let pause = Pause::after(wait, reason);
                     if wait > self.options.max_rate_limit_wait {
-                        return Err(HttpError::RateLimited {
-                            url: shown,
-                            wait_secs: wait.as_secs(),
-                            max_secs: self.options.max_rate_limit_wait.as_secs(),
-                        });
+                        // The other requests to this host fail at once too, unsent:
+                        // asking while limited is what gets an integration banned.
+                        limiter.pause(pause.clone(), true);
+                        return Err(self.too_long(&shown, wait, pause.until_utc, pause.reason));
                     }
                     if rate_limited > self.options.max_rate_limit_retries {
                         return Err(error);
                     }
-                    tracing::warn!(method = %request.method, url = %shown, wait_ms = wait.as_millis() as u64, attempt, error = %error, "rate limited; waiting");
-                    limiter.pause_until(Instant::now() + wait);
+                    tracing::warn!(method = %request.method, url = %shown, reason = %pause.reason, wait_ms = wait.as_millis() as u64, until = %rfc3339(pause.until_utc), attempt, error = %error, "rate limited; requests to this host wait until then");
+                    // Every request to this host waits, not only this one.
+                    limiter.pause(pause, true);
                 }
                 Outcome::Retry { error, wait, .. } => {
                     retries += 1;
                     if retries > self.options.max_retries {
                         return Err(error);
                     }
-                    let wait = wait.unwrap_or_else(|| self.backoff(retries));
-                    tracing::warn!(method = %request.method, url = %shown, wait_ms = wait.as_millis() as u64, attempt, error = %error, "request failed; retrying");
+                    let asked = wait.is_some();
+                    let (wait, reason) =
+                        wait.unwrap_or_else(|| (self.backoff(retries), "backoff".into()));
+                    let until = utc_after(wait);
+                    // A 503 asking to come back in an hour is as long a wait as a quota
+                    // (our own backoff is bounded by backoff_max instead).
+                    if asked && wait > self.options.max_rate_limit_wait {
+                        return Err(self.too_long(&shown, wait, until, reason));
+                    }
+                    tracing::warn!(method = %request.method, url = %shown, reason = %reason, wait_ms = wait.as_millis() as u64, until = %rfc3339(until), attempt, error = %error, "request failed; retrying after the wait");
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// The error of a wait longer than `max_rate_limit_wait`.
+    fn too_long(
+        &self,
+        shown: &str,
+        wait: Duration,
+        until: chrono::DateTime<chrono::Utc>,
+        reason: String,
+    ) -> HttpError {
+        tracing::warn!(url = %shown, reason = %reason, wait_secs = wait.as_secs(), until = %rfc3339(until), max_secs = self.options.max_rate_limit_wait.as_secs(), "the server asks to wait longer than allowed; failing the request");
+        HttpError::RateLimited {
+            url: shown.to_string(),
+            wait_secs: wait.as_secs(),
+            max_secs: self.options.max_rate_limit_wait.as_secs(),
+            until,
+            reason,
+            setting: self.options.max_rate_limit_wait_setting.clone(),
         }
     }
 
@@ -399,12 +452,27 @@ impl HttpClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        // A server saying "no requests left until T" pauses this host until T, for
-        // every request, not only this one.
-        if let Some(reset) = rate_limit_reset(&headers)
+        let limited = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (headers.contains_key("retry-after") || remaining_is_zero(&headers)));
+        // A server saying "no requests left until T" on an answer that went through
+        // pauses this host until T, for every request; the next one fails at once if T
+        // is further than max_rate_limit_wait. (A rate-limited answer's wait is decided
+        // below, from both headers.)
+        if !limited
             && remaining_is_zero(&headers)
+            && let Some(reset) = rate_limit_reset(&headers)
         {
-            limiter.pause_until(Instant::now() + reset);
+            limiter.pause(
+                Pause::after(
+                    reset,
+                    format!(
+                        "HTTP {}: x-ratelimit-remaining is 0 until x-ratelimit-reset",
+                        status.as_u16()
+                    ),
+                ),
+                false,
+            );
         }
         if status.is_success() {
             let body = match self.read_body(response, shown, &method).await {
@@ -428,9 +496,6 @@ impl HttpClient {
                 attempts: attempt,
             });
         }
-        let limited = status == StatusCode::TOO_MANY_REQUESTS
-            || (status == StatusCode::FORBIDDEN
-                && (headers.contains_key("retry-after") || remaining_is_zero(&headers)));
         let oauth_refresh = status == StatusCode::UNAUTHORIZED
             && matches!(self.auth, Auth::OAuth2(_))
             && !*refreshed;
@@ -464,16 +529,9 @@ impl HttpClient {
             transient,
         };
         if limited {
-            let wait = retry_after(&headers).or_else(|| {
-                if remaining_is_zero(&headers) {
-                    rate_limit_reset(&headers)
-                } else {
-                    None
-                }
-            });
             return Outcome::Retry {
                 error: status_error(true),
-                wait,
+                wait: rate_limited_wait(status.as_u16(), &headers),
                 rate_limited: true,
             };
         }
@@ -486,7 +544,7 @@ impl HttpClient {
             flow.invalidate().await;
             return Outcome::Retry {
                 error: status_error(false),
-                wait: Some(Duration::ZERO),
+                wait: Some((Duration::ZERO, "refreshing the OAuth2 token".into())),
                 rate_limited: false,
             };
         }
@@ -500,7 +558,8 @@ impl HttpClient {
         if server_failed && idempotent {
             return Outcome::Retry {
                 error: status_error(true),
-                wait: retry_after(&headers),
+                wait: retry_after(&headers)
+                    .map(|w| (w, format!("HTTP {}: Retry-After", status.as_u16()))),
                 rate_limited: false,
             };
         }
@@ -767,6 +826,40 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn remaining_is_zero(headers: &HeaderMap) -> bool {
     header_str(headers, "x-ratelimit-remaining").is_some_and(|v| v == "0")
+}
+
+/// How long a rate-limited answer (429, or 403 with rate-limit headers) asks to wait,
+/// and why. `Retry-After` and, when `x-ratelimit-remaining` is 0, `x-ratelimit-reset`
+/// are both "do not retry before" times (GitHub's documentation lists them as two such
+/// rules), so the later one wins: retrying at the earlier one would be refused again
+/// (and GitHub may ban integrations that keep asking while limited). Neither: `None`,
+/// an exponential backoff (what Stripe, which sends neither, documents).
+fn rate_limited_wait(status: u16, headers: &HeaderMap) -> Option<(Duration, String)> {
+    let after = retry_after(headers);
+    let reset = if remaining_is_zero(headers) {
+        rate_limit_reset(headers)
+    } else {
+        None
+    };
+    match (after, reset) {
+        (Some(a), Some(r)) if r > a => Some((
+            r,
+            format!(
+                "HTTP {status}: x-ratelimit-remaining is 0 until x-ratelimit-reset, later than its Retry-After ({} s)",
+                a.as_secs()
+            ),
+        )),
+        (Some(a), _) => Some((a, format!("HTTP {status}: Retry-After"))),
+        (None, Some(r)) => Some((
+            r,
+            format!("HTTP {status}: x-ratelimit-remaining is 0 until x-ratelimit-reset"),
+        )),
+        (None, None) => None,
+    }
+}
+
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// `X-RateLimit-Reset` (epoch seconds) as a wait from now.

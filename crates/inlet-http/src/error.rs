@@ -57,17 +57,25 @@ pub enum HttpError {
         /// What happened.
         message: String,
     },
-    /// The rate limit would make us wait longer than allowed.
+    /// The server asks to wait longer than allowed (a rate limit's reset an hour away, a
+    /// long `Retry-After`). Transient: a run after `until` may succeed.
     #[error(
-        "{url}: rate limited; the server asks to wait {wait_secs} s, more than max_rate_limit_wait ({max_secs} s)"
+        "{url}: {reason}: the server asks to wait {wait_secs} s, until {reset}, longer than {setting} ({max_secs} s); run again after that time, or raise {setting}",
+        reset = .until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     )]
     RateLimited {
         /// The (redacted) URL.
         url: String,
-        /// How long the server asked to wait.
+        /// How long the server asked to wait, from when it was asked.
         wait_secs: u64,
         /// The configured maximum.
         max_secs: u64,
+        /// When the wait would end (the rate limit's reset), UTC.
+        until: chrono::DateTime<chrono::Utc>,
+        /// What asked for the wait: which status and header.
+        reason: String,
+        /// The setting that caps waits, as the user writes it.
+        setting: String,
     },
     /// The response body is larger than the configured limit.
     #[error("{url}: response larger than {limit} bytes (max_response_bytes)")]

@@ -484,3 +484,223 @@ async fn http_layer_sustains_thousands_of_small_pages_per_second() {
     // request, a sleep in the hot path).
     assert!(per_sec > 300.0, "{per_sec:.0} pages/s");
 }
+
+/// Log lines written while `f` runs (this thread's subscriber), without colours.
+async fn logged<T>(f: impl std::future::Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let out = f.await;
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+fn epoch_in(secs: i64) -> String {
+    (chrono::Utc::now().timestamp() + secs).to_string()
+}
+
+#[tokio::test]
+async fn an_exhausted_quota_resetting_in_an_hour_fails_fast_naming_the_reset_and_the_setting() {
+    // GitHub's primary limit, as the issue saw it: 403, nothing left, reset in an hour,
+    // and a Retry-After of 1 s that is not the whole story.
+    let reset = chrono::Utc::now().timestamp() + 3600;
+    let server = Server::start(Arc::new(move |_, _| {
+        (
+            403,
+            vec![
+                ("x-ratelimit-limit", "5000".into()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset.to_string()),
+                ("retry-after", "1".into()),
+            ],
+            br#"{"message":"API rate limit exceeded for user ID 1."}"#.to_vec(),
+            Duration::ZERO,
+        )
+    }))
+    .await;
+    let client = HttpClient::new(
+        HttpOptions {
+            max_rate_limit_wait: Duration::from_secs(2),
+            ..fast_options()
+        },
+        Auth::None,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get(server.url("/repos/o/r/issues")),
+    )
+    .await
+    .expect("the request hung instead of failing")
+    .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let HttpError::RateLimited {
+        until, max_secs, ..
+    } = &err
+    else {
+        panic!("not a RateLimited error: {err}");
+    };
+    assert_eq!(*max_secs, 2);
+    assert!((until.timestamp() - reset).abs() <= 2, "{until} vs {reset}");
+    assert!(err.is_transient());
+    let text = err.to_string();
+    let reset_text = chrono::DateTime::from_timestamp(until.timestamp(), 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(text.contains(&reset_text), "{text}");
+    assert!(text.contains("max_rate_limit_wait_secs"), "{text}");
+    assert!(text.contains("x-ratelimit-reset"), "{text}");
+    assert_eq!(server.seen().len(), 1);
+    // The host stays paused: the next request fails at once too, without being sent.
+    let err = tokio::time::timeout(Duration::from_secs(10), client.get(server.url("/x")))
+        .await
+        .expect("hung")
+        .unwrap_err();
+    assert!(matches!(err, HttpError::RateLimited { .. }), "{err}");
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn the_last_request_of_a_quota_pauses_the_host_and_the_cap_applies_to_that_pause() {
+    // A 200 that used up the quota (GitHub sends remaining 0 on the last allowed call).
+    let server = Server::start(Arc::new(|_, _| {
+        (
+            200,
+            vec![
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", epoch_in(3600)),
+            ],
+            b"[]".to_vec(),
+            Duration::ZERO,
+        )
+    }))
+    .await;
+    let client = HttpClient::new(
+        HttpOptions {
+            max_rate_limit_wait: Duration::from_secs(2),
+            ..fast_options()
+        },
+        Auth::None,
+    )
+    .unwrap();
+    client.get(server.url("/a")).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), client.get(server.url("/b")))
+        .await
+        .expect("the second request hung until the reset")
+        .unwrap_err();
+    assert!(
+        matches!(&err, HttpError::RateLimited { reason, .. } if reason.contains("HTTP 200")),
+        "{err}"
+    );
+    assert_eq!(server.seen().len(), 1);
+
+    // A 503 asking to come back in an hour is capped the same way.
+    let server = Server::start(Arc::new(|_, _| {
+        (
+            503,
+            vec![("retry-after", "3600".into())],
+            b"maintenance".to_vec(),
+            Duration::ZERO,
+        )
+    }))
+    .await;
+    let client = HttpClient::new(
+        HttpOptions {
+            max_rate_limit_wait: Duration::from_secs(2),
+            max_rate_limit_wait_setting: "sandbox.max_rate_limit_wait_secs".into(),
+            ..fast_options()
+        },
+        Auth::None,
+    )
+    .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), client.get(server.url("/c")))
+        .await
+        .expect("the 503's Retry-After was slept through")
+        .unwrap_err();
+    assert!(err.is_transient());
+    assert!(
+        err.to_string()
+            .contains("raise sandbox.max_rate_limit_wait_secs"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_short_reset_is_waited_out_and_each_wait_is_logged_with_its_reason_and_end() {
+    let server = Server::start(Arc::new(|n, _| match n {
+        // Rate limited, nothing left, reset in 3 s (no Retry-After).
+        0 => (
+            429,
+            vec![
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", epoch_in(3)),
+            ],
+            br#"{"message":"API rate limit exceeded"}"#.to_vec(),
+            Duration::ZERO,
+        ),
+        // Went through, but was the last of the quota: the next request waits.
+        1 => (
+            200,
+            vec![
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", epoch_in(3)),
+            ],
+            b"[1]".to_vec(),
+            Duration::ZERO,
+        ),
+        _ => ok("[2]"),
+    }))
+    .await;
+    let client = HttpClient::new(fast_options(), Auth::None).unwrap();
+    let started = Instant::now();
+    let ((first, second), log) = logged(async {
+        let first = client.get(server.url("/a")).await.unwrap();
+        let after_first = Instant::now();
+        let second = client.get(server.url("/b")).await.unwrap();
+        (
+            (first, after_first.duration_since(started)),
+            (second, after_first.elapsed()),
+        )
+    })
+    .await;
+    assert_eq!(&first.0.body[..], b"[1]");
+    assert_eq!(&second.0.body[..], b"[2]");
+    // The reset is whole seconds, plus one for the clock skew: 3-4 s each.
+    assert!(first.1 >= Duration::from_millis(2500), "{:?}", first.1);
+    assert!(second.1 >= Duration::from_millis(2500), "{:?}", second.1);
+    let lines: Vec<&str> = log.lines().collect();
+    let limited = lines
+        .iter()
+        .find(|l| l.contains("rate limited"))
+        .unwrap_or_else(|| panic!("no log of the 429's wait:\n{log}"));
+    let paused = lines
+        .iter()
+        .find(|l| l.contains("wait for the API's rate limit to reset"))
+        .unwrap_or_else(|| panic!("no log of the wait after the 200:\n{log}"));
+    for line in [limited, paused] {
+        assert!(line.contains("x-ratelimit-reset"), "no reason: {line}");
+        assert!(line.contains("until="), "no end time: {line}");
+        assert!(line.contains('Z'), "end time not in UTC: {line}");
+    }
+}

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc};
 use async_trait::async_trait;
 use inlet_core::{
     Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadEvent, ReadRequest,
-    Source, SourceContext, SourceError, SyncMode,
+    Source, SourceContext, SourceError, SyncMode, producer::Emitter,
 };
 use serde_json::Value;
 
@@ -268,17 +268,15 @@ impl Source for PluginSource {
         _partition: &Partition,
         resume: Option<Value>,
     ) -> Result<EventStream, SourceError> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<ReadEvent, SourceError>>(2);
+        let (mut tx, guard, events) = inlet_core::producer::channel(request.stream.clone(), 2);
         let me = self.clone();
         let request = request.clone();
+        // The guard ends the stream as the host's loop ended: a panic there is an error
+        // naming the stream, never a finished stream (which would commit a partial read).
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = me.read_blocking(&request, resume, &tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
+            guard.run_blocking(move || me.read_blocking(&request, resume, &mut tx))
         });
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })))
+        Ok(events)
     }
 }
 
@@ -287,7 +285,7 @@ impl PluginSource {
         &self,
         request: &ReadRequest,
         resume: Option<Value>,
-        tx: &tokio::sync::mpsc::Sender<Result<ReadEvent, SourceError>>,
+        tx: &mut Emitter,
     ) -> Result<(), SourceError> {
         let stream = request.stream.as_str();
         let mut inst = self.instance()?;
@@ -316,6 +314,7 @@ impl PluginSource {
             else {
                 return Ok(());
             };
+            inlet_core::producer::panic_point("plugin-events");
             for ev in events {
                 let item = match ev {
                     types::Event::Batch(b) => convert::batch(&schema, b)
@@ -343,7 +342,7 @@ impl PluginSource {
                         reason: s.reason,
                     }),
                 };
-                if tx.blocking_send(Ok(item)).is_err() {
+                if tx.send_blocking(item).is_err() {
                     // The reader went away (stop requested): end quietly.
                     return Ok(());
                 }

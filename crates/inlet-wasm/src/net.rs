@@ -85,6 +85,7 @@ impl PluginNet {
             max_retries: sandbox.max_retries,
             backoff_base: Duration::from_millis(200),
             max_rate_limit_wait: Duration::from_secs(sandbox.max_rate_limit_wait_secs),
+            max_rate_limit_wait_setting: "sandbox.max_rate_limit_wait_secs".into(),
             per_host_concurrency: 4,
             per_host_rps: sandbox.max_requests_per_second,
             max_response_bytes: Some(sandbox.max_response_bytes),
