@@ -44,11 +44,8 @@
 
 pub mod catalog;
 pub mod error;
-<<<<<<< HEAD
 pub mod number;
-=======
 pub mod producer;
->>>>>>> fix-http
 pub mod read;
 pub mod registry;
 pub mod schema;
