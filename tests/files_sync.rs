@@ -521,6 +521,7 @@ glob = "json/*.jsonl"
         );
         assert_eq!(got, "decimal128(38, 2) ['12.50', '0.10', '7.00']");
     }
+}
 
 #[test]
 fn a_reader_thread_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
