@@ -1369,15 +1369,13 @@ fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands
     pair.wait_replay();
     // No `streams` table: every stream is selected, the unpopulated view too.
     let p = project(&pair.config_toml(pair.standby_port, "mv"), "", "");
-    let started = Instant::now();
     let report = sync(&p, &[]);
     assert_eq!(report["outcome"], "succeeded", "{report}");
     assert_eq!(report["streams"]["public.t"]["rows"], 50, "{report}");
     let mv = &report["streams"]["public.t_summary"];
     assert_eq!(mv["rows"], 0, "{report}");
-    // SQLSTATE 55000 is permanent: nothing was retried (each retry waited a second or more).
+    // Nothing was retried.
     assert_eq!(mv["retries"], 0, "{report}");
-    assert!(started.elapsed() < Duration::from_secs(20));
     let warnings = mv["warnings"].as_array().expect("warnings in the run report");
     assert!(
         warnings.len() == 1
