@@ -18,9 +18,13 @@
 //!   statement.
 //! - **Incremental by cursor** (`cursor_field = "updated_at"`): each run reads
 //!   `cursor >= saved - lookback AND cursor <= max(finite cursor) at plan time`, and
-//!   saves that maximum. Rows committed late with an older cursor value are caught by the
-//!   lookback window; rows in the window may land again in the next run (never twice in
-//!   one run). Rows whose cursor is NULL or ±infinity are read by the first run only.
+//!   saves that maximum, found by a backward scan of the cursor's index ([`cursor`]).
+//!   Rows committed late with an older cursor value are caught by the lookback window;
+//!   rows in the window may land again in the next run (never twice in one run). The
+//!   state also keeps a hash of each row version at exactly the saved value (the
+//!   boundary, up to `max_boundary_rows`), so the inclusive lower bound does not land
+//!   them again unless they changed: a run with no change lands nothing. Rows whose
+//!   cursor is NULL or ±infinity are read by the first run only.
 //! - **Incremental by `xmin`** (`cursor_field = "xmin"`), for tables without a cursor
 //!   column: the watermark is `pg_snapshot_xmin(pg_current_snapshot())` as a 64-bit xid
 //!   (works on a standby); each run reads rows whose `xmin` is at or after the saved
