@@ -1376,16 +1376,24 @@ fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands
     assert_eq!(mv["rows"], 0, "{report}");
     // Nothing was retried.
     assert_eq!(mv["retries"], 0, "{report}");
-    let warnings = mv["warnings"].as_array().expect("warnings in the run report");
+    let warnings = mv["warnings"]
+        .as_array()
+        .expect("warnings in the run report");
     assert!(
         warnings.len() == 1
             && warnings[0].as_str().unwrap().contains("not been populated")
-            && warnings[0].as_str().unwrap().contains("REFRESH MATERIALIZED VIEW"),
+            && warnings[0]
+                .as_str()
+                .unwrap()
+                .contains("REFRESH MATERIALIZED VIEW"),
         "{report}"
     );
     // The text report prints it too.
     let text = ok(&p, &["sync", "c"]);
-    assert!(text.contains("warning: skipped `public.t_summary`"), "{text}");
+    assert!(
+        text.contains("warning: skipped `public.t_summary`"),
+        "{text}"
+    );
 
     // Once refreshed, it lands, without a warning.
     pair.primary("mv", "REFRESH MATERIALIZED VIEW t_summary");
@@ -1527,18 +1535,16 @@ fn planning_an_incremental_read_on_an_indexed_cursor_never_scans_the_table() {
         .scalar("ix", "SELECT relpages FROM pg_class WHERE relname = 'big'")
         .parse()
         .unwrap();
-    assert!(pages > 1000, "the table is too small to tell: {pages} pages");
+    assert!(
+        pages > 1000,
+        "the table is too small to tell: {pages} pages"
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = serde_json::json!({
         "host": "127.0.0.1", "port": pair.standby_port, "database": "ix",
         "user": "postgres", "password": PASSWORD, "ssl_mode": "disable",
     });
-    let connect = Connect::new(
-        Arc::new(config::parse(&cfg).unwrap()),
-        "c",
-        dir.path(),
-    )
-    .unwrap();
+    let connect = Connect::new(Arc::new(config::parse(&cfg).unwrap()), "c", dir.path()).unwrap();
     let source = PostgresSource::new(connect);
     let request = |column: &str, state: Option<serde_json::Value>| ReadRequest {
         stream: "public.big".into(),

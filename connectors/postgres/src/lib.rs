@@ -1249,14 +1249,8 @@ impl Source for PostgresSource {
                         .await?
                 }
                 Some(column) => {
-                    self.plan_cursor(
-                        &session,
-                        &table,
-                        column,
-                        state_prev.as_ref(),
-                        &mut warnings,
-                    )
-                    .await?
+                    self.plan_cursor(&session, &table, column, state_prev.as_ref(), &mut warnings)
+                        .await?
                 }
                 None => {
                     let mut c = table.cursor_candidates();

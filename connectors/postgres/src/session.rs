@@ -262,12 +262,30 @@ pub fn is_conflict(e: &tokio_postgres::Error) -> bool {
 pub fn is_transient_sqlstate(code: &str) -> bool {
     matches!(
         code,
-        "08000" | "08001" | "08003" | "08004" | "08006" | "08007"
-            | "40000" | "40001" | "40003" | "40P01"
-            | "53000" | "53100" | "53200" | "53300"
-            | "55006" | "55P03"
-            | "57000" | "57014" | "57P01" | "57P02" | "57P03" | "57P05"
-            | "58000" | "58030"
+        "08000"
+            | "08001"
+            | "08003"
+            | "08004"
+            | "08006"
+            | "08007"
+            | "40000"
+            | "40001"
+            | "40003"
+            | "40P01"
+            | "53000"
+            | "53100"
+            | "53200"
+            | "53300"
+            | "55006"
+            | "55P03"
+            | "57000"
+            | "57014"
+            | "57P01"
+            | "57P02"
+            | "57P03"
+            | "57P05"
+            | "58000"
+            | "58030"
             | "HV00N"
     )
 }
@@ -486,7 +504,9 @@ mod tests {
             assert!(!is_transient_sqlstate(code), "{code} must not be retried");
         }
         // The constants the rest of the crate matches on are the codes in the table.
-        assert!(is_transient_sqlstate(SqlState::T_R_SERIALIZATION_FAILURE.code()));
+        assert!(is_transient_sqlstate(
+            SqlState::T_R_SERIALIZATION_FAILURE.code()
+        ));
         assert!(is_transient_sqlstate(SqlState::LOCK_NOT_AVAILABLE.code()));
         assert!(!is_transient_sqlstate(
             SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE.code()
