@@ -227,8 +227,9 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     );
     assert_eq!(
         sync(&views, &[])["streams"]["public.big_orders"]["rows"],
-        1,
-        "the inclusive lower bound re-reads the saved id only"
+        0,
+        "the inclusive lower bound re-reads the saved id, whose row (hashed by content: a \
+         view has no xmin) was landed already"
     );
     // Named without a cursor: a clear error naming the stream and the setting.
     let bare = project(
@@ -1334,10 +1335,10 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
         "INSERT INTO t VALUES (4, '2026-02-01 00:00:00+00', '2026-01-03'), (5, '2026-01-01 00:00:00+00', '2026-01-03')",
     );
     pair.wait_replay();
-    // Inclusive lower bound: id 1 (at the saved value) lands again, and id 5, committed
-    // later with the same value, is not lost.
+    // Inclusive lower bound: id 5, committed later with the saved value, is not lost;
+    // id 1, landed at that value and unchanged, is not landed again (the boundary).
     let report = sync(&p, &[]);
-    assert_eq!(report["streams"]["public.t"]["rows"], 3, "{report}");
+    assert_eq!(report["streams"]["public.t"]["rows"], 2, "{report}");
 
     // A date cursor re-reads the saved day: a row added later that day is not lost.
     let p = project(
@@ -1351,6 +1352,252 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
     assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 5);
     pair.primary("cur", "INSERT INTO t VALUES (6, NULL, '2026-01-03')");
     pair.wait_replay();
-    // ids 3, 4, 5 (the saved day, again) and 6 (new, same day).
-    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 4);
+    // The saved day is read again: 6 (new, same day) lands; 3, 4 and 5, landed at that
+    // day and unchanged, do not.
+    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 1);
+}
+
+#[test]
+fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands() {
+    let pair = PgPair::start("");
+    pair.create_db("mv");
+    pair.primary(
+        "mv",
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 50) i;
+         CREATE MATERIALIZED VIEW t_summary AS SELECT count(*) AS n FROM t WITH NO DATA;",
+    );
+    pair.wait_replay();
+    // No `streams` table: every stream is selected, the unpopulated view too.
+    let p = project(&pair.config_toml(pair.standby_port, "mv"), "", "");
+    let report = sync(&p, &[]);
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    assert_eq!(report["streams"]["public.t"]["rows"], 50, "{report}");
+    let mv = &report["streams"]["public.t_summary"];
+    assert_eq!(mv["rows"], 0, "{report}");
+    // Nothing was retried.
+    assert_eq!(mv["retries"], 0, "{report}");
+    let warnings = mv["warnings"]
+        .as_array()
+        .expect("warnings in the run report");
+    assert!(
+        warnings.len() == 1
+            && warnings[0].as_str().unwrap().contains("not been populated")
+            && warnings[0]
+                .as_str()
+                .unwrap()
+                .contains("REFRESH MATERIALIZED VIEW"),
+        "{report}"
+    );
+    // The text report prints it too.
+    let text = ok(&p, &["sync", "c"]);
+    assert!(
+        text.contains("warning: skipped `public.t_summary`"),
+        "{text}"
+    );
+
+    // Once refreshed, it lands, without a warning.
+    pair.primary("mv", "REFRESH MATERIALIZED VIEW t_summary");
+    pair.wait_replay();
+    let report = sync(&p, &[]);
+    assert_eq!(report["streams"]["public.t_summary"]["rows"], 1, "{report}");
+    assert!(
+        report["streams"]["public.t_summary"]
+            .get("warnings")
+            .is_none(),
+        "{report}"
+    );
+}
+
+/// The ids landed by each run, oldest run first.
+fn ids_per_run(p: &TestProject, stream: &str) -> Vec<Vec<i64>> {
+    let by_run = ids_by_run(&read_batches(&stream_dir(p, stream)), "id");
+    by_run.into_values().collect()
+}
+
+#[test]
+fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
+    let pair = PgPair::start("");
+    pair.create_db("bulk");
+    // A bulk load: every row has the same cursor value, so every row is at the boundary.
+    pair.primary(
+        "bulk",
+        "CREATE TABLE keyed (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
+         CREATE INDEX ON keyed (updated_at);
+         INSERT INTO keyed SELECT i, 'v' || i, '2026-01-01 00:00:00+00' FROM generate_series(1, 100000) i;
+         CREATE TABLE keyless (id int, v text, n int8 NOT NULL);
+         CREATE INDEX ON keyless (n);
+         INSERT INTO keyless SELECT i, 'v', 7 FROM generate_series(1, 3000) i;",
+    );
+    pair.wait_replay();
+    let streams = "[connections.c.streams.\"public.keyed\"]\nmode = \"incremental\"\ncursor_field = \"updated_at\"\n\
+                   [connections.c.streams.\"public.keyless\"]\nmode = \"incremental\"\ncursor_field = \"n\"\n";
+    // The default lookback (60 s) is kept: the boundary rows are inside it.
+    let p = project(&pair.config_toml(pair.standby_port, "bulk"), "", streams);
+    let rows = |r: &serde_json::Value, s: &str| r["streams"][s]["rows"].as_u64().unwrap();
+
+    let first = sync(&p, &[]);
+    assert_eq!(rows(&first, "public.keyed"), 100_000, "{first}");
+    assert_eq!(rows(&first, "public.keyless"), 3000, "{first}");
+    let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
+    let keyed = &state["streams"]["public.keyed"]["cursor"];
+    assert_eq!(keyed["version"], 2, "{keyed}");
+    assert_eq!(keyed["boundary"]["rows"], 100_000);
+    let size = serde_json::to_string(keyed).unwrap().len();
+    let file = p.lake().join("_inlet/connections/c/state.json");
+    eprintln!(
+        "state of public.keyed with a 100,000-row boundary: {size} bytes of JSON; state.json {} bytes",
+        fs::metadata(&file).map(|m| m.len()).unwrap_or(0)
+    );
+    assert!(size < 1_100_000, "{size}");
+
+    // A quiet run lands nothing.
+    let quiet = sync(&p, &[]);
+    assert_eq!(rows(&quiet, "public.keyed"), 0, "{quiet}");
+    assert_eq!(rows(&quiet, "public.keyless"), 0, "{quiet}");
+
+    // A row changed without moving its cursor lands, and only it; so does a row whose
+    // cursor moved, and an identical copy of a keyless row (a new row, not one landed).
+    pair.primary(
+        "bulk",
+        "UPDATE keyed SET v = 'changed' WHERE id = 42;
+         INSERT INTO keyless VALUES (1, 'v', 7);",
+    );
+    pair.wait_replay();
+    let changed = sync(&p, &[]);
+    assert_eq!(rows(&changed, "public.keyed"), 1, "{changed}");
+    assert_eq!(rows(&changed, "public.keyless"), 1, "{changed}");
+    assert_eq!(ids_per_run(&p, "public.keyed").last(), Some(&vec![42]));
+    pair.primary(
+        "bulk",
+        "UPDATE keyed SET updated_at = '2026-01-02 00:00:00+00' WHERE id = 7",
+    );
+    pair.wait_replay();
+    let moved = sync(&p, &[]);
+    assert_eq!(rows(&moved, "public.keyed"), 1, "{moved}");
+    assert_eq!(ids_per_run(&p, "public.keyed").last(), Some(&vec![7]));
+    let quiet = sync(&p, &[]);
+    assert_eq!(rows(&quiet, "public.keyed"), 0, "{quiet}");
+    assert_eq!(rows(&quiet, "public.keyless"), 0, "{quiet}");
+
+    // Past max_boundary_rows nothing is kept: the rows land again, and the report says so.
+    let p = project(
+        &format!(
+            "{}max_boundary_rows = 100\n",
+            pair.config_toml(pair.standby_port, "bulk")
+        ),
+        "",
+        "[connections.c.streams.\"public.keyless\"]\nmode = \"incremental\"\ncursor_field = \"n\"\n",
+    );
+    assert_eq!(rows(&sync(&p, &[]), "public.keyless"), 3001);
+    let again = sync(&p, &[]);
+    assert_eq!(rows(&again, "public.keyless"), 3001, "{again}");
+    let warning = again["streams"]["public.keyless"]["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(warning.contains("max_boundary_rows = 100"), "{again}");
+}
+
+/// Every node of an `EXPLAIN (FORMAT JSON)` plan.
+fn plan_nodes<'a>(node: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    out.push(node);
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        plan_nodes(child, out);
+    }
+}
+
+#[test]
+fn planning_an_incremental_read_on_an_indexed_cursor_never_scans_the_table() {
+    use inlet_connector_postgres::{PostgresSource, config, session::Connect};
+    use inlet_core::{ReadRequest, Source, SyncMode};
+
+    let pair = PgPair::start("");
+    pair.create_db("ix");
+    // Big enough that reading it all is the planner's choice for an aggregate, with
+    // NULL, ±infinity and NaN cursors (numeric(p,s) holds no infinity) so that the
+    // finite-value conditions matter.
+    pair.primary(
+        "ix",
+        "CREATE TABLE big (id int8 PRIMARY KEY, ts timestamptz, d date, n int8, amount numeric(14,2), pad text);
+         INSERT INTO big SELECT i,
+             '2026-01-01 00:00:00+00'::timestamptz + i * interval '1 second',
+             '2026-01-01'::date + (i / 1000)::int, i, i / 100.0, repeat('x', 40)
+           FROM generate_series(1, 200000) i;
+         UPDATE big SET ts = 'infinity', d = 'infinity', amount = 'NaN' WHERE id % 50000 = 1;
+         UPDATE big SET ts = NULL, d = NULL, n = NULL, amount = NULL WHERE id % 50000 = 2;
+         UPDATE big SET ts = '-infinity', d = '-infinity' WHERE id % 50000 = 3;
+         CREATE INDEX ON big (ts); CREATE INDEX ON big (d); CREATE INDEX ON big (n);
+         CREATE INDEX ON big (amount);
+         ANALYZE big;",
+    );
+    pair.wait_replay();
+    let pages: i64 = pair
+        .scalar("ix", "SELECT relpages FROM pg_class WHERE relname = 'big'")
+        .parse()
+        .unwrap();
+    assert!(
+        pages > 1000,
+        "the table is too small to tell: {pages} pages"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = serde_json::json!({
+        "host": "127.0.0.1", "port": pair.standby_port, "database": "ix",
+        "user": "postgres", "password": PASSWORD, "ssl_mode": "disable",
+    });
+    let connect = Connect::new(Arc::new(config::parse(&cfg).unwrap()), "c", dir.path()).unwrap();
+    let source = PostgresSource::new(connect);
+    let request = |column: &str, state: Option<serde_json::Value>| ReadRequest {
+        stream: "public.big".into(),
+        mode: SyncMode::Incremental,
+        cursor_field: Some(column.into()),
+        state: state.clone(),
+        previous: state,
+        batch_rows: 8192,
+    };
+    let mut checked = 0;
+    for column in ["ts", "d", "n", "amount"] {
+        // The first run (key ranges) and a later one (the delta from the saved value).
+        let first = pair.block_on(source.plan(&request(column, None))).unwrap();
+        let mut queries = source.planning_queries();
+        let state = first.state_after.clone();
+        let saved = state.as_ref().unwrap()["value"].clone();
+        assert!(
+            !saved.is_null()
+                && !["inf", "nan"]
+                    .iter()
+                    .any(|x| saved.to_string().to_lowercase().contains(x)),
+            "{column}: the saved value is the largest finite one: {saved}"
+        );
+        pair.block_on(source.plan(&request(column, state))).unwrap();
+        let later = source.planning_queries();
+        assert!(later.len() >= 3, "{later:?}");
+        queries.extend(later);
+        for sql in queries {
+            let out = pair.standby(
+                "ix",
+                &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"),
+            );
+            let explain: serde_json::Value =
+                serde_json::from_str(out[0][0].as_deref().unwrap()).unwrap();
+            let top = &explain[0]["Plan"];
+            let mut nodes = Vec::new();
+            plan_nodes(top, &mut nodes);
+            for node in &nodes {
+                assert_ne!(
+                    node["Node Type"], "Seq Scan",
+                    "{column}: a sequential scan planning with\n{sql}\n{explain:#}"
+                );
+            }
+            // Buffers touched, not time: a fast machine cannot make a full read look cheap.
+            let blocks = top["Shared Hit Blocks"].as_i64().unwrap_or(0)
+                + top["Shared Read Blocks"].as_i64().unwrap_or(0);
+            assert!(
+                blocks < 50,
+                "{column}: {blocks} of {pages} pages read planning with\n{sql}\n{explain:#}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "{checked} statements checked");
 }

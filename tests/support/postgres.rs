@@ -324,6 +324,11 @@ impl PgPair {
         })
     }
 
+    /// Run a future on the harness's runtime (for tests that drive the source in-process).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// One text value from the primary.
     pub fn scalar(&self, db: &str, sql: &str) -> String {
         self.primary(db, sql)

@@ -54,6 +54,9 @@ pub struct Table {
     pub columns: Vec<ColumnType>,
     /// Columns that lead an index, in column order: cheap cursor candidates.
     pub indexed: Vec<String>,
+    /// `pg_class.relispopulated`: false for a materialized view created or refreshed
+    /// `WITH NO DATA`, which cannot be read until it is refreshed.
+    pub populated: bool,
 }
 
 impl Table {
@@ -183,7 +186,8 @@ pub async fn tables(connect: &Connect, client: &Client) -> Result<Vec<Table>, So
                     COALESCE((SELECT array_agg(DISTINCT a.attname::text) \
                        FROM pg_index i JOIN pg_attribute a \
                          ON a.attrelid = c.oid AND a.attnum = i.indkey[0] \
-                      WHERE i.indrelid = c.oid AND i.indisvalid), '{}') \
+                      WHERE i.indrelid = c.oid AND i.indisvalid), '{}'), \
+                    c.relispopulated \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -216,6 +220,7 @@ pub async fn tables(connect: &Connect, client: &Client) -> Result<Vec<Table>, So
             primary_key: r.get(5),
             columns: Vec::new(),
             indexed: r.get(6),
+            populated: r.get(7),
         });
     }
     if out.is_empty() {

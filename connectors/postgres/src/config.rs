@@ -73,6 +73,13 @@ pub struct PostgresConfig {
     /// (default 0; raise it when ids are allocated long before their rows commit).
     #[serde(default)]
     pub lookback_values: u64,
+    /// Incremental by cursor: the most rows at the saved cursor value whose versions
+    /// are kept in the stream's state (default 100000, about 11 bytes each; 0 keeps
+    /// none). The next run's inclusive lower bound reads those rows again and lands only
+    /// the ones that changed. Past the limit nothing is kept: those rows land again on
+    /// every run until a larger cursor value arrives, and the run report says so.
+    #[serde(default = "default_max_boundary_rows")]
+    pub max_boundary_rows: u64,
     /// `decimal` (default: numeric(p,s) as Decimal128/256, unconstrained numeric as text)
     /// or `text` (every numeric as its exact text).
     #[serde(default)]
@@ -166,6 +173,9 @@ fn default_chunk_rows() -> u64 {
 }
 fn default_lookback_secs() -> u64 {
     60
+}
+fn default_max_boundary_rows() -> u64 {
+    100_000
 }
 
 /// Parse and check a config without I/O.

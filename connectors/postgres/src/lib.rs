@@ -18,9 +18,13 @@
 //!   statement.
 //! - **Incremental by cursor** (`cursor_field = "updated_at"`): each run reads
 //!   `cursor >= saved - lookback AND cursor <= max(finite cursor) at plan time`, and
-//!   saves that maximum. Rows committed late with an older cursor value are caught by the
-//!   lookback window; rows in the window may land again in the next run (never twice in
-//!   one run). Rows whose cursor is NULL or ±infinity are read by the first run only.
+//!   saves that maximum, found by a backward scan of the cursor's index ([`cursor`]).
+//!   Rows committed late with an older cursor value are caught by the lookback window;
+//!   rows in the window may land again in the next run (never twice in one run). The
+//!   state also keeps a hash of each row version at exactly the saved value (the
+//!   boundary, up to `max_boundary_rows`), so the inclusive lower bound does not land
+//!   them again unless they changed: a run with no change lands nothing. Rows whose
+//!   cursor is NULL or ±infinity are read by the first run only.
 //! - **Incremental by `xmin`** (`cursor_field = "xmin"`), for tables without a cursor
 //!   column: the watermark is `pg_snapshot_xmin(pg_current_snapshot())` as a 64-bit xid
 //!   (works on a standby); each run reads rows whose `xmin` is at or after the saved
@@ -37,6 +41,7 @@
 pub mod catalog;
 pub mod config;
 pub mod copy;
+pub mod cursor;
 pub mod session;
 pub mod types;
 
@@ -59,6 +64,7 @@ use crate::{
     catalog::{RelKind, Table, ident, literal},
     config::{PostgresConfig, SchemaChangePolicy},
     copy::CopyParser,
+    cursor::{CursorSql, base_type, finite_filter},
     session::{Connect, Session},
     types::{BatchBuilder, Kind},
 };
@@ -98,11 +104,7 @@ impl Connector for PostgresConnector {
     ) -> Result<Arc<dyn Source>, SourceError> {
         let cfg = Arc::new(config::parse(&config)?);
         let connect = Connect::new(cfg, &ctx.connection, &ctx.base_dir)?;
-        Ok(Arc::new(PostgresSource {
-            connect,
-            tables: Mutex::new(None),
-            conflicts: Arc::new(Mutex::new(HashMap::new())),
-        }))
+        Ok(Arc::new(PostgresSource::new(connect)))
     }
 }
 
@@ -115,12 +117,26 @@ pub struct PostgresSource {
     /// Hot-standby conflicts per `stream/partition` in this process: each one halves the
     /// chunk the partition is read in.
     conflicts: Arc<Mutex<HashMap<String, u32>>>,
+    /// The statements the last `plan` ran on the server, in order (see
+    /// [`PostgresSource::planning_queries`]).
+    planned: Mutex<Vec<String>>,
+}
+
+/// The format of [`StreamState`] written now. States without a `version` are version 1
+/// (written before boundary sets) and load as they are.
+pub const STATE_VERSION: u32 = 2;
+
+fn state_v1() -> u32 {
+    1
 }
 
 /// The saved state of a stream.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamState {
+    /// State format ([`STATE_VERSION`]; absent in version 1).
+    #[serde(default = "state_v1")]
+    pub version: u32,
     /// `full`, `cursor` or `xmin`.
     pub method: String,
     /// The cursor column (`method = cursor`).
@@ -142,6 +158,43 @@ pub struct StreamState {
     /// Recorded schema changes, newest last (the last 50).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema_changes: Vec<SchemaChange>,
+    /// The row versions at exactly `value` when it was saved (`method = cursor`): the
+    /// next run's inclusive lower bound reads them again, and those already landed and
+    /// unchanged are not landed twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<Boundary>,
+}
+
+impl Default for StreamState {
+    fn default() -> Self {
+        StreamState {
+            version: STATE_VERSION,
+            method: String::new(),
+            column: None,
+            value: None,
+            xmin: None,
+            relations: Vec::new(),
+            columns: Vec::new(),
+            schema_changes: Vec::new(),
+            boundary: None,
+        }
+    }
+}
+
+/// The row versions found at the saved cursor value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boundary {
+    /// How many rows were at the value (at most `max_boundary_rows + 1`).
+    pub rows: u64,
+    /// More than `max_boundary_rows` rows were at the value: no hashes are kept, and
+    /// those rows land again on each run until a larger cursor value arrives.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overflow: bool,
+    /// Their 64-bit version hashes ([`cursor::row_hash`]), sorted, 8 bytes each,
+    /// base64 ([`cursor::encode_hashes`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hashes: String,
 }
 
 /// A schema change seen between two runs.
@@ -235,6 +288,10 @@ struct CursorBounds {
     upto: Option<String>,
     /// Whether rows with a NULL cursor are read too (first run only).
     include_null: bool,
+    /// Rows at exactly `after` whose version hash is in the saved state's boundary were
+    /// landed by an earlier run: they are not read again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    skip_landed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,8 +356,9 @@ fn chunks(spec: &PartSpec, resume: Option<&PartCheckpoint>, conflicts: u32) -> V
     }
 }
 
-/// The WHERE conditions of a partition other than its key range.
-fn filters(spec: &PartSpec, table: &Table) -> Vec<String> {
+/// The WHERE conditions of a partition other than its key range. `landed` are the
+/// version hashes of the rows at the saved cursor value that earlier runs landed.
+fn filters(spec: &PartSpec, table: &Table, landed: &[i64]) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(c) = &spec.cursor {
         let col = ident(&c.column);
@@ -319,6 +377,20 @@ fn filters(spec: &PartSpec, table: &Table) -> Vec<String> {
             // Inclusive: rows at the saved value that committed after the last plan are
             // read (and rows already landed at it land again, never twice in a run).
             out.push(format!("{col} >= ({}::{ty} - {back})", literal(after)));
+            if c.skip_landed && !landed.is_empty() {
+                // One array constant: PostgreSQL hashes it, so the test is O(1) per row,
+                // and only rows at the boundary value compute their hash.
+                let list = landed
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                out.push(format!(
+                    "NOT ({col} = {}::{ty} AND {} = ANY('{{{list}}}'::int8[]))",
+                    literal(after),
+                    cursor::row_hash(table)
+                ));
+            }
         }
         if let Some(upto) = &c.upto {
             let bound = format!("{col} <= {}::{ty}", literal(upto));
@@ -378,6 +450,44 @@ async fn copy_chunk(
 }
 
 impl PostgresSource {
+    /// A source reading through `connect`.
+    pub fn new(connect: Connect) -> Self {
+        PostgresSource {
+            connect,
+            tables: Mutex::new(None),
+            conflicts: Arc::new(Mutex::new(HashMap::new())),
+            planned: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The statements the last [`Source::plan`] ran against the server to plan its read
+    /// (bounds, key ranges, boundary rows, replay lag; not the catalog queries), exactly
+    /// as sent. Tests run `EXPLAIN` on them to prove that planning an incremental read
+    /// does not scan the table.
+    pub fn planning_queries(&self) -> Vec<String> {
+        self.planned.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, sql: &str) {
+        if let Ok(mut p) = self.planned.lock() {
+            p.push(sql.to_string());
+        }
+    }
+
+    /// Run a planning statement, and remember it for [`Self::planning_queries`].
+    async fn plan_query(
+        &self,
+        session: &Session,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::Row>, SourceError> {
+        self.record(sql);
+        session
+            .client
+            .query(sql, &[])
+            .await
+            .map_err(|e| self.connect.error(e))
+    }
+
     async fn open(&self) -> Result<Session, SourceError> {
         self.connect.open().await
     }
@@ -420,6 +530,29 @@ impl PostgresSource {
                     self.connect.resource()
                 ),
             })
+    }
+
+    /// The version hashes of the rows that earlier runs landed at the saved cursor value,
+    /// when the partition skips them. They come from the committed state, which the
+    /// runtime keeps until every partition of the plan is read; a state whose value is
+    /// not the partition's lower bound has none to skip (everything is read).
+    fn landed(
+        stream: &str,
+        spec: &PartSpec,
+        state: Option<&Value>,
+    ) -> Result<Vec<i64>, SourceError> {
+        let Some(bounds) = spec.cursor.as_ref().filter(|c| c.skip_landed) else {
+            return Ok(Vec::new());
+        };
+        let Some(state) = Self::parse_state(stream, state)? else {
+            return Ok(Vec::new());
+        };
+        match (&state.value, &state.boundary, &bounds.after) {
+            (Some(v), Some(b), Some(after)) if !b.overflow && value_text(v) == *after => {
+                cursor::decode_hashes(&b.hashes).map_err(|m| SourceError::state(stream, m))
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     fn conflicts(&self, key: &str) -> u32 {
@@ -512,20 +645,12 @@ impl PostgresSource {
             }
             return self.sampled_partitions(session, table, cursor, xmin).await;
         };
-        let k = ident(&key.name);
-        let row = session
-            .client
-            .query_one(
-                &format!(
-                    "SELECT min({k})::int8, max({k})::int8 FROM {}",
-                    table.sql_name()
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| self.connect.error(e))?;
-        let (Some(min), Some(max)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
-        else {
+        let rows = self
+            .plan_query(session, &cursor::key_bounds(table, &key.name))
+            .await?;
+        let (Some(min), Some(max)) = rows.first().map_or((None, None), |row| {
+            (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+        }) else {
             return Ok(one(cursor, xmin));
         };
         let chunk = self.connect.config().chunk_rows as f64;
@@ -611,17 +736,15 @@ impl PostgresSource {
             .map(|c| format!("{}::text", ident(c)))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows = session
-            .client
-            .query(
+        let rows = self
+            .plan_query(
+                session,
                 &format!(
                     "SELECT {texts} FROM {} TABLESAMPLE {method} ({percent}) ORDER BY {keys}",
                     table.sql_name()
                 ),
-                &[],
             )
-            .await
-            .map_err(|e| self.connect.error(e))?;
+            .await?;
         let sample: Vec<Vec<String>> = rows
             .iter()
             .map(|r| (0..columns.len()).map(|i| r.get::<_, String>(i)).collect())
@@ -662,17 +785,18 @@ impl PostgresSource {
         table: &Table,
         column: &str,
         previous: Option<&StreamState>,
+        warnings: &mut Vec<String>,
     ) -> Result<(Vec<Partition>, StreamState), SourceError> {
         let stream = table.stream_name();
-        let col = table.column(column).ok_or_else(|| {
-            SourceError::config(
+        let (Some(col), Some(sql)) = (table.column(column), CursorSql::new(table, column)) else {
+            return Err(SourceError::config(
                 format!("streams.{stream}.cursor_field"),
                 format!(
                     "`{stream}` has no column `{column}`; cursor candidates: {}, or \"xmin\"",
                     table.cursor_candidates().join(", ")
                 ),
-            )
-        })?;
+            ));
+        };
         if !col.kind.is_cursor_type() {
             return Err(SourceError::config(
                 format!("streams.{stream}.cursor_field"),
@@ -689,21 +813,17 @@ impl PostgresSource {
         if col.nullable {
             tracing::warn!(stream = %stream, column, "the cursor column is nullable: rows whose cursor is NULL are read by the first run only");
         }
-        let c = ident(column);
         // The upper bound is the largest finite value: an `infinity` sentinel would stop
         // the cursor for good (rows at ±infinity are read by the first run, like NULLs).
-        let finite = finite_filter(&col.kind, &c);
-        let expr = cursor_text(&col.kind, &format!("max({c}) FILTER (WHERE {finite})"));
-        let row = session
-            .client
-            .query_one(&format!("SELECT {expr} FROM {}", table.sql_name()), &[])
-            .await
-            .map_err(|e| self.connect.error(e))?;
-        let hi: Option<String> = row.get(0);
+        let hi: Option<String> = self
+            .plan_query(session, &sql.upper_bound())
+            .await?
+            .first()
+            .and_then(|r| r.get(0));
         let hi_value = hi.as_deref().map(|h| cursor_json(&col.kind, h));
-        let prev_value = previous
-            .filter(|p| p.method == "cursor" && p.column.as_deref() == Some(column))
-            .and_then(|p| p.value.clone());
+        let prev_state =
+            previous.filter(|p| p.method == "cursor" && p.column.as_deref() == Some(column));
+        let prev_value = prev_state.and_then(|p| p.value.clone());
         let cfg = self.connect.config();
         let (parts, saved) = match prev_value {
             None => {
@@ -714,6 +834,7 @@ impl PostgresSource {
                     lookback: 0,
                     upto: hi.clone(),
                     include_null: true,
+                    skip_landed: false,
                 };
                 (
                     self.key_partitions(session, table, Some(bounds), None)
@@ -722,10 +843,7 @@ impl PostgresSource {
                 )
             }
             Some(prev) => {
-                let prev_text = match &prev {
-                    Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                };
+                let prev_text = value_text(&prev);
                 let lookback = match col.kind {
                     Kind::Timestamp | Kind::Timestamptz | Kind::Date => cfg.lookback_secs,
                     _ => cfg.lookback_values,
@@ -737,6 +855,11 @@ impl PostgresSource {
                     lookback,
                     upto: hi.clone().or(Some(prev_text.clone())),
                     include_null: false,
+                    // The read takes the hashes from the committed state (request.state),
+                    // which is this `previous` for as long as this plan runs.
+                    skip_landed: prev_state
+                        .and_then(|p| p.boundary.as_ref())
+                        .is_some_and(|b| !b.overflow && !b.hashes.is_empty()),
                 };
                 let parts = vec![Partition {
                     id: "delta".into(),
@@ -756,12 +879,50 @@ impl PostgresSource {
                 (parts, saved)
             }
         };
+        // The row versions at the saved value, taken now: every one of them is landed by
+        // this plan's read (or an earlier run), or was replaced or deleted before the read,
+        // and then its hash can never match again (a new version has a new xmin).
+        let boundary = match &saved {
+            Some(v) if cfg.max_boundary_rows > 0 => {
+                let value = value_text(v);
+                let rows = self
+                    .plan_query(
+                        session,
+                        &sql.boundary_rows(&value, cfg.max_boundary_rows + 1),
+                    )
+                    .await?;
+                let mut hashes: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+                let n = hashes.len() as u64;
+                if n > cfg.max_boundary_rows {
+                    warnings.push(format!(
+                        "more than max_boundary_rows = {} rows have the saved cursor value \
+                         {column} = {value}: they are landed again by every run until a row \
+                         with a larger value arrives. Raise max_boundary_rows (each row keeps \
+                         about 11 bytes of state), or sync by cursor_field = \"xmin\"",
+                        cfg.max_boundary_rows
+                    ));
+                    Some(Boundary {
+                        rows: n,
+                        overflow: true,
+                        hashes: String::new(),
+                    })
+                } else {
+                    Some(Boundary {
+                        rows: n,
+                        overflow: false,
+                        hashes: cursor::encode_hashes(&mut hashes),
+                    })
+                }
+            }
+            _ => None,
+        };
         Ok((
             parts,
             StreamState {
                 method: "cursor".into(),
                 column: Some(column.to_string()),
                 value: saved,
+                boundary,
                 ..Default::default()
             },
         ))
@@ -855,25 +1016,11 @@ impl PostgresSource {
     }
 }
 
-/// SQL that is true for finite cursor values.
-fn finite_filter(kind: &Kind, column: &str) -> String {
-    match kind {
-        Kind::Timestamp | Kind::Timestamptz | Kind::Date => format!("isfinite({column})"),
-        Kind::Decimal128 { .. } | Kind::Decimal256 { .. } | Kind::NumericText => {
-            format!("{column} NOT IN ('NaN', 'Infinity', '-Infinity')")
-        }
-        _ => "true".to_string(),
-    }
-}
-
-/// SQL that renders a cursor value as exact text.
-fn cursor_text(kind: &Kind, expr: &str) -> String {
-    match kind {
-        Kind::Timestamptz => {
-            format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        }
-        Kind::Timestamp => format!("to_char({expr}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"),
-        _ => format!("({expr})::text"),
+/// A saved cursor value as SQL text.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
     }
 }
 
@@ -897,16 +1044,6 @@ fn cursor_greater(a: &Value, b: &Value) -> bool {
             _ => x > y,
         },
         _ => true,
-    }
-}
-
-fn base_type(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Timestamptz => "timestamptz",
-        Kind::Timestamp => "timestamp",
-        Kind::Date => "date",
-        Kind::Int2 | Kind::Int4 | Kind::Int8 => "int8",
-        _ => "numeric",
     }
 }
 
@@ -1052,7 +1189,13 @@ impl Source for PostgresSource {
     }
 
     async fn plan(&self, request: &ReadRequest) -> Result<ReadPlan, SourceError> {
+        if let Ok(mut p) = self.planned.lock() {
+            p.clear();
+        }
         let session = self.open().await?;
+        if session.in_recovery {
+            self.record(session::REPLAY_LAG_SQL);
+        }
         let lag = self.connect.wait_for_lag(&session).await?;
         tracing::info!(stream = %request.stream, replay_lag_secs = lag, "planning a read");
         // A new plan starts with full-size chunks (a daemon reuses partition ids).
@@ -1061,6 +1204,21 @@ impl Source for PostgresSource {
             m.retain(|k, _| !k.starts_with(&prefix));
         }
         let table = self.table(&session, &request.stream, false).await?;
+        if table.kind == RelKind::MaterializedView && !table.populated {
+            // Reading it fails until it is refreshed (SQLSTATE 55000), and it holds no rows
+            // to land: skip it, keep its state, and say so in the run report.
+            return Ok(ReadPlan {
+                partitions: vec![],
+                state_after: None,
+                warnings: vec![format!(
+                    "skipped `{}`: the materialized view has not been populated (created or \
+                     refreshed WITH NO DATA). Run `REFRESH MATERIALIZED VIEW {}` on the \
+                     primary; the next run reads it, and its state is kept until then",
+                    request.stream,
+                    table.sql_name()
+                )],
+            });
+        }
         let previous = Self::parse_state(&request.stream, request.previous.as_ref())?;
         let history = self.schema_changes(&table, previous.as_ref())?;
         let state_prev = Self::parse_state(&request.stream, request.state.as_ref())?;
@@ -1076,6 +1234,7 @@ impl Source for PostgresSource {
                 ),
             ));
         }
+        let mut warnings = Vec::new();
         let (partitions, mut state) = match request.mode {
             SyncMode::FullRefresh => (
                 self.key_partitions(&session, &table, None, None).await?,
@@ -1090,7 +1249,7 @@ impl Source for PostgresSource {
                         .await?
                 }
                 Some(column) => {
-                    self.plan_cursor(&session, &table, column, state_prev.as_ref())
+                    self.plan_cursor(&session, &table, column, state_prev.as_ref(), &mut warnings)
                         .await?
                 }
                 None => {
@@ -1118,6 +1277,7 @@ impl Source for PostgresSource {
         Ok(ReadPlan {
             partitions,
             state_after: Some(serde_json::to_value(&state).map_err(SourceError::other)?),
+            warnings,
         })
     }
 
@@ -1153,7 +1313,10 @@ impl Source for PostgresSource {
         let chunks = chunks(&spec, resume.as_ref(), conflicts);
         let select = table.select_list();
         let from = table.sql_name();
-        let filters = filters(&spec, &table);
+        let landed = Self::landed(&stream, &spec, request.state.as_ref())?;
+        let filters = filters(&spec, &table, &landed);
+        let timeout = std::time::Duration::from_secs(self.connect.config().statement_timeout_secs);
+        let splittable = spec.key.is_some();
         let batch_rows = request.batch_rows;
         let columns = table.columns.clone();
         let connect = self.connect.clone();
@@ -1181,10 +1344,34 @@ impl Source for PostgresSource {
                 );
                 tracing::debug!(%sql, "copy");
                 let builder = BatchBuilder::new(&columns, batch_rows);
+                let started = std::time::Instant::now();
                 match copy_chunk(&session, &sql, builder, batch_rows, &tx).await {
                     Ok(true) => {}
                     Ok(false) => return, // the reader went away
                     Err(CopyError::Pg(e)) => {
+                        // statement_timeout and a DBA's cancel share SQLSTATE 57014. A
+                        // statement that ran its whole allowance and cannot be read in
+                        // smaller pieces would only time out again: say so, don't retry.
+                        if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+                            && !splittable
+                            && started.elapsed() + std::time::Duration::from_secs(1) >= timeout
+                        {
+                            let _ = tx
+                                .send(Err(SourceError::Other {
+                                    message: format!(
+                                        "{}: reading {stream} ran for {} s and was canceled by \
+                                         statement_timeout_secs = {}; this read is one statement \
+                                         (no integer key to split it by), so a retry would time \
+                                         out again. Raise statement_timeout_secs",
+                                        connect.resource(),
+                                        started.elapsed().as_secs(),
+                                        timeout.as_secs()
+                                    ),
+                                    transient: false,
+                                }))
+                                .await;
+                            return;
+                        }
                         if session::is_conflict(&e) {
                             if let Ok(mut m) = seen.lock() {
                                 *m.entry(key.clone()).or_default() += 1;
@@ -1243,5 +1430,118 @@ impl Source for PostgresSource {
 
     fn validate_state(&self, stream: &str, state: &Value) -> Result<(), SourceError> {
         Self::parse_state(stream, Some(state)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn states_written_before_boundaries_still_load() {
+        // A version-1 state, as the connector wrote it before boundary sets.
+        let v1 = serde_json::json!({
+            "method": "cursor",
+            "column": "updated_at",
+            "value": "2026-01-01T00:00:00.000000Z",
+            "columns": [["id", "integer"], ["updated_at", "timestamp with time zone"]]
+        });
+        let s = PostgresSource::parse_state("public.t", Some(&v1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.version, 1);
+        assert_eq!(s.boundary, None);
+        assert_eq!(s.value, Some(Value::from("2026-01-01T00:00:00.000000Z")));
+        // A state without a boundary skips nothing.
+        let spec = PartSpec {
+            cursor: Some(CursorBounds {
+                column: "updated_at".into(),
+                pg_type: "timestamp with time zone".into(),
+                after: Some("2026-01-01T00:00:00.000000Z".into()),
+                lookback: 0,
+                upto: None,
+                include_null: false,
+                skip_landed: true,
+            }),
+            ..Default::default()
+        };
+        assert!(
+            PostgresSource::landed("public.t", &spec, Some(&v1))
+                .unwrap()
+                .is_empty()
+        );
+        let xmin_v1 = serde_json::json!({"method": "xmin", "xmin": 757, "relations": [16384]});
+        let s = PostgresSource::parse_state("public.t", Some(&xmin_v1))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.version, s.xmin), (1, Some(757)));
+    }
+
+    #[test]
+    fn boundary_hashes_are_skipped_only_at_the_value_they_were_taken_at() {
+        let mut hashes = vec![3, 1, 2];
+        let state = StreamState {
+            method: "cursor".into(),
+            column: Some("n".into()),
+            value: Some(Value::from(10)),
+            boundary: Some(Boundary {
+                rows: 3,
+                overflow: false,
+                hashes: cursor::encode_hashes(&mut hashes),
+            }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(json["version"], STATE_VERSION);
+        let spec = |after: &str| PartSpec {
+            cursor: Some(CursorBounds {
+                column: "n".into(),
+                pg_type: "bigint".into(),
+                after: Some(after.into()),
+                lookback: 0,
+                upto: None,
+                include_null: false,
+                skip_landed: true,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            PostgresSource::landed("s", &spec("10"), Some(&json)).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert!(
+            PostgresSource::landed("s", &spec("9"), Some(&json))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_boundary_of_100000_rows_keeps_about_a_megabyte_of_state() {
+        // Distinct pseudo-random hashes, like hashtextextended's.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut hashes: Vec<i64> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as i64
+            })
+            .collect();
+        let state = StreamState {
+            method: "cursor".into(),
+            column: Some("updated_at".into()),
+            value: Some(Value::from("2026-01-01T00:00:00.000000Z")),
+            boundary: Some(Boundary {
+                rows: 100_000,
+                overflow: false,
+                hashes: cursor::encode_hashes(&mut hashes),
+            }),
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&state).unwrap().len();
+        eprintln!("state of a 100,000-row boundary: {bytes} bytes");
+        assert!((1_066_668..1_070_000).contains(&bytes), "{bytes}");
     }
 }

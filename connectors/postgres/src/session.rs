@@ -9,6 +9,11 @@ use tokio_postgres::{Client, error::SqlState};
 
 use crate::config::{LagPolicy, PostgresConfig, SslMode};
 
+/// The replay lag of a standby in seconds: functions of the recovery state, no table.
+pub const REPLAY_LAG_SQL: &str = "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT NULL \
+       AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+  ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8";
+
 /// A checked, read-only session.
 #[derive(Debug)]
 pub struct Session {
@@ -162,13 +167,7 @@ impl Connect {
         }
         let row = session
             .client
-            .query_one(
-                "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT NULL \
-                             AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-                        ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \
-                        END::float8",
-                &[],
-            )
+            .query_one(REPLAY_LAG_SQL, &[])
             .await
             .map_err(|e| self.error(e))?;
         Ok(row.get(0))
@@ -240,6 +239,57 @@ pub fn is_conflict(e: &tokio_postgres::Error) -> bool {
     )
 }
 
+/// Whether an error with this SQLSTATE may go away when the same read is retried from
+/// its last checkpoint. Decided per code, not per class: a class holds both kinds.
+///
+/// | code | meaning | retried | why |
+/// |---|---|---|---|
+/// | 08000-08007 | connection lost or refused | yes | the server or network comes back |
+/// | 08P01 | protocol violation | no | a bug, not a condition |
+/// | 40000, 40001, 40003, 40P01 | rollback, serialization failure (the hot-standby conflict), deadlock | yes | the retry reads smaller chunks |
+/// | 53000, 53100, 53200, 53300 | out of resources, disk full, out of memory, too many connections | yes | other sessions release them |
+/// | 53400 | configuration limit (e.g. `temp_file_limit`) | no | the same statement hits it again |
+/// | 55006, 55P03 | object in use, lock not available (`lock_timeout`) | yes | the lock is released (a replayed lock on a standby) |
+/// | 55000 | object not in prerequisite state (an unpopulated materialized view) | no | nothing changes by waiting |
+/// | 55P02, 55P04 | runtime parameter, unsafe enum value | no | |
+/// | 57000, 57014 | operator intervention, query canceled | yes | a DBA's cancel or `statement_timeout`; the retry reads smaller chunks, and a statement that cannot be split is refused as permanent by the reader once it ran for the whole `statement_timeout_secs` |
+/// | 57P01, 57P02, 57P03, 57P05 | admin or crash shutdown, cannot connect now, idle session timeout | yes | a restart or failover |
+/// | 57P04 | database dropped | no | |
+/// | 58000, 58030 | system error, I/O error | yes | |
+/// | 58P01, 58P02 | undefined or duplicate file | no | |
+/// | HV00N | an FDW cannot reach its server | yes | |
+/// | anything else (syntax, data, privileges, XX internal errors) | | no | |
+pub fn is_transient_sqlstate(code: &str) -> bool {
+    matches!(
+        code,
+        "08000"
+            | "08001"
+            | "08003"
+            | "08004"
+            | "08006"
+            | "08007"
+            | "40000"
+            | "40001"
+            | "40003"
+            | "40P01"
+            | "53000"
+            | "53100"
+            | "53200"
+            | "53300"
+            | "55006"
+            | "55P03"
+            | "57000"
+            | "57014"
+            | "57P01"
+            | "57P02"
+            | "57P03"
+            | "57P05"
+            | "58000"
+            | "58030"
+            | "HV00N"
+    )
+}
+
 /// Classify a Postgres error.
 pub fn classify(resource: &str, user: &str, e: &tokio_postgres::Error) -> SourceError {
     if let Some(db) = e.as_db_error() {
@@ -273,8 +323,19 @@ pub fn classify(resource: &str, user: &str, e: &tokio_postgres::Error) -> Source
                 transient: true,
             };
         }
-        let class = code.code().get(..2).unwrap_or("");
-        let transient = matches!(class, "08" | "53" | "57" | "40" | "55" | "58");
+        if *code == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
+            && text.contains("has not been populated")
+        {
+            return SourceError::data(
+                resource,
+                format!(
+                    "{text} (SQLSTATE 55000): it was refreshed WITH NO DATA during the sync; run \
+                     `REFRESH MATERIALIZED VIEW` on the primary (unpopulated materialized views \
+                     are skipped when a run starts)"
+                ),
+            );
+        }
+        let transient = is_transient_sqlstate(code.code());
         if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
             return SourceError::data(
                 resource,
@@ -418,5 +479,37 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_retried_only_when_waiting_can_help() {
+        let transient = [
+            "08006", "08001", "40001", "40P01", "53300", "53200", "55P03", "55006", "57014",
+            "57P01", "57P02", "57P03", "58030",
+        ];
+        let permanent = [
+            // An unpopulated materialized view: retrying three times cannot populate it.
+            "55000", "55P02", "08P01", "53400", "57P04", "58P01", "42P01", "42501", "22003",
+            "XX000", "XX001", "0A000", "25006", "54000",
+        ];
+        for code in transient {
+            assert!(is_transient_sqlstate(code), "{code} should be retried");
+        }
+        for code in permanent {
+            assert!(!is_transient_sqlstate(code), "{code} must not be retried");
+        }
+        // The constants the rest of the crate matches on are the codes in the table.
+        assert!(is_transient_sqlstate(
+            SqlState::T_R_SERIALIZATION_FAILURE.code()
+        ));
+        assert!(is_transient_sqlstate(SqlState::LOCK_NOT_AVAILABLE.code()));
+        assert!(!is_transient_sqlstate(
+            SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE.code()
+        ));
     }
 }

@@ -160,6 +160,9 @@ impl Output {
                 "  {name:<24} {:<13} {:>10} rows {:>4} files{extra}",
                 s.mode, s.rows, s.files
             );
+            for w in &s.warnings {
+                println!("  {:<24} warning: {w}", "");
+            }
         }
         Ok(())
     }

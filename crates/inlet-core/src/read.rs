@@ -60,6 +60,11 @@ pub struct ReadPlan {
     pub partitions: Vec<Partition>,
     /// The stream's state once every partition has been read.
     pub state_after: Option<Value>,
+    /// Things the person reading the run report should know about this read (a stream
+    /// skipped, a bound exceeded). The runtime copies them into the stream's run record
+    /// and logs them; they never fail the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ReadPlan {
@@ -68,6 +73,7 @@ impl ReadPlan {
         ReadPlan {
             partitions: vec![Partition::whole()],
             state_after: None,
+            warnings: Vec::new(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct StreamRunStats {
     /// Its error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Warnings of the source about this read (a stream skipped, a bound exceeded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One run of one connection.

@@ -519,6 +519,14 @@ impl StreamRun<'_> {
                 (plan, None)
             }
         };
+        for warning in &plan.warnings {
+            tracing::warn!(connection = %self.conn.name, stream = %self.stream, "{warning}");
+        }
+        self.stats
+            .lock()
+            .await
+            .warnings
+            .extend(plan.warnings.iter().cloned());
         let multi = plan.partitions.len() > 1 || plan.state_after.is_some();
         if multi && plan.state_after.is_none() {
             return Err(self.src(SourceError::other(

@@ -114,6 +114,7 @@ impl Source for RangeSource {
         Ok(ReadPlan {
             partitions,
             state_after: Some(json!({"next": self.total})),
+            warnings: vec![],
         })
     }
     async fn read(
