@@ -258,6 +258,13 @@ impl JsonBatcher {
             })
             .collect();
         let next = Arc::new(Schema::new(fields));
+        if next == self.schema && first_error.is_none() {
+            // Records with nothing in them yet (`[{}]` on a first page): rows, no columns.
+            let batch = self
+                .try_decode(json)
+                .map_err(|e| JsonError::Conflict(describe_arrow_error(&e.to_string())))?;
+            return Ok((batch, None));
+        }
         if next == self.schema {
             let detail = first_error.map(|e| e.to_string()).unwrap_or_default();
             return Err(JsonError::Conflict(describe_arrow_error(&detail)));
@@ -1172,6 +1179,9 @@ fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Parse a declared column type: `int64`, `float64`, `bool`, `string`, `timestamp`
+/// (RFC 3339 text), `unix_timestamp` (seconds since the epoch), `date`,
+/// `decimal(P,S)`, `json` (any value as JSON text).
 pub fn declared_type(name: &str, spec: &str) -> Result<Field, String> {
     let t = match spec.trim() {
         "int64" | "integer" => DataType::Int64,
@@ -1468,7 +1478,8 @@ mod tests {
                          "lines": {"data": [{"id": "il_2", "metadata": {"k": "v"}, "tax_rates": []}]}}]"#)
             .unwrap();
         let change = change.unwrap();
-        assert!(change.widened.iter().any(|w| w.0 == "fraud_details"), "{change:?}");
+        assert!(change.added.contains(&"fraud_details.stripe_report".to_string()), "{change:?}");
+        assert!(change.widened.iter().any(|w| w.0 == "outcome"), "{change:?}");
         assert_eq!(change.untyped, ["lines.data[].tax_rates[]"]);
         // And once typed, `{}` and `[]` land as they are.
         let back = land(
