@@ -529,7 +529,10 @@ impl Reader {
                 let batch = add_columns(batch, extra)?;
                 // Parquet cannot hold fields with no type yet (json.rs, landing rules).
                 let batch = crate::json::landable(batch).map_err(|e| {
-                    SourceError::data(format!("stream `{}` page {page_no}", self.stream), e.to_string())
+                    SourceError::data(
+                        format!("stream `{}` page {page_no}", self.stream),
+                        e.to_string(),
+                    )
                 })?;
                 if batch.num_rows() > 0 {
                     self.send(ReadEvent::Batch(batch)).await?;

@@ -412,10 +412,14 @@ fn prune(field: &FieldRef, array: &ArrayRef) -> Result<Option<(FieldRef, ArrayRe
                 }
             }
             let fields = Fields::from(fields);
-            let pruned =
-                StructArray::try_new(fields.clone(), columns, s.nulls().cloned())?;
+            let pruned = StructArray::try_new(fields.clone(), columns, s.nulls().cloned())?;
             Ok(Some((
-                Arc::new(field.as_ref().clone().with_data_type(DataType::Struct(fields))),
+                Arc::new(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Struct(fields)),
+                ),
                 Arc::new(pruned),
             )))
         }
@@ -515,7 +519,9 @@ fn finalize(t: &DataType) -> Option<DataType> {
 
 /// Undeclared float64 (landed before inference became exact) restarts as untyped.
 fn unfloat(field: &FieldRef) -> Field {
-    map_field(field, &|t| (t == &DataType::Float64).then_some(DataType::Null))
+    map_field(field, &|t| {
+        (t == &DataType::Float64).then_some(DataType::Null)
+    })
 }
 
 /// `field` with `f` applied to every type inside it (where `f` returns `Some`).
@@ -1209,9 +1215,7 @@ pub fn declared_type(name: &str, spec: &str) -> Result<Field, String> {
                     .parse()
                     .map_err(|_| format!("`{other}`: bad scale"))?;
                 if p == 0 || p > 38 || s < 0 || i16::from(s) > i16::from(p) {
-                    return Err(format!(
-                        "`{other}`: precision 1..=38, scale 0..=precision"
-                    ));
+                    return Err(format!("`{other}`: precision 1..=38, scale 0..=precision"));
                 }
                 DataType::Decimal128(p, s)
             } else {
@@ -1465,12 +1469,24 @@ mod tests {
         let data = lines.column_by_name("data").unwrap().as_list::<i32>();
         let item = data.value(0);
         let item = item.as_struct();
-        assert_eq!(item.column_by_name("id").unwrap().as_string::<i32>().value(0), "il_1");
+        assert_eq!(
+            item.column_by_name("id")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "il_1"
+        );
         assert!(item.column_by_name("metadata").is_none());
         // The schema keeps them, so the next page's values widen them.
         assert_eq!(
             untyped_paths(b.schema()),
-            ["fraud_details", "refunds[]", "outcome", "lines.data[].metadata", "lines.data[].tax_rates[]"]
+            [
+                "fraud_details",
+                "refunds[]",
+                "outcome",
+                "lines.data[].metadata",
+                "lines.data[].tax_rates[]"
+            ]
         );
         let (_, change) = b
             .decode(br#"[{"id": "ch_2", "fraud_details": {"stripe_report": "fraudulent"},
@@ -1478,8 +1494,16 @@ mod tests {
                          "lines": {"data": [{"id": "il_2", "metadata": {"k": "v"}, "tax_rates": []}]}}]"#)
             .unwrap();
         let change = change.unwrap();
-        assert!(change.added.contains(&"fraud_details.stripe_report".to_string()), "{change:?}");
-        assert!(change.widened.iter().any(|w| w.0 == "outcome"), "{change:?}");
+        assert!(
+            change
+                .added
+                .contains(&"fraud_details.stripe_report".to_string()),
+            "{change:?}"
+        );
+        assert!(
+            change.widened.iter().any(|w| w.0 == "outcome"),
+            "{change:?}"
+        );
         assert_eq!(change.untyped, ["lines.data[].tax_rates[]"]);
         // And once typed, `{}` and `[]` land as they are.
         let back = land(
@@ -1497,25 +1521,49 @@ mod tests {
     fn numbers_are_exact_never_truncated_rounded_or_float() {
         let mut b = JsonBatcher::new(vec![], None, SchemaPolicy::default());
         land(&mut b, br#"[{"n": 1, "d": 12.50, "big": 1}]"#);
-        assert_eq!(decimal(&land(&mut b, br#"[{"d": 0.10}]"#), "d").1, [Some(10)]);
+        assert_eq!(
+            decimal(&land(&mut b, br#"[{"d": 0.10}]"#), "d").1,
+            [Some(10)]
+        );
         // 1.5 into the int64 column: arrow-json's own decoder makes it 1.
         let back = land(&mut b, br#"[{"n": 1.5}, {"n": 7}]"#);
-        assert_eq!(decimal(&back, "n"), (DataType::Decimal128(38, 1), vec![Some(15), Some(70)]));
+        assert_eq!(
+            decimal(&back, "n"),
+            (DataType::Decimal128(38, 1), vec![Some(15), Some(70)])
+        );
         // 1.005 into decimal(38, 2): arrow-json's own decoder rounds it to 1.01.
         let back = land(&mut b, br#"[{"d": 1.005}]"#);
-        assert_eq!(decimal(&back, "d"), (DataType::Decimal128(38, 3), vec![Some(1005)]));
+        assert_eq!(
+            decimal(&back, "d"),
+            (DataType::Decimal128(38, 3), vec![Some(1005)])
+        );
         let back = land(&mut b, br#"[{"d": 12345678901234567890.12, "n": -0}]"#);
-        assert_eq!(decimal(&back, "d").1, [Some(12_345_678_901_234_567_890_120)]);
+        assert_eq!(
+            decimal(&back, "d").1,
+            [Some(12_345_678_901_234_567_890_120)]
+        );
         // No decimal(38, s) holds these: text, each value as its original literal.
         let back = land(
             &mut b,
             br#"[{"big": 123456789012345678901234567890123456789}, {"big": 1e400}, {"big": 2}, {"big": 0.1000}]"#,
         );
         assert_eq!(
-            (0..4).map(|i| text(&back, "big", i).unwrap()).collect::<Vec<_>>(),
-            ["123456789012345678901234567890123456789", "1e400", "2", "0.1000"]
+            (0..4)
+                .map(|i| text(&back, "big", i).unwrap())
+                .collect::<Vec<_>>(),
+            [
+                "123456789012345678901234567890123456789",
+                "1e400",
+                "2",
+                "0.1000"
+            ]
         );
-        assert!(b.schema().fields().iter().all(|f| f.data_type() != &DataType::Float64));
+        assert!(
+            b.schema()
+                .fields()
+                .iter()
+                .all(|f| f.data_type() != &DataType::Float64)
+        );
     }
 
     #[test]
@@ -1532,25 +1580,41 @@ mod tests {
         let change = change.unwrap();
         assert_eq!(
             change.widened,
-            [("price".to_string(), "Float64".to_string(), "Decimal128(38, 2)".to_string())]
+            [(
+                "price".to_string(),
+                "Float64".to_string(),
+                "Decimal128(38, 2)".to_string()
+            )]
         );
         let batch = batch.unwrap();
         assert_eq!(decimal(&batch, "price").1, [Some(1999)]);
         // A declared float64 stays one.
-        assert_eq!(batch.column_by_name("ratio").unwrap().data_type(), &DataType::Float64);
+        assert_eq!(
+            batch.column_by_name("ratio").unwrap().data_type(),
+            &DataType::Float64
+        );
     }
 
     #[test]
     fn timestamps_are_inferred_only_when_exact_and_numbers_are_not_epochs() {
         let mut b = JsonBatcher::new(vec![], None, SchemaPolicy::default());
-        land(&mut b, br#"[{"t": "2011-04-22T13:33:48Z", "u": "2011-04-22T13:33:48.123456+00:00"}]"#);
-        assert_eq!(b.schema().field_with_name("u").unwrap().data_type(), &timestamp_type());
+        land(
+            &mut b,
+            br#"[{"t": "2011-04-22T13:33:48Z", "u": "2011-04-22T13:33:48.123456+00:00"}]"#,
+        );
+        assert_eq!(
+            b.schema().field_with_name("u").unwrap().data_type(),
+            &timestamp_type()
+        );
         let back = land(
             &mut b,
             br#"[{"t": 5, "u": "2011-04-22T13:33:48.123456789Z", "o": "2011-04-22T15:33:48+02:00"}]"#,
         );
         assert_eq!(text(&back, "t", 0).unwrap(), "5");
-        assert_eq!(text(&back, "u", 0).unwrap(), "2011-04-22T13:33:48.123456789Z");
+        assert_eq!(
+            text(&back, "u", 0).unwrap(),
+            "2011-04-22T13:33:48.123456789Z"
+        );
         assert_eq!(text(&back, "o", 0).unwrap(), "2011-04-22T15:33:48+02:00");
     }
 
@@ -1563,12 +1627,27 @@ mod tests {
                  "ok": {{"x.y": 1, "dup": 1, "dup": 2}}}}]"#
         );
         let back = land(&mut b, page.as_bytes());
-        assert_eq!(back.column_by_name("a.b c").unwrap().as_primitive::<arrow_array::types::Int64Type>().value(0), 1);
+        assert_eq!(
+            back.column_by_name("a.b c")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .value(0),
+            1
+        );
         assert_eq!(text(&back, "m", 0).unwrap(), r#"{"":1}"#);
         assert_eq!(text(&back, "c", 0).unwrap(), r#"{"id":1,"ID":2}"#);
-        assert_eq!(text(&back, "l", 0).unwrap(), format!(r#"{{"{long}":true}}"#));
+        assert_eq!(
+            text(&back, "l", 0).unwrap(),
+            format!(r#"{{"{long}":true}}"#)
+        );
         let ok = back.column_by_name("ok").unwrap().as_struct();
-        assert_eq!(ok.column_by_name("dup").unwrap().as_primitive::<arrow_array::types::Int64Type>().value(0), 2);
+        assert_eq!(
+            ok.column_by_name("dup")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .value(0),
+            2
+        );
         assert!(ok.column_by_name("x.y").is_some());
 
         // Deeper than MAX_NESTING lands as text from there; a very deep value does not

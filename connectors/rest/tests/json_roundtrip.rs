@@ -18,9 +18,7 @@ use std::{fmt::Write, sync::Arc};
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, cast::AsArray, types};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use inlet_connector_rest::json::{
-    JsonBatcher, SchemaPolicy, TEXT_ENCODING_KEY, landable,
-};
+use inlet_connector_rest::json::{JsonBatcher, SchemaPolicy, TEXT_ENCODING_KEY, landable};
 use inlet_core::number::{self, Number};
 use parquet::arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder};
 use proptest::{
@@ -117,10 +115,8 @@ fn number() -> impl Strategy<Value = String> {
         Just(format!("0.{}1", "0".repeat(37))),
         any::<i64>().prop_map(|i| i.to_string()),
         (-1000i64..1000).prop_map(|i| i.to_string()),
-        (any::<bool>(), "[1-9][0-9]{0,24}", "[0-9]{1,24}").prop_map(|(neg, i, f)| format!(
-            "{}{i}.{f}",
-            if neg { "-" } else { "" }
-        )),
+        (any::<bool>(), "[1-9][0-9]{0,24}", "[0-9]{1,24}")
+            .prop_map(|(neg, i, f)| format!("{}{i}.{f}", if neg { "-" } else { "" })),
         ("[1-9]\\.[0-9]{1,5}", -45i32..45).prop_map(|(m, e)| format!("{m}e{e}")),
     ]
 }
@@ -151,8 +147,10 @@ fn key() -> impl Strategy<Value = String> {
 
 /// Keys of records: a small pool, so records and pages share fields of differing types.
 fn top_key() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["id", "amount", "meta", "tags", "when", "d.e", "f g", "A", "é"])
-        .prop_map(str::to_string)
+    prop::sample::select(vec![
+        "id", "amount", "meta", "tags", "when", "d.e", "f g", "A", "é",
+    ])
+    .prop_map(str::to_string)
 }
 
 fn dedupe(members: Vec<(String, J)>) -> Vec<(String, J)> {
@@ -214,7 +212,11 @@ fn check(value: Option<&J>, field: &Field, array: &ArrayRef, row: usize, path: &
         assert!(array.is_null(row), "{path}: null landed as a value");
         return;
     }
-    assert!(array.is_valid(row), "{path}: {} landed as null", text(value));
+    assert!(
+        array.is_valid(row),
+        "{path}: {} landed as null",
+        text(value)
+    );
     match field.data_type() {
         DataType::Utf8 if is_text_field(field) => {
             let got = array.as_string::<i32>().value(row);
@@ -266,7 +268,13 @@ fn check(value: Option<&J>, field: &Field, array: &ArrayRef, row: usize, path: &
                 panic!("{path}: {} in a struct column", text(value));
             };
             let s = array.as_struct();
-            check_members(members, children.iter().map(|f| f.as_ref()), s.columns(), row, path);
+            check_members(
+                members,
+                children.iter().map(|f| f.as_ref()),
+                s.columns(),
+                row,
+                path,
+            );
         }
         DataType::List(item) => {
             let J::Arr(items) = value else {
@@ -319,10 +327,17 @@ fn no_float(t: &DataType) -> bool {
 /// Write and read back one Parquet file. As the lake does with its lineage columns, a
 /// column is added first, so that a page whose fields have no type yet keeps its rows.
 fn through_parquet(batch: &RecordBatch) -> RecordBatch {
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new("_row", DataType::Int64, false));
     let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(Int64Array::from_iter_values(0..batch.num_rows() as i64)));
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        0..batch.num_rows() as i64,
+    )));
     let batch = &RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None).expect("parquet writer");
@@ -354,13 +369,26 @@ fn land_pages(pages: &[Vec<Vec<(String, J)>>]) {
         assert_eq!(batch.num_rows(), page.len());
         let batch = landable(batch).unwrap();
         assert!(
-            batch.schema().fields().iter().all(|f| no_float(f.data_type())),
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .all(|f| no_float(f.data_type())),
             "float inferred: {:?}",
             batch.schema()
         );
         let back = through_parquet(&batch);
-        assert_eq!(back.schema(), batch.schema(), "page {n}: schema through Parquet");
-        let fields: Vec<&Field> = back.schema_ref().fields().iter().map(|f| f.as_ref()).collect();
+        assert_eq!(
+            back.schema(),
+            batch.schema(),
+            "page {n}: schema through Parquet"
+        );
+        let fields: Vec<&Field> = back
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref())
+            .collect();
         for (row, record) in page.iter().enumerate() {
             check_members(
                 record,
@@ -407,11 +435,23 @@ fn random_json_pages_land_in_parquet_and_read_back_by_the_landing_rules() {
 fn known_shapes_land_by_the_rules() {
     let n = |s: &str| J::Num(s.to_string());
     let s = |s: &str| J::Str(s.to_string());
-    let obj = |m: Vec<(&str, J)>| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Vec<_>>();
+    let obj = |m: Vec<(&str, J)>| {
+        m.into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Vec<_>>()
+    };
     land_pages(&[
         vec![
-            obj(vec![("id", n("1")), ("meta", J::Obj(vec![])), ("tags", J::Arr(vec![]))]),
-            obj(vec![("id", n("2.50")), ("meta", J::Null), ("when", s("2011-04-22T13:33:48Z"))]),
+            obj(vec![
+                ("id", n("1")),
+                ("meta", J::Obj(vec![])),
+                ("tags", J::Arr(vec![])),
+            ]),
+            obj(vec![
+                ("id", n("2.50")),
+                ("meta", J::Null),
+                ("when", s("2011-04-22T13:33:48Z")),
+            ]),
         ],
         vec![obj(vec![
             ("id", n("1e400")),
