@@ -2,11 +2,7 @@
 //! without HTTP or Parquet. Ignored by default; run it in release:
 //!
 //!   cargo test --release -p inlet-connector-rest --test batcher_speed -- --ignored --nocapture
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a measurement"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a measurement")]
 
 #[path = "../../../tests/support/shapes.rs"]
 mod shapes;
