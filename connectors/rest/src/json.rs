@@ -53,7 +53,8 @@
 //!   column makes that object a text column: an empty key, a key longer than
 //!   [`MAX_KEY_BYTES`] bytes, a key with control characters, or two keys equal when
 //!   case is ignored (Athena, Spark and DuckDB resolve names without case, so `id` beside
-//!   `ID` is ambiguous). At the top level of a record such keys are kept as they are
+//!   `ID` is ambiguous; also when the two spellings come in different records). At the
+//!   top level of a record such keys are kept as they are
 //!   (the record cannot be text); pyarrow and inlet read them, but case-insensitive engines
 //!   may not. A key repeated in one object: the last value wins, as in most JSON parsers.
 //! - **Widening**: int64 + decimal → decimal; decimal(38, a) + decimal(38, b) →
@@ -754,6 +755,14 @@ fn has_unsafe_keys(tape: &Tape<'_>, start: u32, end: u32) -> Result<bool, JsonEr
     Ok(false)
 }
 
+/// Whether two of the fields have names equal but for case.
+fn case_clash(fields: &[FieldRef]) -> bool {
+    let mut seen = HashSet::new();
+    fields
+        .iter()
+        .any(|f| !seen.insert(f.name().to_lowercase()))
+}
+
 /// The timestamp type of inferred date-times.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
@@ -906,7 +915,13 @@ fn widen(
                     None => fields.push(f.clone()),
                 }
             }
-            T::Struct(Fields::from(fields))
+            // Records may each be fine and still spell one name two ways (`id` in one,
+            // `ID` in the next): such a struct lands as text too.
+            if case_clash(&fields) {
+                TEXT
+            } else {
+                T::Struct(Fields::from(fields))
+            }
         }
         (T::List(ea), T::List(eb)) => {
             let w = widen(&type_of(ea), &type_of(eb), policy, &format!("{path}[]"))?;
@@ -1649,6 +1664,11 @@ mod tests {
             2
         );
         assert!(ok.column_by_name("x.y").is_some());
+
+        // Each record fine, the two spellings across records: text as well.
+        let mut b = JsonBatcher::new(vec![], None, SchemaPolicy::default());
+        let back = land(&mut b, br#"[{"m": {"id": 1}}, {"m": {"ID": 2}}]"#);
+        assert_eq!(text(&back, "m", 1).unwrap(), r#"{"ID":2}"#);
 
         // Deeper than MAX_NESTING lands as text from there; a very deep value does not
         // overflow the stack.
