@@ -758,9 +758,7 @@ fn has_unsafe_keys(tape: &Tape<'_>, start: u32, end: u32) -> Result<bool, JsonEr
 /// Whether two of the fields have names equal but for case.
 fn case_clash(fields: &[FieldRef]) -> bool {
     let mut seen = HashSet::new();
-    fields
-        .iter()
-        .any(|f| !seen.insert(f.name().to_lowercase()))
+    fields.iter().any(|f| !seen.insert(f.name().to_lowercase()))
 }
 
 /// The timestamp type of inferred date-times.
