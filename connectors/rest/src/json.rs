@@ -54,9 +54,10 @@
 //!   [`MAX_KEY_BYTES`] bytes, a key with control characters, or two keys equal when
 //!   case is ignored (Athena, Spark and DuckDB resolve names without case, so `id` beside
 //!   `ID` is ambiguous; also when the two spellings come in different records). At the
-//!   top level of a record such keys are kept as they are
-//!   (the record cannot be text); pyarrow and inlet read them, but case-insensitive engines
-//!   may not. A key repeated in one object: the last value wins, as in most JSON parsers.
+//!   top level of a record such keys are kept as they are (the record cannot be text):
+//!   pyarrow and inlet read them, DuckDB renames the second (`ID_1`), Athena or Spark may
+//!   refuse the file. A key repeated in one object: the last value wins, as in most JSON
+//!   parsers.
 //! - **Widening**: int64 + decimal → decimal; decimal(38, a) + decimal(38, b) →
 //!   decimal(38, max(a, b)) while the page's values fit, else text; timestamp + other
 //!   string → utf8; struct + struct → the union of their fields; list + list → list of the
