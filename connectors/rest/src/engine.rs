@@ -469,14 +469,19 @@ impl Reader {
             .is_some_and(|s| !s.fields().is_empty());
         self.state.schema = Some(self.batcher.schema().as_ref().clone());
         if !had_schema {
+            // The saved schema holds them; say so once, as later changes do in `untyped`.
+            if !change.untyped.is_empty() {
+                tracing::info!(stream = %self.stream, untyped = ?change.untyped, "fields with no type yet (only null, {{}} or []) are not in the Parquet files until a value arrives");
+            }
             return;
         }
-        tracing::info!(stream = %self.stream, added = ?change.added, widened = ?change.widened, "the stream's schema changed");
+        tracing::info!(stream = %self.stream, added = ?change.added, widened = ?change.widened, untyped = ?change.untyped, "the stream's schema changed");
         self.state.schema_changes.push(serde_json::json!({
             "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "url": shown,
             "added": change.added,
             "widened": change.widened.iter().map(|(p, a, b)| serde_json::json!({"field": p, "from": a, "to": b})).collect::<Vec<_>>(),
+            "untyped": change.untyped,
         }));
         let n = self.state.schema_changes.len();
         if n > SCHEMA_CHANGES_KEPT {
@@ -522,6 +527,13 @@ impl Reader {
             if let Some(batch) = page.batch {
                 let batch = self.landable(batch, p, &url, page_no)?;
                 let batch = add_columns(batch, extra)?;
+                // Parquet cannot hold fields with no type yet (json.rs, landing rules).
+                let batch = crate::json::landable(batch).map_err(|e| {
+                    SourceError::data(
+                        format!("stream `{}` page {page_no}", self.stream),
+                        e.to_string(),
+                    )
+                })?;
                 if batch.num_rows() > 0 {
                     self.send(ReadEvent::Batch(batch)).await?;
                 }

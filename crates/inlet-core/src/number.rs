@@ -74,6 +74,14 @@ impl Number {
             && u16::from(self.int_digits()) + u16::from(scale) <= u16::from(MAX_PRECISION)
     }
 
+    /// Whether `decimal(precision, scale)` holds this value exactly (a declared column may
+    /// be narrower than [`MAX_PRECISION`]).
+    pub fn fits_in(&self, precision: u8, scale: u8) -> bool {
+        precision <= MAX_PRECISION
+            && self.fits(scale)
+            && u16::from(self.int_digits()) + u16::from(scale) <= u16::from(precision)
+    }
+
     /// The unscaled value at `scale` (at least this value's own scale), if it fits.
     pub fn unscaled_at(&self, scale: u8) -> Option<i128> {
         if !self.fits(scale) {
@@ -295,5 +303,8 @@ mod tests {
         assert!(Number::Int(1).fits(37) && Number::Int(0).fits(38));
         assert!(!Number::Inexact.fits(0));
         assert!(decimal_fits(19, 19) && !decimal_fits(20, 19));
+        let n = parse("1234567890123.45").unwrap();
+        assert!(n.fits_in(18, 2) && n.fits_in(15, 2) && !n.fits_in(14, 2) && !n.fits_in(18, 1));
+        assert!(Number::Int(0).fits_in(1, 1) && !Number::Inexact.fits_in(38, 0));
     }
 }
