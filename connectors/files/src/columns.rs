@@ -14,8 +14,9 @@
 //!   wrote it (compacted: whitespace between tokens dropped, numbers and escapes as
 //!   written), so nothing is dropped or nulled; the processed layer parses them.
 //!
-//! A column landed as `Float64` by an earlier version stays `Float64` (its state says so);
-//! reset the stream's state to infer it again exactly.
+//! A column that an earlier version landed as `Float64` (its saved schema says so) is
+//! inferred again, exactly, from the next values: the schema change is recorded and a new
+//! Parquet file starts, as for any change of type.
 //!
 //! The schema only ever widens; it is saved in the stream's state so the next run starts
 //! from it.
@@ -223,10 +224,6 @@ pub fn widen(a: &DataType, b: &DataType) -> DataType {
         (x, y) if x == y => x.clone(),
         (T::Decimal128(_, sa), T::Decimal128(_, sb)) => T::Decimal128(MAX_PRECISION, *sa.max(sb)),
         (T::Int64, d @ T::Decimal128(..)) | (d @ T::Decimal128(..), T::Int64) => d.clone(),
-        // Columns landed as float64 by an earlier version stay float64.
-        (T::Float64, T::Int64 | T::Decimal128(..)) | (T::Int64 | T::Decimal128(..), T::Float64) => {
-            T::Float64
-        }
         _ => T::Utf8,
     }
 }
@@ -236,12 +233,20 @@ pub type Row = Vec<(String, Cell)>;
 
 /// The schema after seeing `rows`, starting from `current`. Returns `None` when unchanged.
 pub fn evolve(current: &Schema, rows: &[Row]) -> Option<SchemaRef> {
+    // A float64 column comes from a saved schema of an earlier version (none is inferred
+    // now): it starts again with no type, so its values are inferred exactly.
+    let mut changed = false;
     let mut fields: Vec<(String, DataType)> = current
         .fields()
         .iter()
-        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .map(|f| match f.data_type() {
+            DataType::Float64 => {
+                changed = true;
+                (f.name().clone(), DataType::Null)
+            }
+            t => (f.name().clone(), t.clone()),
+        })
         .collect();
-    let mut changed = false;
     for row in rows {
         for (name, cell) in row {
             let Some(t) = cell.data_type() else {
@@ -518,6 +523,21 @@ mod tests {
                 Some("0.0000000001".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_float64_column_of_a_saved_schema_is_inferred_again_exactly() {
+        let saved = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("amount", DataType::Float64, true),
+        ]);
+        let rows = vec![row(&[("id", int(1)), ("amount", Cell::from_csv("0.10"))])];
+        let schema = evolve(&saved, &rows).unwrap();
+        assert_eq!(
+            schema.field_with_name("amount").unwrap().data_type(),
+            &DataType::Decimal128(38, 2)
+        );
+        assert!(evolve(&schema, &rows).is_none());
     }
 
     #[test]
