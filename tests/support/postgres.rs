@@ -360,6 +360,37 @@ impl PgPair {
         }
     }
 
+    /// Run the SQL script at `path` on the primary with `psql -v ON_ERROR_STOP=1` (over
+    /// the socket, as the `postgres` superuser), for scripts the simple protocol cannot
+    /// run (`COPY ... FROM stdin`, psql meta-commands). The script is piped on stdin, so
+    /// the server's OS user needs no access to it.
+    pub fn psql_file(&self, db: &str, path: &Path) {
+        let script =
+            std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let out = self
+            .command("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.primary_port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+            ])
+            .args(["-f", "-"])
+            .stdin(script)
+            .output()
+            .unwrap_or_else(|e| panic!("run psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql -f {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The `[connections.c.config]` lines for the standby (or the primary).
     pub fn config_toml(&self, port: u16, db: &str) -> String {
         format!(
