@@ -236,28 +236,34 @@ pub fn evolve(current: &Schema, rows: &[Row]) -> Option<SchemaRef> {
     // A float64 column comes from a saved schema of an earlier version (none is inferred
     // now): it starts again with no type, so its values are inferred exactly.
     let mut changed = false;
-    let mut fields: Vec<(String, DataType)> = current
+    // Each column with the most integer digits a number of this batch has in it.
+    let mut fields: Vec<(String, DataType, u8)> = current
         .fields()
         .iter()
         .map(|f| match f.data_type() {
             DataType::Float64 => {
                 changed = true;
-                (f.name().clone(), DataType::Null)
+                (f.name().clone(), DataType::Null, 0)
             }
-            t => (f.name().clone(), t.clone()),
+            t => (f.name().clone(), t.clone(), 0),
         })
         .collect();
     for row in rows {
         for (name, cell) in row {
+            let int_digits = match cell {
+                Cell::Num { number, .. } => number.int_digits(),
+                _ => 0,
+            };
             let Some(t) = cell.data_type() else {
-                if !fields.iter().any(|(n, _)| n == name) {
-                    fields.push((name.clone(), DataType::Null));
+                if !fields.iter().any(|(n, ..)| n == name) {
+                    fields.push((name.clone(), DataType::Null, 0));
                     changed = true;
                 }
                 continue;
             };
-            match fields.iter_mut().find(|(n, _)| n == name) {
-                Some((_, existing)) => {
+            match fields.iter_mut().find(|(n, ..)| n == name) {
+                Some((_, existing, digits)) => {
+                    *digits = (*digits).max(int_digits);
                     let w = widen(existing, &t);
                     if w != *existing {
                         *existing = w;
@@ -265,7 +271,7 @@ pub fn evolve(current: &Schema, rows: &[Row]) -> Option<SchemaRef> {
                     }
                 }
                 None => {
-                    fields.push((name.clone(), t));
+                    fields.push((name.clone(), t, int_digits));
                     changed = true;
                 }
             }
@@ -273,16 +279,10 @@ pub fn evolve(current: &Schema, rows: &[Row]) -> Option<SchemaRef> {
     }
     // A widened scale leaves fewer integer digits: a value of this batch that no longer
     // fits makes its column text (never a rounded or overflowing decimal).
-    for (name, t) in fields.iter_mut() {
-        let DataType::Decimal128(_, scale) = *t else {
-            continue;
-        };
-        let scale = scale as u8;
-        let all_fit = rows.iter().flatten().all(|(n, cell)| match cell {
-            Cell::Num { number, .. } if n == name => number.fits(scale),
-            _ => true,
-        });
-        if !all_fit {
+    for (_, t, digits) in fields.iter_mut() {
+        if let DataType::Decimal128(_, scale) = *t
+            && !number::decimal_fits(*digits, scale as u8)
+        {
             *t = DataType::Utf8;
             changed = true;
         }
@@ -291,7 +291,7 @@ pub fn evolve(current: &Schema, rows: &[Row]) -> Option<SchemaRef> {
         Arc::new(Schema::new(
             fields
                 .into_iter()
-                .map(|(n, t)| Field::new(n, t, true))
+                .map(|(n, t, _)| Field::new(n, t, true))
                 .collect::<Vec<_>>(),
         ))
     })
