@@ -20,16 +20,14 @@ mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs,
     path::{Path, PathBuf},
-    process::Output,
 };
 
 use arrow_array::{
     Array, BinaryArray, Decimal128Array, Int32Array, ListArray, RecordBatch, StringArray,
 };
 use arrow_schema::DataType;
-use pg::{PASSWORD, PgPair};
+use pg::{PgPair, project, run};
 use support::{TestProject, column, outside_python, python, read_batches};
 
 const DB: &str = "pagila";
@@ -63,21 +61,8 @@ fn pagila_pair(dir: &Path) -> PgPair {
 }
 
 /// A project with one `postgres` connection `c` reading the standby.
-fn project(pair: &PgPair, streams: &str) -> TestProject {
-    let p = TestProject::new("");
-    let text = format!(
-        "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"postgres\"\n\n[connections.c.config]\n{}\n{streams}",
-        pair.config_toml(pair.standby_port, DB)
-    );
-    fs::write(p.root().join("inlet.toml"), text).unwrap();
-    p
-}
-
-fn run(p: &TestProject, args: &[&str]) -> Output {
-    p.command(args)
-        .env("INLET_TEST_PGPASSWORD", PASSWORD)
-        .output()
-        .unwrap()
+fn standby_project(pair: &PgPair, streams: &str) -> TestProject {
+    project(&pair.config_toml(pair.standby_port, DB), "", streams)
 }
 
 /// `inlet --json sync c`, required to exit 0, parsed.
@@ -93,6 +78,18 @@ fn sync(p: &TestProject) -> serde_json::Value {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcome"], "succeeded", "{report}");
     report
+}
+
+/// A sync with no change at the source: every one of `streams` lands 0 rows, warning-free.
+fn assert_quiet_run<'a>(p: &TestProject, streams: impl IntoIterator<Item = &'a str>) {
+    let quiet = sync(p);
+    for t in streams {
+        assert_eq!(rows(&quiet, t), 0, "{t}: {quiet}");
+        assert!(
+            quiet["streams"][t].get("warnings").is_none(),
+            "{t}: {quiet}"
+        );
+    }
 }
 
 fn rows(report: &serde_json::Value, stream: &str) -> u64 {
@@ -148,7 +145,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
 
     // No `streams` table: the default selection, every table and the materialized view;
     // views are opt-in (they need a cursor) and partitions are read through `payment`.
-    let p = project(&pair, "");
+    let p = standby_project(&pair, "");
     let report = sync(&p);
     let landed: BTreeSet<String> = report["streams"]
         .as_object()
@@ -357,7 +354,7 @@ fn cursor_runs_on_pagilas_last_update_land_zero_rows_when_quiet_and_only_what_ch
             "[connections.c.streams.\"{t}\"]\nmode = \"incremental\"\ncursor_field = \"last_update\"\n"
         ));
     }
-    let p = project(&pair, &streams);
+    let p = standby_project(&pair, &streams);
 
     let first = sync(&p);
     for (t, _, n) in &tables {
@@ -382,14 +379,7 @@ fn cursor_runs_on_pagilas_last_update_land_zero_rows_when_quiet_and_only_what_ch
         );
     }
 
-    let quiet = sync(&p);
-    for (t, _, _) in &tables {
-        assert_eq!(rows(&quiet, t), 0, "{t}: {quiet}");
-        assert!(
-            quiet["streams"][t].get("warnings").is_none(),
-            "{t}: {quiet}"
-        );
-    }
+    assert_quiet_run(&p, tables.iter().map(|(t, ..)| *t));
 
     // Three rows of each table change (pagila's trigger, and the statement, set
     // last_update = now()): the next run lands exactly those.
@@ -416,12 +406,5 @@ fn cursor_runs_on_pagilas_last_update_land_zero_rows_when_quiet_and_only_what_ch
         assert_eq!(keys_of_run(&p, t, k, &run_id), BTreeSet::from(*ids), "{t}");
     }
 
-    let quiet = sync(&p);
-    for (t, _, _) in &tables {
-        assert_eq!(rows(&quiet, t), 0, "{t}: {quiet}");
-        assert!(
-            quiet["streams"][t].get("warnings").is_none(),
-            "{t}: {quiet}"
-        );
-    }
+    assert_quiet_run(&p, tables.iter().map(|(t, ..)| *t));
 }

@@ -8,7 +8,6 @@ mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
-    process::Output,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -22,25 +21,8 @@ use arrow_array::{
     StructArray, Time64MicrosecondArray, TimestampMicrosecondArray,
 };
 use arrow_schema::DataType;
-use pg::{PASSWORD, PgPair};
+use pg::{PASSWORD, PgPair, project, run};
 use support::{TestProject, column, parquet_files, read_batches};
-
-/// A project with one `postgres` connection `c`.
-fn project(config: &str, connection_extra: &str, streams: &str) -> TestProject {
-    let p = TestProject::new("");
-    let text = format!(
-        "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"postgres\"\n{connection_extra}\n\n[connections.c.config]\n{config}\n{streams}"
-    );
-    fs::write(p.root().join("inlet.toml"), text).unwrap();
-    p
-}
-
-fn run(p: &TestProject, args: &[&str]) -> Output {
-    p.command(args)
-        .env("INLET_TEST_PGPASSWORD", PASSWORD)
-        .output()
-        .unwrap()
-}
 
 fn ok(p: &TestProject, args: &[&str]) -> String {
     let out = run(p, args);

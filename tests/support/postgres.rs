@@ -431,3 +431,21 @@ pub async fn connect(port: u16, db: &str) -> Result<tokio_postgres::Client, toki
     });
     Ok(client)
 }
+
+/// A project with one `postgres` connection `c`.
+pub fn project(config: &str, connection_extra: &str, streams: &str) -> crate::support::TestProject {
+    let p = crate::support::TestProject::new("");
+    let text = format!(
+        "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"postgres\"\n{connection_extra}\n\n[connections.c.config]\n{config}\n{streams}"
+    );
+    std::fs::write(p.root().join("inlet.toml"), text).expect("write inlet.toml");
+    p
+}
+
+/// Run `inlet` in `p` with the test password in its environment.
+pub fn run(p: &crate::support::TestProject, args: &[&str]) -> std::process::Output {
+    p.command(args)
+        .env("INLET_TEST_PGPASSWORD", PASSWORD)
+        .output()
+        .expect("run inlet")
+}
