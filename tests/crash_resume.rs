@@ -30,6 +30,17 @@ const LINES: i64 = 25_000;
 
 fn make_project() -> TestProject {
     let p = TestProject::new(STREAMS);
+    // Small files (256 KiB) so that a run commits many times and a kill can land anywhere.
+    let toml = p.root().join("inlet.toml");
+    let text = fs::read_to_string(&toml).unwrap();
+    fs::write(
+        &toml,
+        text.replace(
+            "[connections.c]",
+            "target_file_mb = 0.25\n\n[connections.c]",
+        ),
+    )
+    .unwrap();
     for f in 0..FILES {
         let mut out = std::io::BufWriter::new(
             fs::File::create(p.data(&format!("events/{f:02}.jsonl"))).unwrap(),
@@ -51,10 +62,7 @@ fn make_project() -> TestProject {
 
 fn sync_cmd(p: &TestProject) -> std::process::Command {
     let mut c = p.command(&["sync", "c"]);
-    // Small files so that a run commits many times and a kill can land anywhere.
-    c.env("INLET_TARGET_FILE_BYTES", "262144")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.stdout(Stdio::null()).stderr(Stdio::null());
     c
 }
 

@@ -8,6 +8,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use inlet_core::Registry;
+use inlet_lake::RunOutcome;
 use inlet_runtime::{Project, RuntimeError, SyncOptions, daemon::Stop, ops, sync::Connection};
 
 /// inlet: land data from databases, APIs and files as partitioned Parquet in a lake.
@@ -469,9 +470,9 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                 match result {
                     Ok(record) => {
                         out.run(&record)?;
-                        if record.outcome == "interrupted" {
+                        if record.outcome == RunOutcome::Interrupted {
                             code = exit::INTERRUPTED;
-                        } else if record.outcome != "succeeded" && code == exit::OK {
+                        } else if record.outcome != RunOutcome::Succeeded && code == exit::OK {
                             code = exit::FAILED;
                         }
                     }
@@ -536,7 +537,7 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                         .map_err(|e| conn.lake_error(e))?,
                 );
             }
-            all.retain(|r| outcome.as_ref().is_none_or(|o| &r.outcome == o));
+            all.retain(|r| outcome.as_ref().is_none_or(|o| r.outcome.as_str() == o));
             all.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
             all.truncate(*limit);
             out.runs(&all)?;

@@ -158,7 +158,9 @@ impl Output {
             };
             println!(
                 "  {name:<24} {:<13} {:>10} rows {:>4} files{extra}",
-                s.mode, s.rows, s.files
+                s.mode.as_str(),
+                s.rows,
+                s.files
             );
             for w in &s.warnings {
                 println!("  {:<24} warning: {w}", "");

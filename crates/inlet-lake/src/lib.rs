@@ -29,7 +29,7 @@ pub mod writer;
 
 pub use error::LakeError;
 pub use lease::{Lease, LeaseInfo};
-pub use runs::{RunRecord, RunStore, StreamRunStats};
+pub use runs::{RunOutcome, RunRecord, RunStore, StreamRunStats};
 pub use state::{
     ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState,
 };

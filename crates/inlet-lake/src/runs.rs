@@ -4,15 +4,49 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use inlet_core::SyncMode;
 use serde::{Deserialize, Serialize};
 
 use crate::{LakeError, Storage, layout};
 
+/// How a run ended, or that it has not yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Still going (or its process died before recording the end).
+    Running,
+    /// Every selected stream was read to its end and committed.
+    Succeeded,
+    /// A stream failed, or the run could not go on.
+    Failed,
+    /// Stopped at a checkpoint on request (graceful shutdown).
+    Interrupted,
+}
+
+impl RunOutcome {
+    /// The name used in run records and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that tables can align it like a string.
+        f.pad(self.as_str())
+    }
+}
+
 /// What one stream did in a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamRunStats {
     /// Sync mode used.
-    pub mode: String,
+    pub mode: SyncMode,
     /// Rows landed (committed).
     pub rows: u64,
     /// Bytes of Parquet landed.
@@ -33,6 +67,23 @@ pub struct StreamRunStats {
     pub warnings: Vec<String>,
 }
 
+impl StreamRunStats {
+    /// A stream's stats before it has done anything.
+    pub fn new(mode: SyncMode) -> Self {
+        StreamRunStats {
+            mode,
+            rows: 0,
+            bytes: 0,
+            files: 0,
+            skipped: 0,
+            commits: 0,
+            retries: 0,
+            error: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// One run of one connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -45,8 +96,8 @@ pub struct RunRecord {
     /// End, once finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
-    /// `running`, `succeeded`, `failed`, `interrupted`.
-    pub outcome: String,
+    /// How it ended (`running` until it does).
+    pub outcome: RunOutcome,
     /// Per stream.
     #[serde(default)]
     pub streams: BTreeMap<String, StreamRunStats>,
@@ -127,4 +178,33 @@ impl RunStore {
 
 fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes_and_modes_are_written_and_read_as_the_same_strings() {
+        let text = json!({
+            "run_id": "r", "connection": "c", "started_at": "2026-01-01T00:00:00Z",
+            "outcome": "interrupted",
+            "streams": {"s": {"mode": "full_refresh", "rows": 1, "bytes": 2, "files": 1,
+                              "skipped": 0, "commits": 1, "retries": 0}}
+        });
+        let record: RunRecord = serde_json::from_value(text.clone()).unwrap();
+        assert_eq!(record.outcome, RunOutcome::Interrupted);
+        assert_eq!(record.streams["s"].mode, SyncMode::FullRefresh);
+        assert_eq!(serde_json::to_value(&record).unwrap(), text);
+        for o in [
+            RunOutcome::Running,
+            RunOutcome::Succeeded,
+            RunOutcome::Failed,
+            RunOutcome::Interrupted,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), json!(o.as_str()));
+            assert_eq!(format!("{o:<12}|"), format!("{:<12}|", o.as_str()));
+        }
+    }
 }

@@ -214,6 +214,12 @@ impl StateStore {
     }
 
     /// Commit a change: history entry, then state, then publish its files.
+    ///
+    /// An error does not always mean the change did not land: the history entry (the
+    /// commit point) may have been written before a later step or a response was lost.
+    /// So on an error this re-reads the state, and returns the entry when it is ours; a
+    /// caller MUST NOT redo the work of a change this reports as committed, and MAY redo
+    /// it after an error (nothing of it is in the state).
     pub async fn commit(&mut self, change: Change) -> Result<HistoryEntry, LakeError> {
         // The previous commit's files must be visible before its entry stops being the
         // one that lists them; otherwise a later garbage collection would drop them.
@@ -229,10 +235,23 @@ impl StateStore {
         };
         let bytes =
             serde_json::to_vec_pretty(&entry).map_err(|e| LakeError::Invalid(e.to_string()))?;
+        if let Err(e) = self.write_entry(&entry, &bytes).await {
+            // Reading again from an older resume point after a commit that happened would
+            // land rows twice: find out whether it happened.
+            if !self.landed(entry.seq, &bytes).await? {
+                return Err(e);
+            }
+            tracing::warn!(connection = %self.connection, seq = entry.seq, error = %e, "the commit went through despite an error");
+        }
+        Ok(entry)
+    }
+
+    /// Steps 1 to 3 of the commit protocol for `entry`, serialised as `bytes`.
+    async fn write_entry(&mut self, entry: &HistoryEntry, bytes: &[u8]) -> Result<(), LakeError> {
         let key = layout::history_key(&self.connection, entry.seq);
         let created = self
             .storage
-            .put_if(&key, Bytes::from(bytes.clone()), Precondition::Absent)
+            .put_if(&key, Bytes::from(bytes.to_vec()), Precondition::Absent)
             .await;
         if let Err(e) = created {
             // A retried request whose first attempt succeeded also answers "exists":
@@ -257,14 +276,26 @@ impl StateStore {
             }
         }
         crate::failpoint("after-history");
-        let next = apply(&self.current, &entry);
+        let next = apply(&self.current, entry);
         self.write_state(next).await?;
         crate::failpoint("after-state");
         // Committed: a failure to publish now is finished by the next commit or reload.
         if let Err(e) = self.publish_pending().await {
             tracing::warn!(connection = %self.connection, seq = entry.seq, error = %e, "committed, but publishing its files failed; the next commit or run publishes them");
         }
-        Ok(entry)
+        Ok(())
+    }
+
+    /// After an error: whether history entry `seq` holds exactly `bytes` (the commit
+    /// point was passed), having re-read the state, which rolls such a commit forward.
+    async fn landed(&mut self, seq: u64, bytes: &[u8]) -> Result<bool, LakeError> {
+        self.reload().await?;
+        let key = layout::history_key(&self.connection, seq);
+        Ok(self
+            .storage
+            .get(&key)
+            .await?
+            .is_some_and(|(b, _)| b[..] == bytes[..]))
     }
 
     /// Every recorded change, oldest first.
@@ -450,6 +481,105 @@ mod tests {
         let s = StateStore::open(storage, "c").await.unwrap();
         assert_eq!(s.current().seq, 2);
         assert_eq!(s.stream("x").cursor, Some(json!(2)));
+    }
+
+    /// A local lake whose next conditional write to a key ending in `suffix` fails:
+    /// after writing it (`lands`: the response was lost) or before.
+    #[derive(Debug)]
+    struct FailsOnce {
+        inner: LocalStorage,
+        suffix: &'static str,
+        lands: bool,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for FailsOnce {
+        fn url(&self) -> String {
+            self.inner.url()
+        }
+        async fn get(&self, key: &str) -> Result<Option<(Bytes, Version)>, LakeError> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, bytes: Bytes) -> Result<Version, LakeError> {
+            self.inner.put(key, bytes).await
+        }
+        async fn put_if(
+            &self,
+            key: &str,
+            bytes: Bytes,
+            condition: Precondition,
+        ) -> Result<Version, LakeError> {
+            use std::sync::atomic::Ordering;
+            if !key.ends_with(self.suffix) || !self.armed.swap(false, Ordering::SeqCst) {
+                return self.inner.put_if(key, bytes, condition).await;
+            }
+            if self.lands {
+                self.inner.put_if(key, bytes, condition).await?;
+            }
+            Err(LakeError::io(
+                key,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "response lost"),
+            ))
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<crate::ObjectMeta>, LakeError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), LakeError> {
+            self.inner.delete(key).await
+        }
+        async fn stage(&self, final_key: &str) -> Result<Box<dyn crate::StagedUpload>, LakeError> {
+            self.inner.stage(final_key).await
+        }
+        async fn publish(&self, staged: &StagedObject) -> Result<(), LakeError> {
+            self.inner.publish(staged).await
+        }
+        async fn discard(&self, staged: &StagedObject) -> Result<(), LakeError> {
+            self.inner.discard(staged).await
+        }
+        async fn list_staged(&self, source: &str) -> Result<Vec<StagedObject>, LakeError> {
+            self.inner.list_staged(source).await
+        }
+    }
+
+    fn failing_once(dir: &std::path::Path, suffix: &'static str, lands: bool) -> Arc<dyn Storage> {
+        Arc::new(FailsOnce {
+            inner: LocalStorage::new(dir).unwrap(),
+            suffix,
+            lands,
+            armed: true.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_response_was_lost_after_the_commit_point_is_reported_committed() {
+        // The history entry (the commit point) or state.json was written, and then the
+        // answer was lost: redoing the work from the older state would land rows twice.
+        for suffix in ["history/00000000000000000001.json", "state.json"] {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = failing_once(dir.path(), suffix, true);
+            let mut s = StateStore::open(storage.clone(), "c").await.unwrap();
+            let entry = s.commit(change("x", json!(1))).await.unwrap();
+            assert_eq!(entry.seq, 1, "{suffix}");
+            assert_eq!(s.current().seq, 1, "{suffix}");
+            assert_eq!(s.stream("x").cursor, Some(json!(1)), "{suffix}");
+            let reopened = StateStore::open(storage, "c").await.unwrap();
+            assert_eq!(reopened.current(), s.current(), "{suffix}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_failed_before_the_commit_point_is_an_error_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = failing_once(dir.path(), ".json", false);
+        let mut s = StateStore::open(storage.clone(), "c").await.unwrap();
+        let err = s.commit(change("x", json!(1))).await.unwrap_err();
+        assert!(matches!(err, LakeError::Io { .. }), "{err}");
+        assert_eq!(s.current().seq, 0);
+        assert_eq!(s.stream("x").cursor, None);
+        // The next attempt commits normally.
+        s.commit(change("x", json!(1))).await.unwrap();
+        assert_eq!(s.current().seq, 1);
     }
 
     #[tokio::test]

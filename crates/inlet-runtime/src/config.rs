@@ -31,9 +31,10 @@ pub struct ProjectFile {
 pub struct DestinationConfig {
     /// Root of the raw layer: `file://./lake`, `file:///srv/lake/raw`, or a plain path.
     pub url: String,
-    /// Target Parquet file size in MiB (default 128).
+    /// Target Parquet file size in MiB (default 128); more than 0, fractions allowed
+    /// (`0.25` rolls files at 256 KiB, for small test lakes).
     #[serde(default)]
-    pub target_file_mb: Option<u64>,
+    pub target_file_mb: Option<f64>,
     /// Row group size limit in MiB (default 64); bounds the writer's memory.
     #[serde(default)]
     pub row_group_mb: Option<u64>,
@@ -208,6 +209,15 @@ impl Project {
                 .map_err(|m| self.error_at(&["destinations", name], m))?;
             if dest.url.trim().is_empty() {
                 return Err(self.error_at(&["destinations", name, "url"], "url is empty"));
+            }
+            if dest
+                .target_file_mb
+                .is_some_and(|mb| !(mb.is_finite() && mb > 0.0))
+            {
+                return Err(self.error_at(
+                    &["destinations", name, "target_file_mb"],
+                    "must be more than 0 (MiB; fractions allowed)",
+                ));
             }
             self.check_s3_fields(name, dest)?;
         }
@@ -490,6 +500,27 @@ mode = "incremental"
             msg.contains("no destination `s3`") && msg.contains("inlet.toml:9"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_target_file_size_takes_whole_or_fractional_mib_and_more_than_zero() {
+        let with = |v: &str| {
+            let text = GOOD.replace(
+                "url = \"file://./lake\"",
+                &format!("url = \"file://./lake\"\ntarget_file_mb = {v}"),
+            );
+            Project::parse(&text, Path::new("inlet.toml"), Path::new("."))
+        };
+        let mb = |p: Project| p.file.destinations["local"].target_file_mb;
+        assert_eq!(mb(with("12").unwrap()), Some(12.0));
+        assert_eq!(mb(with("0.25").unwrap()), Some(0.25));
+        for bad in ["0", "-1", "nan"] {
+            let msg = with(bad).unwrap_err().to_string();
+            assert!(
+                msg.contains("target_file_mb") && msg.contains("inlet.toml:6"),
+                "{bad}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use inlet_core::Registry;
-use inlet_lake::RunRecord;
+use inlet_lake::{RunOutcome, RunRecord};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
 
 use crate::{
@@ -235,9 +235,9 @@ async fn finish(
     match &result {
         Ok(record) => {
             m.record_run(&slot.name, record);
-            if record.outcome == "failed" {
+            if record.outcome == RunOutcome::Failed {
                 slot.failures += 1;
-            } else if record.outcome == "succeeded" {
+            } else if record.outcome == RunOutcome::Succeeded {
                 slot.failures = 0;
             }
             tracing::info!(connection = %slot.name, run_id = %record.run_id, outcome = %record.outcome, rows = record.rows(), "run ended");

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr, sync::Arc};
 
 use chrono::Utc;
-use inlet_lake::RunRecord;
+use inlet_lake::{RunOutcome, RunRecord};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::Mutex,
@@ -57,7 +57,7 @@ impl Metrics {
     /// Count a finished run.
     pub fn record_run(&mut self, connection: &str, record: &RunRecord) {
         let m = self.connections.entry(connection.to_string()).or_default();
-        *m.runs.entry(record.outcome.clone()).or_default() += 1;
+        *m.runs.entry(record.outcome.to_string()).or_default() += 1;
         m.rows += record.rows();
         m.bytes += record.bytes();
         m.files += record.files();
@@ -65,10 +65,10 @@ impl Metrics {
             m.duration_sum += d;
             m.duration_count += 1;
         }
-        if record.outcome == "failed" {
+        if record.outcome == RunOutcome::Failed {
             m.failures += 1;
         }
-        if record.outcome == "succeeded" {
+        if record.outcome == RunOutcome::Succeeded {
             m.last_success = record
                 .finished_at
                 .map(|t| t.timestamp_millis() as f64 / 1000.0);

@@ -18,6 +18,7 @@ use inlet_core::{
     Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadEvent, ReadPlan,
     ReadRequest, Registry, Source, SourceContext, SourceError, StreamDescriptor, SyncMode,
 };
+use inlet_lake::RunOutcome;
 use inlet_runtime::{Project, SyncOptions, sync_connection};
 use serde_json::{Value, json};
 
@@ -203,7 +204,7 @@ async fn partitions_land_in_parallel_survive_a_transient_failure_and_end_in_stat
     )
     .await
     .unwrap();
-    assert_eq!(record.outcome, "succeeded", "{record:?}");
+    assert_eq!(record.outcome, RunOutcome::Succeeded, "{record:?}");
     let stats = &record.streams["ids"];
     assert_eq!(stats.rows, 1000);
     assert_eq!(stats.retries, 1, "partition p1 failed once");

@@ -1,0 +1,178 @@
+//! The connection: its destination's storage opened, its source built from validated
+//! config.
+
+use std::{path::PathBuf, sync::Arc};
+
+use inlet_core::{Registry, Source, SourceContext, SourceError};
+use inlet_lake::{LocalStorage, Storage, WriterOptions};
+
+use crate::{
+    ConnectionConfig, Project, RuntimeError,
+    config::{DestinationConfig, config_json},
+};
+
+/// A connection ready to use: config, lake, and the builder of its source.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Its name (the `<source>` folder of the lake).
+    pub name: String,
+    /// Its config.
+    pub config: ConnectionConfig,
+    /// Its lake.
+    pub storage: Arc<dyn Storage>,
+    /// How files are cut.
+    pub writer: WriterOptions,
+    base_dir: PathBuf,
+}
+
+impl Connection {
+    /// Resolve a connection of the project: its destination's storage and writer options.
+    pub async fn open(project: &Project, name: &str) -> Result<Connection, RuntimeError> {
+        let config = project.connection(name)?.clone();
+        let (dest_name, dest) = project.destination_of(name, &config)?;
+        let storage = open_storage(project, dest_name, dest).await?;
+        let mut writer = WriterOptions::default();
+        if let Some(mb) = dest.target_file_mb {
+            // Validated positive when the project was parsed; fractions are allowed.
+            writer.target_file_bytes = (mb * 1024.0 * 1024.0) as u64;
+        }
+        if let Some(mb) = dest.row_group_mb {
+            writer.row_group_bytes = (mb.max(1) * 1024 * 1024) as usize;
+        }
+        if let Some(level) = dest.zstd_level {
+            writer.zstd_level = level;
+        }
+        Ok(Connection {
+            name: name.to_string(),
+            config,
+            storage,
+            writer,
+            base_dir: project.base_dir.clone(),
+        })
+    }
+
+    /// Validate the connector config (pure) and build the source (I/O allowed).
+    pub async fn build_source(
+        &self,
+        project: &Project,
+        registry: &Registry,
+    ) -> Result<Arc<dyn Source>, RuntimeError> {
+        let connector = registry.get(&self.config.connector).ok_or_else(|| {
+            project.error_at(
+                &["connections", &self.name, "connector"],
+                format!(
+                    "unknown connector `{}`; available: {}",
+                    self.config.connector,
+                    registry.names().join(", ")
+                ),
+            )
+        })?;
+        let json = config_json(&self.config.config);
+        let located = |e: SourceError| match e {
+            SourceError::Config { field, message } => {
+                let mut path = vec!["connections", self.name.as_str(), "config"];
+                path.extend(field.split('.').filter(|s| !s.is_empty()));
+                project.error_at(&path, message)
+            }
+            other => self.source_error(None, other),
+        };
+        connector.validate(&json).map_err(located)?;
+        let ctx = SourceContext {
+            connection: self.name.clone(),
+            base_dir: self.base_dir.clone(),
+        };
+        connector.build(json, ctx).await.map_err(located)
+    }
+
+    /// Wrap a source error with this connection's name.
+    pub fn source_error(&self, stream: Option<&str>, source: SourceError) -> RuntimeError {
+        RuntimeError::Source {
+            connection: self.name.clone(),
+            stream: stream.map(str::to_string),
+            source: Box::new(source),
+        }
+    }
+
+    /// Wrap a lake error with this connection's name and lake.
+    pub fn lake_error(&self, source: inlet_lake::LakeError) -> RuntimeError {
+        match source {
+            busy @ inlet_lake::LakeError::Busy { .. } => RuntimeError::Busy(Box::new(busy)),
+            source => RuntimeError::Lake {
+                connection: self.name.clone(),
+                url: self.storage.url(),
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+/// The storage of a destination: a local directory, or an S3 bucket.
+pub async fn open_storage(
+    project: &Project,
+    dest: &str,
+    config: &DestinationConfig,
+) -> Result<Arc<dyn Storage>, RuntimeError> {
+    let url = config.url.as_str();
+    if config.is_s3() {
+        let mut options = inlet_lake::S3Options::from_url(url)
+            .map_err(|m| project.error_at(&["destinations", dest, "url"], m))?;
+        options.region = config.region.clone();
+        options.endpoint = config.endpoint.clone();
+        options.path_style = config.path_style;
+        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            let resolve = |field: &str, v: &inlet_core::secret::SecretValue| {
+                v.resolve(field, &project.base_dir).map_err(|e| match e {
+                    SourceError::Config { message, .. } => {
+                        project.error_at(&["destinations", dest, field], message)
+                    }
+                    other => project.error_at(&["destinations", dest, field], other.to_string()),
+                })
+            };
+            let id = resolve("access_key_id", id)?;
+            let secret = resolve("secret_access_key", secret)?;
+            let token = match &config.session_token {
+                Some(t) => Some(resolve("session_token", t)?),
+                None => None,
+            };
+            use secrecy::ExposeSecret;
+            options.credentials = Some((id.expose_secret().to_string(), secret, token));
+        }
+        options.sse = match config.server_side_encryption.as_deref() {
+            Some("AES256") => Some(inlet_lake::ServerSideEncryption::S3),
+            Some("aws:kms") => Some(inlet_lake::ServerSideEncryption::Kms(
+                config.sse_kms_key_id.clone(),
+            )),
+            _ => None,
+        };
+        options.storage_class = config.storage_class.clone();
+        if let Some(mb) = config.part_size_mb {
+            options.part_size = (mb * 1024 * 1024) as usize;
+        }
+        let storage = inlet_lake::S3Storage::connect(options)
+            .await
+            .map_err(|e| project.error_at(&["destinations", dest, "url"], e.to_string()))?;
+        return Ok(Arc::new(storage));
+    }
+    let path = if let Some(rest) = url.strip_prefix("file://") {
+        PathBuf::from(rest)
+    } else if url.contains("://") {
+        return Err(project.error_at(
+            &["destinations", dest, "url"],
+            format!("`{url}`: use s3://BUCKET/PREFIX, file://PATH or a plain path"),
+        ));
+    } else {
+        PathBuf::from(url)
+    };
+    let path = if path.is_absolute() {
+        path
+    } else {
+        project.base_dir.join(path)
+    };
+    let storage = LocalStorage::new(&path).map_err(|e| {
+        project.error_at(
+            &["destinations", dest, "url"],
+            format!("cannot use {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Arc::new(storage))
+}
