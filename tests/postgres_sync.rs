@@ -1536,6 +1536,7 @@ fn planning_an_incremental_read_on_an_indexed_cursor_never_scans_the_table() {
         state: state.clone(),
         previous: state,
         batch_rows: 8192,
+        attempt: 0,
     };
     let mut checked = 0;
     for column in ["ts", "d", "n", "amount"] {

@@ -45,20 +45,19 @@ pub mod cursor;
 pub mod session;
 pub mod types;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use inlet_core::{
-    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadEvent, ReadPlan,
-    ReadRequest, Source, SourceContext, SourceError, StreamDescriptor, SyncMode,
+    Catalog, CheckReport, ConnectorInfo, ConnectorKind, EventStream, Partition, ReadEvent,
+    ReadPlan, ReadRequest, Source, SourceContext, SourceError, StreamDescriptor, SyncMode,
+    TypedConnector,
+    producer::Emitter,
+    state::{self, SchemaHistory, TypedState},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::{
     catalog::{RelKind, Table, ident, literal},
@@ -78,32 +77,29 @@ const XID_SPACE: i64 = 1 << 32;
 pub struct PostgresConnector;
 
 #[async_trait]
-impl Connector for PostgresConnector {
+impl TypedConnector for PostgresConnector {
+    type Config = PostgresConfig;
+
     fn info(&self) -> ConnectorInfo {
         ConnectorInfo {
             name: "postgres".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            kind: "builtin".into(),
+            kind: ConnectorKind::Builtin,
             description: "Tables of a PostgreSQL hot standby, streamed with COPY binary".into(),
             hosts: vec![],
         }
     }
 
-    fn spec(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(PostgresConfig)).unwrap_or(Value::Null)
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), SourceError> {
-        config::parse(config).map(|_| ())
+    fn check_config(&self, config: &PostgresConfig) -> Result<(), SourceError> {
+        config::check(config)
     }
 
     async fn build(
         &self,
-        config: Value,
+        config: PostgresConfig,
         ctx: SourceContext,
     ) -> Result<Arc<dyn Source>, SourceError> {
-        let cfg = Arc::new(config::parse(&config)?);
-        let connect = Connect::new(cfg, &ctx.connection, &ctx.base_dir)?;
+        let connect = Connect::new(Arc::new(config), &ctx.connection, &ctx.base_dir)?;
         Ok(Arc::new(PostgresSource::new(connect)))
     }
 }
@@ -114,9 +110,6 @@ pub struct PostgresSource {
     connect: Connect,
     /// The catalog read by the last `discover`, reused by `plan` and `read` of the run.
     tables: Mutex<Option<Arc<Vec<Table>>>>,
-    /// Hot-standby conflicts per `stream/partition` in this process: each one halves the
-    /// chunk the partition is read in.
-    conflicts: Arc<Mutex<HashMap<String, u32>>>,
     /// The statements the last `plan` ran on the server, in order (see
     /// [`PostgresSource::planning_queries`]).
     planned: Mutex<Vec<String>>,
@@ -156,13 +149,17 @@ pub struct StreamState {
     #[serde(default)]
     pub columns: Vec<(String, String)>,
     /// Recorded schema changes, newest last (the last 50).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub schema_changes: Vec<SchemaChange>,
+    #[serde(default, skip_serializing_if = "SchemaHistory::is_empty")]
+    pub schema_changes: SchemaHistory<SchemaChange, 50>,
     /// The row versions at exactly `value` when it was saved (`method = cursor`): the
     /// next run's inclusive lower bound reads them again, and those already landed and
     /// unchanged are not landed twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boundary: Option<Boundary>,
+}
+
+impl TypedState for StreamState {
+    const NAME: &'static str = "postgres stream state";
 }
 
 impl Default for StreamState {
@@ -175,7 +172,7 @@ impl Default for StreamState {
             xmin: None,
             relations: Vec::new(),
             columns: Vec::new(),
-            schema_changes: Vec::new(),
+            schema_changes: SchemaHistory::default(),
             boundary: None,
         }
     }
@@ -320,9 +317,9 @@ struct Chunk {
     next: Option<i64>,
 }
 
-/// The statements a partition is read in: the whole range, or after `conflicts`
-/// hot-standby conflicts, 2^conflicts pieces of it (from the resume point on).
-fn chunks(spec: &PartSpec, resume: Option<&PartCheckpoint>, conflicts: u32) -> Vec<Chunk> {
+/// The statements a partition is read in: the whole range, or on its `attempt`-th retry
+/// (after a hot-standby conflict, say), 2^attempt pieces of it (from the resume point on).
+fn chunks(spec: &PartSpec, resume: Option<&PartCheckpoint>, attempt: u32) -> Vec<Chunk> {
     if resume.is_some_and(|r| r.done) {
         return vec![];
     }
@@ -336,7 +333,7 @@ fn chunks(spec: &PartSpec, resume: Option<&PartCheckpoint>, conflicts: u32) -> V
     let lo_f = i128::from(k.lo.unwrap_or(k.min));
     let hi_f = i128::from(k.hi.unwrap_or(k.max)) + i128::from(k.hi.is_none());
     let width = (hi_f - lo_f).max(1);
-    let step = (width >> conflicts.min(20)).max(1);
+    let step = (width >> attempt.min(20)).max(1);
     let start = resume.and_then(|r| r.next).map(i128::from);
     let mut cur = start.unwrap_or(lo_f);
     let mut out = Vec::new();
@@ -426,7 +423,7 @@ async fn copy_chunk(
     sql: &str,
     builder: BatchBuilder,
     batch_rows: usize,
-    tx: &mpsc::Sender<Result<ReadEvent, SourceError>>,
+    tx: &mut Emitter,
 ) -> Result<bool, CopyError> {
     let stream = session.client.copy_out(sql).await.map_err(CopyError::Pg)?;
     let mut stream = std::pin::pin!(stream);
@@ -436,13 +433,14 @@ async fn copy_chunk(
         let chunk = chunk.map_err(CopyError::Pg)?;
         parser.feed(&chunk, &mut out).map_err(CopyError::Data)?;
         for batch in out.drain(..) {
-            if tx.send(Ok(ReadEvent::Batch(batch))).await.is_err() {
+            if tx.send(ReadEvent::Batch(batch)).await.is_err() {
                 return Ok(false);
             }
+            inlet_core::producer::panic_point("postgres-batch");
         }
     }
     if let Some(batch) = parser.finish().map_err(CopyError::Data)?
-        && tx.send(Ok(ReadEvent::Batch(batch))).await.is_err()
+        && tx.send(ReadEvent::Batch(batch)).await.is_err()
     {
         return Ok(false);
     }
@@ -455,7 +453,6 @@ impl PostgresSource {
         PostgresSource {
             connect,
             tables: Mutex::new(None),
-            conflicts: Arc::new(Mutex::new(HashMap::new())),
             planned: Mutex::new(Vec::new()),
         }
     }
@@ -555,29 +552,11 @@ impl PostgresSource {
         }
     }
 
-    fn conflicts(&self, key: &str) -> u32 {
-        self.conflicts
-            .lock()
-            .map(|m| m.get(key).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
     fn parse_state(
         stream: &str,
         state: Option<&Value>,
     ) -> Result<Option<StreamState>, SourceError> {
-        state
-            .map(|v| {
-                serde_json::from_value::<StreamState>(v.clone()).map_err(|e| {
-                    SourceError::state(
-                        stream,
-                        format!(
-                            "not a postgres stream state ({e}); `inlet state reset` starts over"
-                        ),
-                    )
-                })
-            })
-            .transpose()
+        state.map(|v| state::decode(stream, v)).transpose()
     }
 
     /// Compare the table with the previous run's columns; apply the policy.
@@ -585,7 +564,7 @@ impl PostgresSource {
         &self,
         table: &Table,
         previous: Option<&StreamState>,
-    ) -> Result<Vec<SchemaChange>, SourceError> {
+    ) -> Result<SchemaHistory<SchemaChange, 50>, SourceError> {
         let mut history = previous
             .map(|p| p.schema_changes.clone())
             .unwrap_or_default();
@@ -608,12 +587,10 @@ impl PostgresSource {
             ));
         }
         tracing::warn!(stream = %stream, changes = %changes.join("; "), "schema change: landing the new shape");
-        history.push(SchemaChange {
+        history.record(SchemaChange {
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             changes,
         });
-        let excess = history.len().saturating_sub(50);
-        history.drain(..excess);
         Ok(history)
     }
 
@@ -1198,11 +1175,6 @@ impl Source for PostgresSource {
         }
         let lag = self.connect.wait_for_lag(&session).await?;
         tracing::info!(stream = %request.stream, replay_lag_secs = lag, "planning a read");
-        // A new plan starts with full-size chunks (a daemon reuses partition ids).
-        if let Ok(mut m) = self.conflicts.lock() {
-            let prefix = format!("{}/", request.stream);
-            m.retain(|k, _| !k.starts_with(&prefix));
-        }
         let table = self.table(&session, &request.stream, false).await?;
         if table.kind == RelKind::MaterializedView && !table.populated {
             // Reading it fails until it is refreshed (SQLSTATE 55000), and it holds no rows
@@ -1309,8 +1281,7 @@ impl Source for PostgresSource {
         self.connect.wait_for_lag(&session).await?;
         let table = self.table(&session, &stream, false).await?;
         let key = format!("{stream}/{}", partition.id);
-        let conflicts = self.conflicts(&key);
-        let chunks = chunks(&spec, resume.as_ref(), conflicts);
+        let chunks = chunks(&spec, resume.as_ref(), request.attempt);
         let select = table.select_list();
         let from = table.sql_name();
         let landed = Self::landed(&stream, &spec, request.state.as_ref())?;
@@ -1320,9 +1291,10 @@ impl Source for PostgresSource {
         let batch_rows = request.batch_rows;
         let columns = table.columns.clone();
         let connect = self.connect.clone();
-        let seen = self.conflicts.clone();
-        let (tx, rx) = mpsc::channel::<Result<ReadEvent, SourceError>>(4);
-        let task = tokio::spawn(async move {
+        let (mut tx, guard, events) = inlet_core::producer::channel(stream.clone(), 4);
+        // The guard ends the stream as the task ended: a panic is an error naming the
+        // stream, never a finished stream (the runtime would mark the partition done).
+        tokio::spawn(guard.run(async move {
             for chunk in chunks {
                 let mut conds = filters.clone();
                 if let Some(k) = &spec.key {
@@ -1345,9 +1317,9 @@ impl Source for PostgresSource {
                 tracing::debug!(%sql, "copy");
                 let builder = BatchBuilder::new(&columns, batch_rows);
                 let started = std::time::Instant::now();
-                match copy_chunk(&session, &sql, builder, batch_rows, &tx).await {
+                match copy_chunk(&session, &sql, builder, batch_rows, &mut tx).await {
                     Ok(true) => {}
-                    Ok(false) => return, // the reader went away
+                    Ok(false) => return Ok(()), // the reader went away
                     Err(CopyError::Pg(e)) => {
                         // statement_timeout and a DBA's cancel share SQLSTATE 57014. A
                         // statement that ran its whole allowance and cannot be read in
@@ -1356,8 +1328,7 @@ impl Source for PostgresSource {
                             && !splittable
                             && started.elapsed() + std::time::Duration::from_secs(1) >= timeout
                         {
-                            let _ = tx
-                                .send(Err(SourceError::Other {
+                            return Err(SourceError::Other {
                                     message: format!(
                                         "{}: reading {stream} ran for {} s and was canceled by \
                                          statement_timeout_secs = {}; this read is one statement \
@@ -1368,24 +1339,15 @@ impl Source for PostgresSource {
                                         timeout.as_secs()
                                     ),
                                     transient: false,
-                                }))
-                                .await;
-                            return;
+                                });
                         }
                         if session::is_conflict(&e) {
-                            if let Ok(mut m) = seen.lock() {
-                                *m.entry(key.clone()).or_default() += 1;
-                            }
                             tracing::warn!(stream = %stream, partition = %key, error = %e, "hot-standby conflict or lost session; the retry reads smaller chunks");
                         }
-                        let _ = tx.send(Err(connect.error(e))).await;
-                        return;
+                        return Err(connect.error(e));
                     }
                     Err(CopyError::Data(m)) => {
-                        let _ = tx
-                            .send(Err(SourceError::data(format!("{stream} ({from})"), m)))
-                            .await;
-                        return;
+                        return Err(SourceError::data(format!("{stream} ({from})"), m));
                     }
                 }
                 let checkpoint = match chunk.next {
@@ -1399,33 +1361,13 @@ impl Source for PostgresSource {
                     },
                 };
                 let value = serde_json::to_value(&checkpoint).unwrap_or(Value::Null);
-                if tx.send(Ok(ReadEvent::Checkpoint(value))).await.is_err() {
-                    return;
+                if tx.send(ReadEvent::Checkpoint(value)).await.is_err() {
+                    return Ok(());
                 }
             }
-        });
-        // If the task dies without saying how it ended (a panic), the stream must end in
-        // an error, not look finished: the runtime would mark the partition done.
-        let task = Some(task);
-        Ok(Box::pin(futures::stream::unfold(
-            (rx, task),
-            |(mut rx, mut task)| async move {
-                if let Some(item) = rx.recv().await {
-                    return Some((item, (rx, task)));
-                }
-                let handle = task.take()?;
-                match handle.await {
-                    Ok(()) => None,
-                    Err(e) => Some((
-                        Err(SourceError::other(format!(
-                            "the COPY reader stopped unexpectedly ({e}); nothing after the last \
-                             checkpoint is kept"
-                        ))),
-                        (rx, None),
-                    )),
-                }
-            },
-        )))
+            Ok(())
+        }));
+        Ok(events)
     }
 
     fn validate_state(&self, stream: &str, state: &Value) -> Result<(), SourceError> {

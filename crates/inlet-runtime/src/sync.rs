@@ -510,6 +510,7 @@ impl StreamRun<'_> {
             },
             previous: current.cursor.clone(),
             batch_rows: self.conn.config.batch_rows.unwrap_or(8192),
+            attempt: 0,
         };
         // Resume a partitioned read in flight, or plan a new one.
         let (plan, progress) = match &current.partitions {
@@ -603,6 +604,14 @@ impl StreamRun<'_> {
         let max_retries = self.conn.config.max_retries.unwrap_or(3);
         let mut attempt = 0u32;
         loop {
+            let retry;
+            let request = match attempt {
+                0 => request,
+                n => {
+                    retry = request.retry(n);
+                    &retry
+                }
+            };
             let result = self
                 .read_attempt(request, &partition, &mut resume, &mut writer, multi)
                 .await;
