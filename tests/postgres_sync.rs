@@ -1414,18 +1414,7 @@ fn a_postgres_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move()
         .env("INLET_PANIC_AT", "postgres-batch#2")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let said = format!("{stdout}{stderr}");
-    assert!(
-        said.contains("stream `public.t` did not finish") && said.contains("panicked"),
-        "{stdout}\n{stderr}"
-    );
-    assert!(
-        parquet_files(&p.lake()).is_empty(),
-        "nothing may land from a reader that died"
-    );
+    support::assert_reader_panicked(&p, &out, "public.t");
     // The plan is recorded before the read (a crash resumes it), but no partition moved.
     let state = p.state_json();
     let stream = &state["streams"]["public.t"];
