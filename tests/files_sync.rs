@@ -535,18 +535,7 @@ fn a_reader_thread_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
         .env("INLET_PANIC_AT", "files-batch#2")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let said = format!("{stdout}{stderr}");
-    assert!(
-        said.contains("stream `clicks` did not finish") && said.contains("panicked"),
-        "{stdout}\n{stderr}"
-    );
-    assert!(
-        parquet_files(&p.lake()).is_empty(),
-        "nothing may land from a reader that died"
-    );
+    assert_reader_panicked(&p, &out, "clicks");
     assert!(
         p.state_json()["streams"].get("clicks").is_none(),
         "the state must not move"

@@ -1391,6 +1391,52 @@ fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands
     );
 }
 
+#[test]
+fn a_postgres_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
+    let pair = PgPair::start("");
+    pair.create_db("panic");
+    // No key: the table is one partition read in one COPY, in batches of 1000 rows.
+    pair.primary(
+        "panic",
+        "CREATE TABLE t (id int NOT NULL, v text);
+         INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 5000) i;",
+    );
+    pair.wait_replay();
+    let p = project(
+        &pair.config_toml(pair.standby_port, "panic"),
+        "batch_rows = 1000",
+        "",
+    );
+    // The COPY task panics right after sending its second batch.
+    let out = p
+        .command(&["sync", "c"])
+        .env("INLET_TEST_PGPASSWORD", PASSWORD)
+        .env("INLET_PANIC_AT", "postgres-batch#2")
+        .output()
+        .unwrap();
+    support::assert_reader_panicked(&p, &out, "public.t");
+    // The plan is recorded before the read (a crash resumes it), but no partition moved.
+    let state = p.state_json();
+    let stream = &state["streams"]["public.t"];
+    assert!(
+        stream.get("cursor").is_none_or(serde_json::Value::is_null)
+            && stream["partitions"]["done"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            && stream["partitions"]["checkpoints"]
+                .as_object()
+                .is_none_or(serde_json::Map::is_empty),
+        "the state must not move: {state}"
+    );
+    assert!(ok(&p, &["runs", "c"]).contains("failed"));
+    // Without the failpoint, every row lands once.
+    let report = sync(&p, &[]);
+    assert_eq!(report["streams"]["public.t"]["rows"], 5000, "{report}");
+    let mut ids = ids_per_run(&p, "public.t").concat();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=5000).collect::<Vec<i64>>());
+}
+
 /// The ids landed by each run, oldest run first.
 fn ids_per_run(p: &TestProject, stream: &str) -> Vec<Vec<i64>> {
     let by_run = ids_by_run(&read_batches(&stream_dir(p, stream)), "id");
@@ -1536,6 +1582,7 @@ fn planning_an_incremental_read_on_an_indexed_cursor_never_scans_the_table() {
         state: state.clone(),
         previous: state,
         batch_rows: 8192,
+        attempt: 0,
     };
     let mut checked = 0;
     for column in ["ts", "d", "n", "amount"] {

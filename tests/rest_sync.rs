@@ -1292,18 +1292,7 @@ fn a_rest_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
         .env("INLET_PANIC_AT", "rest-page#2")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let said = format!("{stdout}{stderr}");
-    assert!(
-        said.contains("stream `items` did not finish") && said.contains("panicked"),
-        "{stdout}\n{stderr}"
-    );
-    assert!(
-        support::parquet_files(&p.lake()).is_empty(),
-        "nothing may land from a reader that died"
-    );
+    support::assert_reader_panicked(&p, &out, "items");
     assert!(
         state(&p)["streams"].get("items").is_none(),
         "the state must not move: {}",

@@ -94,6 +94,24 @@ impl TestProject {
     }
 }
 
+/// Assert that a sync whose reader was made to panic (`INLET_PANIC_AT`) failed as it
+/// must: exit code 1, `stream` named as not finished because it panicked, and nothing
+/// landed in the lake.
+pub fn assert_reader_panicked(p: &TestProject, out: &Output, stream: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains(&format!("stream `{stream}` did not finish")) && said.contains("panicked"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        parquet_files(&p.lake()).is_empty(),
+        "nothing may land from a reader that died"
+    );
+}
+
 /// Every `*.parquet` file under `dir`, recursively, sorted.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

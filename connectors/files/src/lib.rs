@@ -21,8 +21,9 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 use arrow_schema::{Schema, SchemaRef};
 use async_trait::async_trait;
 use inlet_core::{
-    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadRequest, Source,
-    SourceContext, SourceError, StreamDescriptor, SyncMode,
+    Catalog, CheckReport, ConnectorInfo, ConnectorKind, EventStream, Partition, ReadRequest,
+    Source, SourceContext, SourceError, StreamDescriptor, SyncMode, TypedConnector,
+    state::{self, TypedState},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -96,68 +97,56 @@ impl FileStreamConfig {
 #[derive(Debug, Default)]
 pub struct FilesConnector;
 
-fn parse_config(config: &Value) -> Result<FilesConfig, SourceError> {
-    let cfg: FilesConfig = serde_path_to_error::deserialize(config).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        SourceError::config(field, e.into_inner())
-    })?;
-    if cfg.streams.is_empty() {
-        return Err(SourceError::config(
-            "streams",
-            "declare at least one stream: [..config.streams.NAME] glob = \"*.jsonl\"",
-        ));
-    }
-    for (name, s) in &cfg.streams {
-        globset::Glob::new(&s.glob)
-            .map_err(|e| SourceError::config(format!("streams.{name}.glob"), e))?;
-        if s.resolved_format().is_none() {
-            return Err(SourceError::config(
-                format!("streams.{name}.format"),
-                "cannot tell the format from the glob: set format = \"jsonl\" or \"csv\"",
-            ));
-        }
-        if let Some(d) = &s.delimiter
-            && (d.len() != 1 || !d.is_ascii())
-        {
-            return Err(SourceError::config(
-                format!("streams.{name}.delimiter"),
-                "must be a single ASCII character",
-            ));
-        }
-    }
-    Ok(cfg)
-}
-
 #[async_trait]
-impl Connector for FilesConnector {
+impl TypedConnector for FilesConnector {
+    type Config = FilesConfig;
+
     fn info(&self) -> ConnectorInfo {
         ConnectorInfo {
             name: "files".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            kind: "builtin".into(),
+            kind: ConnectorKind::Builtin,
             description: "JSON-lines and CSV files in a local directory, incremental by file"
                 .into(),
             hosts: vec![],
         }
     }
 
-    fn spec(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(FilesConfig)).unwrap_or(Value::Null)
-    }
-
-    fn validate(&self, config: &Value) -> Result<(), SourceError> {
-        parse_config(config).map(|_| ())
+    fn check_config(&self, cfg: &FilesConfig) -> Result<(), SourceError> {
+        if cfg.streams.is_empty() {
+            return Err(SourceError::config(
+                "streams",
+                "declare at least one stream: [..config.streams.NAME] glob = \"*.jsonl\"",
+            ));
+        }
+        for (name, s) in &cfg.streams {
+            globset::Glob::new(&s.glob)
+                .map_err(|e| SourceError::config(format!("streams.{name}.glob"), e))?;
+            if s.resolved_format().is_none() {
+                return Err(SourceError::config(
+                    format!("streams.{name}.format"),
+                    "cannot tell the format from the glob: set format = \"jsonl\" or \"csv\"",
+                ));
+            }
+            if let Some(d) = &s.delimiter
+                && (d.len() != 1 || !d.is_ascii())
+            {
+                return Err(SourceError::config(
+                    format!("streams.{name}.delimiter"),
+                    "must be a single ASCII character",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn build(
         &self,
-        config: Value,
+        config: FilesConfig,
         ctx: SourceContext,
     ) -> Result<Arc<dyn Source>, SourceError> {
-        let cfg = parse_config(&config)?;
-        let root = ctx.resolve_path(&cfg.path);
-        Ok(Arc::new(FilesSource { root, config: cfg }))
+        let root = ctx.resolve_path(&config.path);
+        Ok(Arc::new(FilesSource { root, config }))
     }
 }
 
@@ -213,6 +202,10 @@ pub struct FilePosition {
     pub header: Option<Vec<String>>,
 }
 
+impl TypedState for FilesState {
+    const NAME: &'static str = "files state";
+}
+
 impl FilesSource {
     fn stream_config(&self, stream: &str) -> Result<&FileStreamConfig, SourceError> {
         self.config
@@ -230,15 +223,6 @@ impl FilesSource {
                         .join(", ")
                 ),
             })
-    }
-
-    fn parse_state(stream: &str, state: Option<Value>) -> Result<FilesState, SourceError> {
-        match state {
-            None | Some(Value::Null) => Ok(FilesState::default()),
-            Some(v) => serde_json::from_value(v).map_err(|e| {
-                SourceError::state(stream, format!("not a files state: {e} (fix it with `inlet state set` or `inlet state reset`)"))
-            }),
-        }
     }
 }
 
@@ -301,7 +285,7 @@ impl Source for FilesSource {
         resume: Option<Value>,
     ) -> Result<EventStream, SourceError> {
         let stream_cfg = self.stream_config(&request.stream)?.clone();
-        let state = Self::parse_state(&request.stream, resume)?;
+        let state: FilesState = state::decode_or_default(&request.stream, resume.as_ref())?;
         let job = reader::ReadJob {
             root: self.root.clone(),
             stream: request.stream.clone(),
@@ -321,7 +305,7 @@ impl Source for FilesSource {
 
     fn validate_state(&self, stream: &str, state: &Value) -> Result<(), SourceError> {
         self.stream_config(stream)?;
-        let parsed = Self::parse_state(stream, Some(state.clone()))?;
+        let parsed: FilesState = state::decode(stream, state)?;
         if let Some(cur) = &parsed.current
             && parsed.files.contains_key(&cur.path)
         {

@@ -180,11 +180,13 @@ fn default_max_boundary_rows() -> u64 {
 
 /// Parse and check a config without I/O.
 pub fn parse(config: &Value) -> Result<PostgresConfig, SourceError> {
-    let cfg: PostgresConfig = serde_path_to_error::deserialize(config).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        SourceError::config(field, e.into_inner())
-    })?;
+    let cfg: PostgresConfig = inlet_core::kit::parse_config(config)?;
+    check(&cfg)?;
+    Ok(cfg)
+}
+
+/// The checks of a parsed config that its types cannot express (pure).
+pub fn check(cfg: &PostgresConfig) -> Result<(), SourceError> {
     if cfg.host.trim().is_empty() {
         return Err(SourceError::config("host", "must not be empty"));
     }
@@ -219,7 +221,7 @@ pub fn parse(config: &Value) -> Result<PostgresConfig, SourceError> {
             }
         }
     }
-    Ok(cfg)
+    Ok(())
 }
 
 /// Whether `name` (`schema.table`) matches a pattern where `*` is any run of characters.

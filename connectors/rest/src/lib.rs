@@ -28,8 +28,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use inlet_core::{
-    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadRequest, Source,
-    SourceContext, SourceError, StreamDescriptor, SyncMode, secret::SecretValue,
+    Catalog, CheckReport, Connector, ConnectorInfo, ConnectorKind, EventStream, Partition,
+    ReadRequest, Source, SourceContext, SourceError, StreamDescriptor, SyncMode,
+    secret::SecretValue,
 };
 use inlet_http::{Auth, HttpClient, HttpOptions, OAuth2RefreshToken};
 use serde::Deserialize;
@@ -125,16 +126,6 @@ pub struct RestConfig {
     pub options: EngineOptions,
 }
 
-fn engine_options(config: &Value) -> Result<EngineOptions, SourceError> {
-    serde_path_to_error::deserialize(config).map_err(|e| {
-        let path = e.path().to_string();
-        SourceError::config(
-            if path == "." { String::new() } else { path },
-            e.into_inner(),
-        )
-    })
-}
-
 /// Check `config` against `manifest` (pure).
 pub fn parse_config(manifest: &Manifest, config: &Value) -> Result<RestConfig, SourceError> {
     let Value::Object(map) = config else {
@@ -149,30 +140,32 @@ pub fn parse_config(manifest: &Manifest, config: &Value) -> Result<RestConfig, S
             rest.insert(k.clone(), v.clone());
         }
     }
-    let options = engine_options(&Value::Object(rest)).map_err(|e| match e {
-        SourceError::Config { field, message } if message.contains("unknown field") => {
-            let mut known: Vec<&str> = manifest.config.keys().map(String::as_str).collect();
-            known.extend([
-                "base_url",
-                "timeout_secs",
-                "max_retries",
-                "backoff_ms",
-                "requests_per_second",
-                "max_concurrency",
-                "max_rate_limit_wait_secs",
-                "max_response_mb",
-            ]);
-            SourceError::config(
-                field,
-                format!(
-                    "{message}; the {} manifest reads: {}",
-                    manifest.name,
-                    known.join(", ")
-                ),
-            )
-        }
-        other => other,
-    })?;
+    let options = inlet_core::kit::parse_config::<EngineOptions>(&Value::Object(rest)).map_err(
+        |e| match e {
+            SourceError::Config { field, message } if message.contains("unknown field") => {
+                let mut known: Vec<&str> = manifest.config.keys().map(String::as_str).collect();
+                known.extend([
+                    "base_url",
+                    "timeout_secs",
+                    "max_retries",
+                    "backoff_ms",
+                    "requests_per_second",
+                    "max_concurrency",
+                    "max_rate_limit_wait_secs",
+                    "max_response_mb",
+                ]);
+                SourceError::config(
+                    field,
+                    format!(
+                        "{message}; the {} manifest reads: {}",
+                        manifest.name,
+                        known.join(", ")
+                    ),
+                )
+            }
+            other => other,
+        },
+    )?;
     for (key, field) in &manifest.config {
         let value = match values.get(key) {
             Some(v) => v.clone(),
@@ -224,6 +217,9 @@ pub fn parse_config(manifest: &Manifest, config: &Value) -> Result<RestConfig, S
     Ok(RestConfig { values, options })
 }
 
+// Not a `TypedConnector`: the keys a connection may set come from the manifest, known
+// only at run time (a file for `rest`); the engine's own options are typed and parsed
+// with the kit's `parse_config`.
 #[async_trait]
 impl Connector for ManifestConnector {
     fn info(&self) -> ConnectorInfo {
@@ -242,7 +238,7 @@ impl Connector for ManifestConnector {
         ConnectorInfo {
             name: self.name.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            kind: "builtin".into(),
+            kind: ConnectorKind::Builtin,
             description,
             hosts,
         }
@@ -526,7 +522,7 @@ impl Source for RestSource {
                 ),
             });
         }
-        engine::parse_state(stream, Some(state.clone())).map(|_| ())
+        inlet_core::state::decode::<state::RestState>(stream, state).map(|_| ())
     }
 }
 

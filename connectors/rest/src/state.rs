@@ -8,6 +8,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Schema, TimeUnit};
 use chrono::{DateTime, SecondsFormat, Utc};
+use inlet_core::state::{SchemaHistory, TypedState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -31,8 +32,15 @@ pub struct RestState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Schema>,
     /// The last schema changes: when, what was added, what widened.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub schema_changes: Vec<Value>,
+    #[serde(default, skip_serializing_if = "SchemaHistory::is_empty")]
+    pub schema_changes: SchemaHistory<Value, SCHEMA_CHANGES_KEPT>,
+}
+
+/// How many schema changes a stream's state remembers.
+pub const SCHEMA_CHANGES_KEPT: usize = 20;
+
+impl TypedState for RestState {
+    const NAME: &'static str = "REST stream state";
 }
 
 fn one() -> u32 {

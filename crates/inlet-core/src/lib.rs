@@ -35,6 +35,12 @@
 //! [`producer::channel`], so that a producer that panics ends the stream with an error
 //! instead of looking finished.
 //!
+//! The rest of what every connector needs is written once here: a connector with a
+//! typed configuration implements [`TypedConnector`] and gets `spec`, `validate` and
+//! `build` ([`kit`]); a stream's state is read back with [`state::decode`] and keeps its
+//! schema changes in a [`state::SchemaHistory`]; a retried read knows its attempt
+//! ([`ReadRequest::attempt`]).
+//!
 //! Errors say whether they are transient ([`SourceError::is_transient`]) so that the
 //! runtime knows what to retry. Secrets are [`secret::SecretValue`]s in configuration
 //! and `secrecy` types once resolved; neither prints its value.
@@ -44,6 +50,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod kit;
 pub mod number;
 pub mod producer;
 pub mod read;
@@ -51,9 +58,13 @@ pub mod registry;
 pub mod schema;
 pub mod secret;
 pub mod source;
+pub mod state;
 
 pub use catalog::{Catalog, StreamDescriptor, SyncMode};
 pub use error::SourceError;
+pub use kit::TypedConnector;
 pub use read::{EventStream, Partition, ReadEvent, ReadPlan, ReadRequest};
 pub use registry::Registry;
-pub use source::{CheckItem, CheckReport, Connector, ConnectorInfo, Source, SourceContext};
+pub use source::{
+    CheckItem, CheckReport, Connector, ConnectorInfo, ConnectorKind, Source, SourceContext,
+};

@@ -26,6 +26,21 @@ pub struct ReadRequest {
     /// A hint for the number of rows per batch; sources SHOULD stay near it so memory is
     /// bounded by batch size.
     pub batch_rows: usize,
+    /// Which attempt at reading the partition this is: 0 for the first, `n` for the
+    /// `n`-th retry after a transient error (from the partition's last durable
+    /// checkpoint). A source MAY read differently when retried (smaller statements after
+    /// a hot-standby conflict); the runtime MUST set it.
+    pub attempt: u32,
+}
+
+impl ReadRequest {
+    /// The same request for retry number `attempt` of a partition.
+    pub fn retry(&self, attempt: u32) -> ReadRequest {
+        ReadRequest {
+            attempt,
+            ..self.clone()
+        }
+    }
 }
 
 /// A unit of parallelism: a range of a table, a slice of an API. Opaque to the runtime.

@@ -15,12 +15,39 @@ pub struct ConnectorInfo {
     pub name: String,
     /// Its version.
     pub version: String,
-    /// `builtin` or `plugin`.
-    pub kind: String,
+    /// Built in, or a plugin.
+    pub kind: ConnectorKind,
     /// One line on what it reads.
     pub description: String,
     /// Network hosts it may contact (plugins declare them; built-ins leave it empty).
     pub hosts: Vec<String>,
+}
+
+/// Where a connector comes from. Serialised as `builtin` / `plugin` (`inlet connectors
+/// --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorKind {
+    /// Compiled into the `inlet` binary.
+    Builtin,
+    /// A WebAssembly plugin loaded at run time.
+    Plugin,
+}
+
+impl ConnectorKind {
+    /// The name used in output: `builtin` or `plugin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Builtin => "builtin",
+            ConnectorKind::Plugin => "plugin",
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a source is being built: what it may need to resolve relative paths and name
@@ -45,7 +72,8 @@ impl SourceContext {
     }
 }
 
-/// A kind of source, registered by name.
+/// A kind of source, registered by name. A connector whose configuration is a Rust type
+/// implements [`crate::TypedConnector`] instead and gets this trait from it.
 ///
 /// Contract:
 /// - [`Connector::validate`] MUST be pure: no I/O, no secrets resolved, no waiting. It
@@ -148,6 +176,23 @@ pub trait Source: Send + Sync + Debug {
             Ok(())
         } else {
             Err(SourceError::state(stream, "state must be a JSON object"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn connector_kinds_print_and_serialise_as_the_strings_inlet_connectors_shows() {
+        for (kind, text) in [
+            (ConnectorKind::Builtin, "builtin"),
+            (ConnectorKind::Plugin, "plugin"),
+        ] {
+            assert_eq!(kind.to_string(), text);
+            assert_eq!(serde_json::to_value(kind).unwrap(), Value::from(text));
         }
     }
 }

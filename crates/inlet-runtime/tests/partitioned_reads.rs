@@ -46,7 +46,7 @@ impl Connector for RangeConnector {
         ConnectorInfo {
             name: "range".into(),
             version: "0".into(),
-            kind: "builtin".into(),
+            kind: inlet_core::ConnectorKind::Builtin,
             description: "test ranges".into(),
             hosts: vec![],
         }

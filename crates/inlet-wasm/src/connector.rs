@@ -4,8 +4,8 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use inlet_core::{
-    Catalog, CheckReport, Connector, ConnectorInfo, EventStream, Partition, ReadEvent, ReadRequest,
-    Source, SourceContext, SourceError, SyncMode, producer::Emitter,
+    Catalog, CheckReport, Connector, ConnectorInfo, ConnectorKind, EventStream, Partition,
+    ReadEvent, ReadRequest, Source, SourceContext, SourceError, SyncMode, producer::Emitter,
 };
 use serde_json::Value;
 
@@ -86,6 +86,9 @@ pub fn plugin_error(plugin: &str, stream: Option<&str>, e: PluginError) -> Sourc
     }
 }
 
+// Not a `TypedConnector`: a plugin's configuration has no Rust type on the host side. Its
+// schema comes from the plugin at run time (`spec`), and the plugin validates its own
+// part; the host only splits off and parses the `sandbox` table.
 #[async_trait]
 impl Connector for PluginConnector {
     fn info(&self) -> ConnectorInfo {
@@ -93,7 +96,7 @@ impl Connector for PluginConnector {
         ConnectorInfo {
             name: m.name.clone(),
             version: m.version.clone(),
-            kind: "plugin".into(),
+            kind: ConnectorKind::Plugin,
             description: m.description.clone(),
             hosts: m.hosts.clone(),
         }

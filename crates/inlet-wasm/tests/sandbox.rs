@@ -74,6 +74,7 @@ fn request(stream: &str, mode: SyncMode, rows: usize) -> ReadRequest {
         state: None,
         previous: None,
         batch_rows: rows,
+        attempt: 0,
     }
 }
 

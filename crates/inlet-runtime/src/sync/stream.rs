@@ -59,6 +59,7 @@ impl StreamRun<'_> {
             },
             previous: current.cursor.clone(),
             batch_rows: self.conn.config.batch_rows.unwrap_or(8192),
+            attempt: 0,
         };
         // Resume a partitioned read in flight, or plan a new one.
         let resumed = progress::resumable(&current, mode).cloned();
@@ -133,6 +134,16 @@ impl StreamRun<'_> {
         let max_retries = self.conn.config.max_retries.unwrap_or(3);
         let mut attempt = 0u32;
         loop {
+            // A retry tells the source which attempt it is (Postgres reads smaller chunks);
+            // only a retry clones the request, so a first read never copies a large state.
+            let retry;
+            let request = match attempt {
+                0 => request,
+                n => {
+                    retry = request.retry(n);
+                    &retry
+                }
+            };
             let result = self
                 .read_attempt(request, &partition, &mut resume, &mut writer, shape)
                 .await;

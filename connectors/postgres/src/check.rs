@@ -1,0 +1,116 @@
+//! `inlet check` for a Postgres connection: login, replica, replay lag, read-only
+//! session, privileges.
+
+use inlet_core::{CheckReport, SourceError};
+
+use crate::{PostgresSource, catalog};
+
+impl PostgresSource {
+    /// Check the connection ([`inlet_core::Source::check`]).
+    pub(crate) async fn check_source(&self) -> Result<CheckReport, SourceError> {
+        let mut report = CheckReport::default();
+        let resource = self.connect.resource();
+        let session = match self.connect.open_unguarded().await {
+            Ok(s) => {
+                report.push("connects", true, format!("{resource} accepted the login"));
+                s
+            }
+            Err(e) => {
+                report.push("connects", false, e.to_string());
+                return Ok(report);
+            }
+        };
+        let cfg = self.connect.config();
+        match (session.in_recovery, cfg.allow_primary) {
+            (true, _) => report.push("is a replica", true, "pg_is_in_recovery() is true"),
+            (false, true) => report.push(
+                "is a replica",
+                true,
+                "a primary, read because allow_primary = true: syncs load production",
+            ),
+            (false, false) => report.push(
+                "is a replica",
+                false,
+                format!(
+                    "{resource} is a primary; inlet refuses to read it. Point `host` at a hot \
+                     standby, or set `allow_primary = true`"
+                ),
+            ),
+        }
+        match self.connect.replay_lag(&session).await {
+            Ok(lag) => report.push(
+                "replay lag",
+                lag <= cfg.max_replay_lag_secs as f64,
+                format!(
+                    "{lag:.1} s (limit max_replay_lag_secs = {})",
+                    cfg.max_replay_lag_secs
+                ),
+            ),
+            Err(e) => report.push("replay lag", false, e.to_string()),
+        }
+        let read_only = session
+            .client
+            .query_one("SHOW default_transaction_read_only", &[])
+            .await
+            .map(|r| r.get::<_, String>(0) == "on")
+            .unwrap_or(false);
+        report.push(
+            "read-only session",
+            read_only,
+            "default_transaction_read_only = on",
+        );
+        match catalog::tables(&self.connect, &session.client).await {
+            Ok(tables) => {
+                let names: Vec<String> = tables.iter().map(|t| t.stream_name()).collect();
+                // One query for every table (a catalog may hold thousands).
+                let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+                let privileges = session
+                    .client
+                    .query(
+                        "SELECT o FROM unnest($1::oid[]) o \
+                          WHERE NOT has_table_privilege(o, 'SELECT')",
+                        &[&oids],
+                    )
+                    .await;
+                let (ok, detail) = match privileges {
+                    Err(e) => (
+                        false,
+                        format!(
+                            "cannot check the SELECT privilege: {}",
+                            self.connect.error(e)
+                        ),
+                    ),
+                    Ok(_) if names.is_empty() => {
+                        (false, "no table matches `tables`/`exclude`".to_string())
+                    }
+                    Ok(rows) => {
+                        let refused: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
+                        let denied: Vec<String> = tables
+                            .iter()
+                            .filter(|t| refused.contains(&t.oid))
+                            .map(|t| t.stream_name())
+                            .collect();
+                        if denied.is_empty() {
+                            (
+                                true,
+                                format!("{} tables: {}", names.len(), names.join(", ")),
+                            )
+                        } else {
+                            (
+                                false,
+                                format!(
+                                    "no SELECT privilege on {}: GRANT pg_read_all_data TO {}",
+                                    denied.join(", "),
+                                    cfg.user
+                                ),
+                            )
+                        }
+                    }
+                };
+                report.push("tables readable", ok, detail);
+            }
+            Err(e) => report.push("tables readable", false, e.to_string()),
+        }
+        Ok(report)
+    }
+}
