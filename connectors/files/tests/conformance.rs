@@ -6,7 +6,7 @@
 use std::{path::Path, sync::Arc};
 
 use inlet_connector_files::FilesConnector;
-use inlet_core::{Connector, Source, SourceContext, SyncMode};
+use inlet_core::{Connector, Source, SyncMode};
 use inlet_testkit::conformance::{self, Options};
 
 /// Files of two streams: `events` (JSON lines, 3 files) and `orders` (CSV, 3 files).
@@ -38,17 +38,7 @@ async fn source(dir: &Path) -> Arc<dyn Source> {
             "orders": { "glob": "orders/*.csv" },
         },
     });
-    FilesConnector.validate(&config).unwrap();
-    FilesConnector
-        .build(
-            config,
-            SourceContext {
-                connection: "conformance".into(),
-                base_dir: dir.to_path_buf(),
-            },
-        )
-        .await
-        .unwrap()
+    conformance::build(&FilesConnector, config, dir).await
 }
 
 #[tokio::test]
@@ -99,10 +89,28 @@ async fn errors_say_whether_they_are_transient() {
     let dir = tempfile::tempdir().unwrap();
     write_files(dir.path());
     // A bad config is permanent.
-    let bad = serde_json::json!({"path": ".", "streams": {"e": {"glob": "*.jsonl", "format": "xml"}}});
+    let bad =
+        serde_json::json!({"path": ".", "streams": {"e": {"glob": "*.jsonl", "format": "xml"}}});
     conformance::assert_transient(&FilesConnector.validate(&bad).unwrap_err(), false);
     // A malformed record fails the read, permanently (reading it again fails again).
-    std::fs::write(dir.path().join("events/day-9.jsonl"), "{\"id\": 1}\nnot json\n").unwrap();
+    std::fs::write(
+        dir.path().join("events/day-9.jsonl"),
+        "{\"id\": 1}\nnot json\n",
+    )
+    .unwrap();
     let source = source(dir.path()).await;
     conformance::assert_read_fails(&source, &Options::new("events"), false).await;
 }
+
+/// A source over files in a temp dir kept for the rest of the test run.
+async fn kept_source() -> Arc<dyn Source> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    write_files(&dir);
+    source(&dir).await
+}
+
+// The one line a connector needs for the whole suite, one test per stream.
+inlet_testkit::conformance_suite!(suite, kept_source().await, {
+    events: Options::new("events"),
+    orders: Options::new("orders").mode(SyncMode::FullRefresh),
+});

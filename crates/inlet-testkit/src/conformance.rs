@@ -33,12 +33,13 @@
 //! [`assert_read_fails`] check one (an unreachable endpoint is transient, a bad config
 //! is not).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use arrow_array::RecordBatch;
 use futures::StreamExt;
 use inlet_core::{
-    Catalog, Partition, ReadEvent, ReadPlan, ReadRequest, Source, SourceError, SyncMode,
+    Catalog, Connector, Partition, ReadEvent, ReadPlan, ReadRequest, Source, SourceContext,
+    SourceError, SyncMode,
 };
 use serde_json::Value;
 
@@ -175,6 +176,17 @@ pub struct Report {
     pub final_state: Option<Value>,
 }
 
+/// The source `connector` builds from `config` (checked by `validate` first), for a
+/// connection named `conformance` whose project folder is `base_dir`.
+pub async fn build(connector: &dyn Connector, config: Value, base_dir: &Path) -> Arc<dyn Source> {
+    ok(connector.validate(&config), "validate");
+    let ctx = SourceContext {
+        connection: "conformance".into(),
+        base_dir: base_dir.to_path_buf(),
+    };
+    ok(connector.build(config, ctx).await, "build")
+}
+
 /// The whole suite for one stream (the contract in the module docs). Panics on the
 /// first rule broken.
 pub async fn run(source: &Arc<dyn Source>, options: &Options) -> Report {
@@ -185,7 +197,11 @@ pub async fn run(source: &Arc<dyn Source>, options: &Options) -> Report {
         .find(|s| s.name == options.stream)
         .unwrap_or_else(|| panic!("discover does not list stream `{}`", options.stream));
     let read = read_stream(source, options).await;
-    let checkpoints: usize = read.partitions.iter().map(|p| p.checkpoints().count()).sum();
+    let checkpoints: usize = read
+        .partitions
+        .iter()
+        .map(|p| p.checkpoints().count())
+        .sum();
     assert!(
         checkpoints >= options.min_checkpoints,
         "stream `{}`: the read emitted {checkpoints} checkpoints, fewer than the {} the suite needs to mean something",
@@ -224,7 +240,11 @@ pub async fn discover_is_stable(source: &Arc<dyn Source>) -> Catalog {
 
 /// Read the stream in full from `options.state`, following its plan.
 pub async fn read_stream(source: &Arc<dyn Source>, options: &Options) -> StreamRead {
-    read_from(source, &options.request(options.state.clone(), options.mode)).await
+    read_from(
+        source,
+        &options.request(options.state.clone(), options.mode),
+    )
+    .await
 }
 
 async fn read_from(source: &Arc<dyn Source>, request: &ReadRequest) -> StreamRead {
@@ -369,7 +389,10 @@ pub async fn assert_read_fails(
     let request = options.request(options.state.clone(), options.mode);
     let error = match read_until_error(source, &request).await {
         Some(e) => e,
-        None => panic!("stream `{}`: the read should fail but ended", options.stream),
+        None => panic!(
+            "stream `{}`: the read should fail but ended",
+            options.stream
+        ),
     };
     assert_transient(&error, transient);
     error
@@ -463,8 +486,16 @@ fn difference(want: &[String], got: &[String]) -> String {
     for r in got {
         *count.entry(r).or_default() -= 1;
     }
-    let missing: Vec<&str> = count.iter().filter(|(_, n)| **n > 0).map(|(r, _)| *r).collect();
-    let extra: Vec<&str> = count.iter().filter(|(_, n)| **n < 0).map(|(r, _)| *r).collect();
+    let missing: Vec<&str> = count
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, _)| *r)
+        .collect();
+    let extra: Vec<&str> = count
+        .iter()
+        .filter(|(_, n)| **n < 0)
+        .map(|(r, _)| *r)
+        .collect();
     let mut parts = vec![format!(
         "gives {} rows where the full read has {}",
         got.len(),
@@ -493,7 +524,10 @@ fn difference(want: &[String], got: &[String]) -> String {
 fn shown(state: Option<&Value>) -> String {
     let text = state.map_or_else(|| "the start".to_string(), Value::to_string);
     if text.len() > 400 {
-        let cut = (0..=400).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=400)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
         format!("{}...", &text[..cut])
     } else {
         text
