@@ -13,7 +13,7 @@
 //! with `file:line`, or with `on_bad_record = "skip"` are skipped and counted.
 #![deny(missing_docs)]
 
-pub mod columns;
+mod columns;
 mod reader;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};

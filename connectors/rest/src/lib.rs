@@ -21,8 +21,8 @@
 
 mod engine;
 pub mod json;
-pub mod manifest;
-pub mod state;
+mod manifest;
+mod state;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 

@@ -7,7 +7,7 @@
 //! does not fit says which stream and how to repair it, the same way for every
 //! connector.
 
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -84,19 +84,12 @@ impl<C, const KEEP: usize> From<Vec<C>> for SchemaHistory<C, KEEP> {
     }
 }
 
-// The history is a list to its readers; `Vec` access also keeps code that grows it by
-// hand compiling (the REST engine, until it calls `record`).
+// The history is a list to its readers; it grows only through `record`.
 impl<C, const KEEP: usize> Deref for SchemaHistory<C, KEEP> {
     type Target = Vec<C>;
 
     fn deref(&self) -> &Vec<C> {
         &self.changes
-    }
-}
-
-impl<C, const KEEP: usize> DerefMut for SchemaHistory<C, KEEP> {
-    fn deref_mut(&mut self) -> &mut Vec<C> {
-        &mut self.changes
     }
 }
 

@@ -21,11 +21,11 @@
 
 mod error;
 pub mod layout;
-pub mod lease;
-pub mod runs;
+mod lease;
+mod runs;
 pub mod state;
-pub mod storage;
-pub mod writer;
+mod storage;
+mod writer;
 
 pub use error::LakeError;
 pub use lease::{Lease, LeaseInfo};

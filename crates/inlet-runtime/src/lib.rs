@@ -7,10 +7,10 @@
 //! It never matches on a connector's kind: connectors come from a [`inlet_core::Registry`].
 #![deny(missing_docs)]
 
-pub mod config;
+mod config;
 pub mod daemon;
 mod error;
-pub mod metrics;
+mod metrics;
 pub mod ops;
 pub mod schedule;
 pub mod sync;

@@ -38,12 +38,12 @@ pub mod bindings {
 }
 
 pub mod componentize;
-pub mod connector;
+mod connector;
 pub mod convert;
-pub mod error;
-pub mod host;
-pub mod manifest;
-pub mod net;
+mod error;
+mod host;
+mod manifest;
+mod net;
 pub mod replay;
 pub mod sandbox;
 
