@@ -166,23 +166,27 @@ impl ReplayServer {
         let log: Arc<Mutex<Vec<Req>>> = Arc::default();
         let count = Arc::new(AtomicUsize::new(0));
         let seen = log.clone();
-        let server = serve::serve(serve::bind(port), 1, move |req: hyper::Request<Incoming>| {
-            let (handler, seen, count) = (handler.clone(), seen.clone(), count.clone());
-            async move {
-                let r = read_request(req, &count).await;
-                lock(&seen).push(r.clone());
-                let reply = handler(&r);
-                tokio::time::sleep(reply.delay).await;
-                let mut resp = hyper::Response::builder().status(reply.status);
-                for (k, v) in &reply.headers {
-                    resp = resp.header(k, v);
+        let server = serve::serve(
+            serve::bind(port),
+            1,
+            move |req: hyper::Request<Incoming>| {
+                let (handler, seen, count) = (handler.clone(), seen.clone(), count.clone());
+                async move {
+                    let r = read_request(req, &count).await;
+                    lock(&seen).push(r.clone());
+                    let reply = handler(&r);
+                    tokio::time::sleep(reply.delay).await;
+                    let mut resp = hyper::Response::builder().status(reply.status);
+                    for (k, v) in &reply.headers {
+                        resp = resp.header(k, v);
+                    }
+                    Ok::<_, Never>(
+                        resp.body(Full::new(bytes::Bytes::from(reply.body)))
+                            .expect("a valid reply"),
+                    )
                 }
-                Ok::<_, Never>(
-                    resp.body(Full::new(bytes::Bytes::from(reply.body)))
-                        .expect("a valid reply"),
-                )
-            }
-        });
+            },
+        );
         ReplayServer {
             server,
             log,
@@ -307,7 +311,11 @@ async fn read_request(req: hyper::Request<Incoming>, count: &AtomicUsize) -> Req
         head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or("")));
     }
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Req {
         n: count.fetch_add(1, Ordering::SeqCst),
         method: parts.method.to_string(),

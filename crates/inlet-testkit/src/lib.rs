@@ -30,3 +30,12 @@ pub mod shapes;
 
 pub use http::{ReplayServer, Reply, Req};
 pub use project::TestProject;
+
+/// A port on 127.0.0.1 that was free a moment ago (for a server started by the test, or
+/// one that nothing listens on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

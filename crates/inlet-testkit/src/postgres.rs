@@ -2,10 +2,9 @@
 //! temp dir on free ports, from the server binaries on PATH (or Debian's location).
 //! As root, the servers run as the `postgres` OS user (Postgres refuses root).
 
-use crate::project::TestProject;
+use crate::{free_port, project::TestProject};
 
 use std::{
-    net::TcpListener,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
@@ -27,13 +26,6 @@ pub struct PgPair {
     bin: PathBuf,
     os_user: Option<String>,
     rt: tokio::runtime::Runtime,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn bin_dir() -> PathBuf {

@@ -107,20 +107,20 @@ impl TestProject {
         config: &str,
         streams: &str,
     ) {
-        self.write_project(&format!(
+        self.write_project(format!(
             "[connections.c]\nconnector = \"{connector}\"\n{connection_extra}\n\n[connections.c.config]\n{config}\n{streams}"
         ));
     }
 
     /// Rewrite `inlet.toml` as [`HEADER`] followed by `body` (connections, more
     /// destinations).
-    pub fn write_project(&self, body: &str) {
-        self.write_toml(&format!("{HEADER}{body}"));
+    pub fn write_project(&self, body: impl AsRef<str>) {
+        self.write_toml(format!("{HEADER}{}", body.as_ref()));
     }
 
     /// Rewrite `inlet.toml` with exactly `text`.
-    pub fn write_toml(&self, text: &str) {
-        fs::write(self.config_path(), text).expect("write inlet.toml");
+    pub fn write_toml(&self, text: impl AsRef<str>) {
+        fs::write(self.config_path(), text.as_ref()).expect("write inlet.toml");
     }
 
     /// The text of `inlet.toml`.
@@ -215,13 +215,16 @@ impl TestProject {
         serde_json::from_str(&self.ok(&["state", "show", "c"])).expect("state json")
     }
 
-    /// Run `inlet sync c` with the producer failpoint `INLET_PANIC_AT=<at>` and assert
-    /// what a producer that panics must lead to: the run fails (exit 1) saying that
-    /// `stream` did not finish and why, nothing lands, the state does not move, and the
-    /// run is recorded as failed.
-    pub fn assert_panicked_sync(&self, at: &str, stream: &str) {
+    /// Run `inlet sync <sync_args>` (a connection, then options) with the producer
+    /// failpoint `INLET_PANIC_AT=<at>` and assert what a producer that panics must lead
+    /// to: the run fails (exit 1) saying that `stream` did not finish and why, nothing
+    /// lands, the connection's state does not move, and the run is recorded as failed.
+    pub fn assert_panicked_sync(&self, at: &str, sync_args: &[&str], stream: &str) {
+        let connection = sync_args.first().copied().unwrap_or("c");
+        let mut args = vec!["sync"];
+        args.extend_from_slice(sync_args);
         let out = self
-            .command(&["sync", "c"])
+            .command(&args)
             .env("INLET_PANIC_AT", at)
             .output()
             .expect("run inlet");
@@ -238,12 +241,13 @@ impl TestProject {
             parquet_files(&self.lake()).is_empty(),
             "nothing may land from a reader that died"
         );
-        let state = self.state_json();
+        let state: serde_json::Value =
+            serde_json::from_str(&self.ok(&["state", "show", connection])).expect("state json");
         assert!(
             state["streams"].get(stream).is_none(),
             "the state must not move: {state}"
         );
-        let runs = self.ok(&["runs", "c"]);
+        let runs = self.ok(&["runs", connection]);
         assert!(runs.contains("failed"), "{runs}");
     }
 }

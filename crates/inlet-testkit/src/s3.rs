@@ -116,10 +116,14 @@ impl S3ServerBuilder {
     /// Start serving.
     pub fn start(self) -> S3Server {
         let service = self.service.build();
-        let server = serve::serve(serve::bind(self.port), 2, move |req: hyper::Request<hyper::body::Incoming>| {
-            let service = service.clone();
-            async move { service.call(req.map(s3s::Body::from)).await }
-        });
+        let server = serve::serve(
+            serve::bind(self.port),
+            2,
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let service = service.clone();
+                async move { service.call(req.map(s3s::Body::from)).await }
+            },
+        );
         S3Server {
             root: self.root,
             server,

@@ -46,8 +46,7 @@ where
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         runtime.block_on(async move {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
             let accept = async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {

@@ -1,17 +1,9 @@
 //! Engineers inspecting and changing state: show, reset (one stream or all, dry run),
 //! set (validated), history, rollback; and the lease that keeps runs apart.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "end-to-end tests: a failed step should fail the test loudly"
-)]
-
-mod support;
-
 use std::{fs, io::Write};
 
-use support::*;
+use inlet_testkit::TestProject;
 
 const STREAMS: &str = r#"
 [connections.c.config.streams.clicks]
