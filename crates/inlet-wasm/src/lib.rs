@@ -44,7 +44,6 @@ pub mod error;
 pub mod host;
 pub mod manifest;
 pub mod net;
-pub mod replay;
 pub mod sandbox;
 
 pub use connector::{PluginConnector, PluginSource, load_plugins};
