@@ -19,7 +19,7 @@ use arrow_schema::DataType;
 use inlet_testkit::postgres::{PASSWORD, PgPair, project};
 use inlet_testkit::{
     TestProject, free_port,
-    lake::{column, outside_python, parquet_files, python, read_batches},
+    lake::{column, downcast, outside_python, parquet_files, python, read_batches},
 };
 
 fn ids_by_run(batches: &[RecordBatch], key: &str) -> BTreeMap<String, Vec<i64>> {
@@ -282,7 +282,6 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
     if col.is_null(row) {
         return None;
     }
-    let any = col.as_any();
     let trim_frac = |micros: i64| -> String {
         if micros == 0 {
             String::new()
@@ -291,53 +290,29 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
         }
     };
     Some(match col.data_type() {
-        DataType::Boolean => if any.downcast_ref::<BooleanArray>().unwrap().value(row) {
+        DataType::Boolean => if downcast::<BooleanArray>(col).value(row) {
             "t"
         } else {
             "f"
         }
         .into(),
-        DataType::Int16 => any
-            .downcast_ref::<Int16Array>()
-            .unwrap()
-            .value(row)
-            .to_string(),
-        DataType::Int32 => any
-            .downcast_ref::<Int32Array>()
-            .unwrap()
-            .value(row)
-            .to_string(),
-        DataType::Int64 => any
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(row)
-            .to_string(),
-        DataType::Float32 => float_text(f64::from(
-            any.downcast_ref::<Float32Array>().unwrap().value(row),
-        )),
-        DataType::Float64 => float_text(any.downcast_ref::<Float64Array>().unwrap().value(row)),
-        DataType::Decimal128(_, _) => any
-            .downcast_ref::<Decimal128Array>()
-            .unwrap()
-            .value_as_string(row),
-        DataType::Decimal256(_, _) => any
-            .downcast_ref::<Decimal256Array>()
-            .unwrap()
-            .value_as_string(row),
-        DataType::Utf8 => any
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .value(row)
-            .to_string(),
+        DataType::Int16 => downcast::<Int16Array>(col).value(row).to_string(),
+        DataType::Int32 => downcast::<Int32Array>(col).value(row).to_string(),
+        DataType::Int64 => downcast::<Int64Array>(col).value(row).to_string(),
+        DataType::Float32 => float_text(f64::from(downcast::<Float32Array>(col).value(row))),
+        DataType::Float64 => float_text(downcast::<Float64Array>(col).value(row)),
+        DataType::Decimal128(_, _) => downcast::<Decimal128Array>(col).value_as_string(row),
+        DataType::Decimal256(_, _) => downcast::<Decimal256Array>(col).value_as_string(row),
+        DataType::Utf8 => downcast::<StringArray>(col).value(row).to_string(),
         DataType::Binary => {
-            let b = any.downcast_ref::<BinaryArray>().unwrap().value(row);
+            let b = downcast::<BinaryArray>(col).value(row);
             format!(
                 "\\x{}",
                 b.iter().map(|x| format!("{x:02x}")).collect::<String>()
             )
         }
         DataType::Date32 => {
-            let d = any.downcast_ref::<Date32Array>().unwrap().value(row);
+            let d = downcast::<Date32Array>(col).value(row);
             match d {
                 i32::MAX => "infinity".into(),
                 d if d == -i32::MAX => "-infinity".into(),
@@ -348,10 +323,7 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
             }
         }
         DataType::Time64(_) => {
-            let t = any
-                .downcast_ref::<Time64MicrosecondArray>()
-                .unwrap()
-                .value(row);
+            let t = downcast::<Time64MicrosecondArray>(col).value(row);
             let s = t / 1_000_000;
             format!(
                 "{:02}:{:02}:{:02}{}",
@@ -362,10 +334,7 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
             )
         }
         DataType::Timestamp(_, tz) => {
-            let t = any
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap()
-                .value(row);
+            let t = downcast::<TimestampMicrosecondArray>(col).value(row);
             match t {
                 i64::MAX => "infinity".into(),
                 t if t == -i64::MAX => "-infinity".into(),
@@ -383,29 +352,14 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
             }
         }
         DataType::Struct(_) => {
-            let s = any.downcast_ref::<StructArray>().unwrap();
-            let months = s
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .value(row);
-            let days = s
-                .column(1)
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .value(row);
-            let micros = s
-                .column(2)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .value(row);
+            let s = downcast::<StructArray>(col);
+            let months = downcast::<Int32Array>(s.column(0).as_ref()).value(row);
+            let days = downcast::<Int32Array>(s.column(1).as_ref()).value(row);
+            let micros = downcast::<Int64Array>(s.column(2).as_ref()).value(row);
             interval_text(months, days, micros)
         }
         DataType::List(_) => {
-            let l = any.downcast_ref::<ListArray>().unwrap();
+            let l = downcast::<ListArray>(col);
             let values = l.value(row);
             let quote = matches!(values.data_type(), DataType::Utf8);
             let items: Vec<String> = (0..values.len())

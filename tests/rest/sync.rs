@@ -841,7 +841,7 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
     ));
     let server = churn_server(v2.clone(), customers.clone());
     let p = crate::project(TOKEN, STRIPE_KEY);
-    std::fs::write(p.root().join("acme.toml"), CHURN_V1).unwrap();
+    p.write("acme.toml", CHURN_V1);
     let project = format!(
         "[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"acme.toml\"\nbase_url = \"{}\"\n",
         server.base_url()
@@ -872,7 +872,7 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
         r#"pagination = { type = "offset", limit = 10 }"#,
         r#"pagination = { type = "cursor", param = "cursor", body_path = "next_cursor" }"#,
     );
-    std::fs::write(p.root().join("acme.toml"), v2_manifest).unwrap();
+    p.write("acme.toml", &v2_manifest);
     p.write_project(&project);
     let report = p.sync_json(&[]);
     // `created_gte` is inclusive, so customer 25 (at the saved cursor) comes again; its
@@ -982,8 +982,8 @@ fn paging_server(items: usize) -> ReplayServer {
 fn next_url_and_page_number_pagination_follow_every_page() {
     let server = paging_server(53);
     let p = crate::project(TOKEN, STRIPE_KEY);
-    std::fs::write(
-        p.root().join("api.toml"),
+    p.write(
+        "api.toml",
         r#"manifest_version = 1
 name = "paging"
 base_url = "http://placeholder.invalid"
@@ -1000,12 +1000,16 @@ primary_key = ["sku"]
 pagination = { type = "page_number", param = "page", start = 1, size_param = "size", size = 10 }
 schema = { columns = { price = "decimal(10,2)" } }
 "#,
-    )
-    .unwrap();
-    p.write_project(format!(
-            "[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{}\"\n",
+    );
+    p.write_connection(
+        "rest",
+        "",
+        &format!(
+            "manifest = \"api.toml\"\nbase_url = \"{}\"\n",
             server.base_url()
-        ));
+        ),
+        "",
+    );
     let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "feed"), 53);
     assert_eq!(stream_rows(&report, "catalog"), 53);
@@ -1076,8 +1080,8 @@ fn oauth2_refresh_token_auth_and_a_lookback_window_from_the_manifest() {
         ))
     }));
     let p = crate::project(TOKEN, STRIPE_KEY);
-    std::fs::write(
-        p.root().join("api.toml"),
+    p.write(
+        "api.toml",
         r#"manifest_version = 1
 name = "events"
 base_url = "http://placeholder.invalid"
@@ -1105,12 +1109,16 @@ primary_key = ["id"]
 pagination = { type = "page_number", size = 20 }
 incremental = { cursor_field = "occurred_at", request_param = "since", lookback = "100s" }
 "#,
-    )
-    .unwrap();
-    p.write_project(format!(
-            "[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{0}\"\ntoken_url = \"{0}/oauth/token\"\nclient_secret = \"cs-very-secret-1\"\nrefresh_token = \"${{env:INLET_TEST_GITHUB_TOKEN}}\"\n",
+    );
+    p.write_connection(
+        "rest",
+        "",
+        &format!(
+            "manifest = \"api.toml\"\nbase_url = \"{0}\"\ntoken_url = \"{0}/oauth/token\"\nclient_secret = \"cs-very-secret-1\"\nrefresh_token = \"${{env:INLET_TEST_GITHUB_TOKEN}}\"\n",
             server.base_url()
-        ));
+        ),
+        "",
+    );
     let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "events"), 50);
     let token_requests = server
@@ -1187,8 +1195,8 @@ fn link_server(items: usize) -> ReplayServer {
 
 fn link_project(server: &ReplayServer) -> TestProject {
     let p = crate::project(TOKEN, STRIPE_KEY);
-    std::fs::write(
-        p.root().join("api.toml"),
+    p.write(
+        "api.toml",
         r#"manifest_version = 1
 name = "linked"
 base_url = "http://placeholder.invalid"
@@ -1199,12 +1207,16 @@ primary_key = ["id"]
 params = { fields = "id,name", labels = "bug,help wanted" }
 pagination = { type = "link_header" }
 "#,
-    )
-    .unwrap();
-    p.write_project(format!(
-            "[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{}/v2\"\nbackoff_ms = 20\n",
+    );
+    p.write_connection(
+        "rest",
+        "",
+        &format!(
+            "manifest = \"api.toml\"\nbase_url = \"{}/v2\"\nbackoff_ms = 20\n",
             server.base_url()
-        ));
+        ),
+        "",
+    );
     p
 }
 

@@ -47,6 +47,17 @@ pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a
     })
 }
 
+/// `col` as the Arrow array type `A`; panics naming both types when it is another.
+pub fn downcast<A: Array + 'static>(col: &dyn Array) -> &A {
+    col.as_any().downcast_ref::<A>().unwrap_or_else(|| {
+        panic!(
+            "a {} array is not {}",
+            col.data_type(),
+            std::any::type_name::<A>()
+        )
+    })
+}
+
 /// All record batches of every Parquet file under `dir` (each file must be complete).
 pub fn read_batches(dir: &Path) -> Vec<RecordBatch> {
     let mut out = Vec::new();
