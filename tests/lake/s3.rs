@@ -201,22 +201,14 @@ fn a_wrong_secret_or_a_missing_bucket_is_a_clear_error_without_the_secret() {
     write_events(&p, "a.jsonl", 0..10, 8);
     let out = p.inlet(&["sync", "c"]);
     assert!(!out.status.success());
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = inlet_testkit::project::said(&out);
     assert!(all.contains("secret access key is wrong"), "{all}");
     assert!(
         !all.contains(wrong) && !all.contains(SK),
         "secret printed: {all}"
     );
     let out = p.inlet(&["check", "c"]);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = inlet_testkit::project::said(&out);
     assert!(
         !out.status.success() && all.contains("secret access key is wrong") && !all.contains(wrong),
         "{all}"
@@ -225,11 +217,7 @@ fn a_wrong_secret_or_a_missing_bucket_is_a_clear_error_without_the_secret() {
     let p = s3_project(&server, "nope", SK, "");
     write_events(&p, "a.jsonl", 0..10, 8);
     let out = p.inlet(&["check", "c"]);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = inlet_testkit::project::said(&out);
     assert!(
         !out.status.success() && all.contains("bucket `nope`"),
         "{all}"

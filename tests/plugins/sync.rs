@@ -107,9 +107,7 @@ fn an_installed_plugin_syncs_a_recorded_api_into_parquet_and_resumes() {
     assert!(state.contains(&format!("{}", BASE + 60)), "{state}");
 
     // A hostile plugin in the same project fails with the plugin and the rule named...
-    let out = p.inlet(&["sync", "red"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "red"]);
     assert!(
         err.contains("plugin `redteam` broke sandbox rule cpu-limit"),
         "{err}"

@@ -78,9 +78,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("is a primary"), "{text}");
-    let out = p.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(
         err.contains("is a primary") && err.contains("allow_primary"),
         "{err}"
@@ -189,9 +187,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "",
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"full_refresh\"\n",
     );
-    let out = bare.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = bare.fails(&["sync", "c"]);
     assert!(
         err.contains("is a view") && err.contains("cursor_field"),
         "{err}"
@@ -228,9 +224,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "",
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
     );
-    let out = p.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is a view"));
+    assert!(p.fails(&["sync", "c"]).contains("is a view"));
 }
 
 #[test]
@@ -256,9 +250,7 @@ fn wrong_password_and_unreachable_host_fail_clearly() {
     let dead = free_port();
     let p = project(&pair.config_toml(dead, "postgres"), "max_retries = 0", "");
     let started = Instant::now();
-    let out = p.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(
         err.contains(&format!("127.0.0.1:{dead}")) && err.contains("host"),
         "{err}"
@@ -920,9 +912,7 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
         "ssl_mode = \"disable\"",
         "ssl_mode = \"disable\"\non_schema_change = \"fail\"",
     ));
-    let out = p.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     for change in [
         "`c` added",
         "`b` dropped",
@@ -962,9 +952,7 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
         "",
         "[connections.c.streams.\"public.t\"]\nmode = \"full_refresh\"\n",
     );
-    let out = p2.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("public.t"));
+    assert!(p2.fails(&["sync", "c"]).contains("public.t"));
 }
 
 #[test]
@@ -1039,9 +1027,7 @@ fn tls_modes_and_replay_lag_limits() {
         "max_retries = 0",
         "",
     );
-    let out = p.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
     // Replay paused on the standby while the primary writes: the lag grows past the limit.
@@ -1050,9 +1036,7 @@ fn tls_modes_and_replay_lag_limits() {
     std::thread::sleep(Duration::from_millis(2500));
     let lagging = format!("{plain}max_replay_lag_secs = 1\non_replay_lag = \"fail\"\n");
     let p = project(&lagging, "max_retries = 0", "");
-    let out = p.inlet(&["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(
         err.contains("behind its primary") && err.contains("max_replay_lag_secs"),
         "{err}"

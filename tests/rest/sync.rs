@@ -437,11 +437,7 @@ fn a_page_that_stays_malformed_fails_the_run_and_state_stays_at_the_last_landed_
     let server = github_server(world, faults.clone());
     let p = github_project(&server, &["issues"]);
     let out = p.inlet(&["--json", "sync", "c"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = inlet_testkit::project::said(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("page 3") && text.contains("malformed JSON"),
@@ -498,11 +494,7 @@ fn tokens_never_appear_in_logs_errors_state_or_the_lake() {
     world.lock().unwrap().reject_token = true;
     let out = p.inlet(&["--log", "debug", "sync", "c", "--full-refresh"]);
     assert!(!out.status.success());
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = inlet_testkit::project::said(&out);
     assert!(all.contains("authentication failed"), "{all}");
     assert!(
         all.contains("Bearer ***"),

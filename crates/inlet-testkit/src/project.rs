@@ -35,6 +35,15 @@ pub fn inlet_bin() -> PathBuf {
     bin
 }
 
+/// What a run printed: its stdout followed by its stderr.
+pub fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A project directory with `inlet.toml`, `data/`, and the lake in `lake/`.
 #[derive(Debug)]
 pub struct TestProject {
@@ -201,6 +210,17 @@ impl TestProject {
             );
         }
         stdout.into_owned()
+    }
+
+    /// Run and require failure; returns stderr (what the person running it reads).
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.inlet(args);
+        assert!(
+            !out.status.success(),
+            "inlet {args:?} succeeded:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// `inlet --json sync c <extra>`, parsed.
