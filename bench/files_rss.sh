@@ -16,8 +16,8 @@ if [ "$profile" = release ]; then cargo build --release --bin inlet -q; bin="${C
 else cargo build --bin inlet -q; bin="${CARGO_TARGET_DIR:-target}/debug/inlet"; fi
 lake_toml='url = "file://./lake"'
 if [ "${LAKE:-local}" = s3 ]; then
-  if [ "$profile" = release ]; then cargo build --release -q -p inlet-lake --example s3_test_server; dir=release;
-  else cargo build -q -p inlet-lake --example s3_test_server; dir=debug; fi
+  if [ "$profile" = release ]; then cargo build --release -q -p inlet-testkit --example s3_test_server; dir=release;
+  else cargo build -q -p inlet-testkit --example s3_test_server; dir=debug; fi
   rm -rf "$work/s3"; mkdir -p "$work/s3"
   "${CARGO_TARGET_DIR:-target}/$dir/examples/s3_test_server" "$work/s3" > "$work/s3.endpoint" &
   server=$!; trap 'kill $server 2>/dev/null' EXIT

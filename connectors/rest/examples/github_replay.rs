@@ -10,79 +10,43 @@
     reason = "a benchmark fixture"
 )]
 
-#[path = "../../../tests/support/shapes.rs"]
-mod shapes;
+use std::sync::{Arc, OnceLock};
 
-use std::{convert::Infallible, sync::Arc};
-
-use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use inlet_testkit::{ReplayServer, Reply, Req, shapes};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let total: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let addr_file = args.next().expect("usage: github_replay N ADDR_FILE");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        std::fs::write(&addr_file, &base).unwrap();
-        let base = Arc::new(base);
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            // As real API front ends do: no Nagle delay on small responses.
-            let _ = stream.set_nodelay(true);
-            let base = base.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<Incoming>| {
-                    let base = base.clone();
-                    async move { Ok::<_, Infallible>(answer(&req, &base, total)) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    // The Link header names the server's own address, known once it listens.
+    let base = Arc::new(OnceLock::<String>::new());
+    let own = base.clone();
+    let server = ReplayServer::start(Arc::new(move |req: &Req| {
+        answer(req, own.get().map(String::as_str).unwrap_or(""), total)
+    }));
+    let _ = base.set(server.base_url());
+    std::fs::write(&addr_file, server.base_url()).unwrap();
+    server.wait();
 }
 
-fn answer(
-    req: &hyper::Request<Incoming>,
-    base: &str,
-    total: u64,
-) -> hyper::Response<Full<bytes::Bytes>> {
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+fn answer(req: &Req, base: &str, total: u64) -> Reply {
+    let param = |k: &str| req.param(k);
     let page: u64 = param("page")
         .and_then(|p| p.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let path = req.uri().path();
+    let path = req.path.as_str();
     if path == "/small" {
         let body = format!(
             r#"{{"object":"list","url":"/v1/customers","has_more":true,"data":[{{"id":"cus_{page:014}","object":"customer"}}]}}"#
         );
-        return hyper::Response::builder()
-            .header("content-type", "application/json")
-            .body(Full::new(body.into()))
-            .unwrap();
+        return Reply::ok(&body).header("content-type", "application/json");
     }
     let Some(repo) = path
         .strip_prefix("/repos/")
         .and_then(|r| r.strip_suffix("/issues"))
     else {
-        return hyper::Response::builder()
-            .status(404)
-            .body(Full::new(r#"{"message":"Not Found"}"#.into()))
-            .unwrap();
+        return Reply::status(404, r#"{"message":"Not Found"}"#);
     };
     let per_page: u64 = param("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
     let last = total.div_ceil(per_page);
@@ -98,12 +62,12 @@ fn answer(
     body.push(b']');
     let link_to = |p: u64| {
         let qs = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params.iter().filter(|(k, _)| k != "page"))
+            .extend_pairs(req.query.iter().filter(|(k, _)| k != "page"))
             .append_pair("page", &p.to_string())
             .finish();
         format!("<{base}{path}?{qs}>")
     };
-    let mut resp = hyper::Response::builder()
+    let mut resp = Reply::bytes(200, body)
         .header("content-type", "application/json; charset=utf-8")
         .header("x-ratelimit-limit", "5000")
         .header("x-ratelimit-remaining", "4999")
@@ -119,5 +83,5 @@ fn answer(
             ),
         );
     }
-    resp.body(Full::new(body.into())).unwrap()
+    resp
 }

@@ -4,10 +4,8 @@
 //!   cargo test --release -p inlet-connector-rest --test batcher_speed -- --ignored --nocapture
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a measurement")]
 
-#[path = "../../../tests/support/shapes.rs"]
-mod shapes;
-
 use inlet_connector_rest::json::{JsonBatcher, SchemaPolicy, landable};
+use inlet_testkit::shapes;
 
 #[test]
 #[ignore = "a measurement: run in release with --ignored"]

@@ -5,14 +5,14 @@
 //! checkpoints. The servers filter by the incremental parameter as the APIs do.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-use std::{convert::Infallible, sync::Arc};
+use std::sync::Arc;
 
-use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use inlet_connector_rest::ManifestConnector;
 use inlet_core::{Connector, Source, SyncMode};
-use inlet_testkit::conformance::{self, Options};
+use inlet_testkit::{
+    ReplayServer, Reply, Req,
+    conformance::{self, Options},
+};
 use serde_json::{Value, json};
 
 /// Records per page, whatever the request asks: small, for many checkpoints.
@@ -50,46 +50,30 @@ impl Asked {
 /// An answer: status, extra headers, JSON body.
 type Answer = (u16, Vec<(String, String)>, Value);
 
-/// Serve `handler` on 127.0.0.1 for the rest of the test; the base URL.
+/// Serve `handler` on 127.0.0.1 (the testkit's replay server) for the rest of the test
+/// binary; the base URL.
 async fn serve(handler: impl Fn(&Asked) -> Answer + Send + Sync + 'static) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let handler = Arc::new(handler);
-    let served = base.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let base = served.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<Incoming>| {
-                    let asked = Asked {
-                        base: base.clone(),
-                        path: req.uri().path().to_string(),
-                        query: url::form_urlencoded::parse(
-                            req.uri().query().unwrap_or("").as_bytes(),
-                        )
-                        .into_owned()
-                        .collect(),
-                    };
-                    let (status, headers, body) = handler(&asked);
-                    let mut reply = hyper::Response::builder()
-                        .status(status)
-                        .header("content-type", "application/json");
-                    for (k, v) in headers {
-                        reply = reply.header(k, v);
-                    }
-                    let reply = reply
-                        .body(Full::new(bytes::Bytes::from(body.to_string())))
-                        .unwrap();
-                    async move { Ok::<_, Infallible>(reply) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    base
+    // Link headers name absolute URLs: the handler learns the base once the server is up.
+    let base = Arc::new(std::sync::OnceLock::<String>::new());
+    let known = base.clone();
+    let server = ReplayServer::start(Arc::new(move |req: &Req| {
+        let asked = Asked {
+            base: known.get().cloned().unwrap_or_default(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+        };
+        let (status, headers, body) = handler(&asked);
+        let mut reply = headers
+            .into_iter()
+            .fold(Reply::json(&body), |reply, (k, v)| reply.header(&k, v));
+        reply.status = status;
+        reply
+    }));
+    let url = server.base_url();
+    base.set(url.clone()).unwrap();
+    // The source holds only the URL; the server lives as long as the test binary.
+    Box::leak(Box::new(server));
+    url
 }
 
 fn ok(body: Value) -> Answer {

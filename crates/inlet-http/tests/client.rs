@@ -6,8 +6,6 @@
 )]
 
 use std::{
-    convert::Infallible,
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -16,98 +14,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use inlet_http::{AddressPolicy, Auth, HttpClient, HttpError, HttpOptions, OAuth2RefreshToken};
+use inlet_testkit::{ReplayServer, Reply, Req};
 use secrecy::SecretString;
 use url::Url;
 
-/// What the server saw of one request.
-#[derive(Debug, Clone)]
-struct Seen {
-    path_and_query: String,
-    authorization: Option<String>,
-    user_agent: Option<String>,
-    accept_encoding: Option<String>,
-    body: String,
-}
-
-type Reply = (u16, Vec<(&'static str, String)>, Vec<u8>, Duration);
-type Handler = Arc<dyn Fn(usize, &Seen) -> Reply + Send + Sync>;
-
-struct Server {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    async fn start(handler: Handler) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let count = Arc::new(AtomicUsize::new(0));
-        let seen2 = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = handler.clone();
-                let seen = seen2.clone();
-                let count = count.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<Incoming>| {
-                        let handler = handler.clone();
-                        let seen = seen.clone();
-                        let count = count.clone();
-                        async move {
-                            use http_body_util::BodyExt;
-                            let h = |n: &str| {
-                                req.headers()
-                                    .get(n)
-                                    .map(|v| v.to_str().unwrap().to_string())
-                            };
-                            let mut s = Seen {
-                                path_and_query: req
-                                    .uri()
-                                    .path_and_query()
-                                    .map(|p| p.to_string())
-                                    .unwrap_or_default(),
-                                authorization: h("authorization"),
-                                user_agent: h("user-agent"),
-                                accept_encoding: h("accept-encoding"),
-                                body: String::new(),
-                            };
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            s.body = String::from_utf8_lossy(&body).into_owned();
-                            let n = count.fetch_add(1, Ordering::SeqCst);
-                            seen.lock().unwrap().push(s.clone());
-                            let (status, headers, body, delay) = handler(n, &s);
-                            tokio::time::sleep(delay).await;
-                            let mut resp = hyper::Response::builder().status(status);
-                            for (k, v) in headers {
-                                resp = resp.header(k, v);
-                            }
-                            Ok::<_, Infallible>(resp.body(Full::new(Bytes::from(body))).unwrap())
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Server { addr, seen }
-    }
-
-    fn url(&self, path: &str) -> Url {
-        Url::parse(&format!("http://{}{path}", self.addr)).unwrap()
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
+fn at(server: &ReplayServer, path: &str) -> Url {
+    Url::parse(&server.url(path)).unwrap()
 }
 
 fn fast_options() -> HttpOptions {
@@ -120,43 +33,39 @@ fn fast_options() -> HttpOptions {
 }
 
 fn ok(body: &str) -> Reply {
-    (200, vec![], body.as_bytes().to_vec(), Duration::ZERO)
+    Reply::ok(body)
 }
 
 #[tokio::test]
 async fn a_502_then_a_network_timeout_are_retried_with_backoff_until_the_page_arrives() {
-    let server = Server::start(Arc::new(|n, _| match n {
-        0 => (
-            502,
-            vec![],
-            b"<html>Bad Gateway</html>".to_vec(),
-            Duration::ZERO,
-        ),
+    let server = ReplayServer::start(Arc::new(|r: &Req| match r.n {
+        0 => Reply::bytes(502, b"<html>Bad Gateway</html>".to_vec()),
         1 => ok_delayed(Duration::from_secs(3)),
         _ => ok(r#"[{"id":1}]"#),
-    }))
-    .await;
+    }));
     fn ok_delayed(d: Duration) -> Reply {
-        (200, vec![], b"[]".to_vec(), d)
+        Reply::ok("[]").delayed(d)
     }
     let client = HttpClient::new(fast_options(), Auth::None).unwrap();
     let started = Instant::now();
-    let resp = client.get(server.url("/repos/o/r/issues")).await.unwrap();
+    let resp = client.get(at(&server, "/repos/o/r/issues")).await.unwrap();
     assert_eq!(&resp.body[..], br#"[{"id":1}]"#);
     assert_eq!(resp.attempts, 3);
-    assert_eq!(server.seen().len(), 3);
+    assert_eq!(server.requests().len(), 3);
     // The slow answer was abandoned at the 2 s timeout, not waited for (3 s).
     assert!(
         started.elapsed() < Duration::from_millis(2900),
         "{:?}",
         started.elapsed()
     );
-    let ua = server.seen()[0].user_agent.clone().unwrap();
+    let ua = server.requests()[0]
+        .header("user-agent")
+        .unwrap()
+        .to_string();
     assert!(ua.starts_with("inlet/"), "{ua}");
     assert!(
-        server.seen()[0]
-            .accept_encoding
-            .clone()
+        server.requests()[0]
+            .header("accept-encoding")
             .unwrap()
             .contains("gzip")
     );
@@ -164,10 +73,9 @@ async fn a_502_then_a_network_timeout_are_retried_with_backoff_until_the_page_ar
 
 #[tokio::test]
 async fn retries_stop_after_max_retries_with_a_transient_error() {
-    let server = Server::start(Arc::new(|_, _| {
-        (503, vec![], b"unavailable".to_vec(), Duration::ZERO)
-    }))
-    .await;
+    let server = ReplayServer::start(Arc::new(|_: &Req| {
+        Reply::bytes(503, b"unavailable".to_vec())
+    }));
     let client = HttpClient::new(
         HttpOptions {
             max_retries: 2,
@@ -176,52 +84,41 @@ async fn retries_stop_after_max_retries_with_a_transient_error() {
         Auth::None,
     )
     .unwrap();
-    let err = client.get(server.url("/v1/charges")).await.unwrap_err();
+    let err = client.get(at(&server, "/v1/charges")).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert!(err.to_string().contains("HTTP 503"), "{err}");
-    assert_eq!(server.seen().len(), 3);
+    assert_eq!(server.requests().len(), 3);
 }
 
 #[tokio::test]
 async fn a_post_is_not_repeated_after_a_5xx_and_pass_status_hands_back_any_answer() {
-    let server = Server::start(Arc::new(|_, _| {
-        (
-            502,
-            vec![("x-trace", "t1".into())],
-            b"upstream failed".to_vec(),
-            Duration::ZERO,
-        )
-    }))
-    .await;
+    let server = ReplayServer::start(Arc::new(|_: &Req| {
+        Reply::bytes(502, b"upstream failed".to_vec()).header("x-trace", "t1")
+    }));
     let client = HttpClient::new(fast_options(), Auth::None).unwrap();
     // A POST may have been carried out before the gateway failed: it is sent once.
-    let mut post = inlet_http::Request::get(server.url("/v1/exports"));
+    let mut post = inlet_http::Request::get(at(&server, "/v1/exports"));
     post.method = reqwest::Method::POST;
     post.body = Some(Bytes::from_static(b"{}"));
     let err = client.send(post.clone()).await.unwrap_err();
     assert!(err.to_string().contains("HTTP 502"), "{err}");
-    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.requests().len(), 1);
     // With pass_status the caller gets the answer itself, headers and body included.
     post.pass_status = true;
     let resp = client.send(post).await.unwrap();
     assert_eq!(resp.status, 502);
     assert_eq!(resp.header("x-trace"), Some("t1"));
     assert_eq!(&resp.body[..], b"upstream failed");
-    assert_eq!(server.seen().len(), 2);
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_waited_out_and_not_counted_as_a_failure() {
-    let server = Server::start(Arc::new(|n, _| match n {
-        0 => (
-            429,
-            vec![("retry-after", "1".to_string())],
-            br#"{"error":{"type":"rate_limit_error"}}"#.to_vec(),
-            Duration::ZERO,
-        ),
+    let server = ReplayServer::start(Arc::new(|r: &Req| match r.n {
+        0 => Reply::bytes(429, br#"{"error":{"type":"rate_limit_error"}}"#.to_vec())
+            .header("retry-after", "1"),
         _ => ok(r#"{"object":"list","data":[],"has_more":false}"#),
-    }))
-    .await;
+    }));
     let client = HttpClient::new(
         HttpOptions {
             max_retries: 0,
@@ -231,7 +128,7 @@ async fn a_429_with_retry_after_is_waited_out_and_not_counted_as_a_failure() {
     )
     .unwrap();
     let started = Instant::now();
-    let resp = client.get(server.url("/v1/customers")).await.unwrap();
+    let resp = client.get(at(&server, "/v1/customers")).await.unwrap();
     assert_eq!(resp.status, 200);
     assert!(
         started.elapsed() >= Duration::from_millis(950),
@@ -242,26 +139,16 @@ async fn a_429_with_retry_after_is_waited_out_and_not_counted_as_a_failure() {
 
 #[tokio::test]
 async fn github_403_with_exhausted_quota_waits_for_the_reset() {
-    let server = Server::start(Arc::new(|n, _| {
+    let server = ReplayServer::start(Arc::new(|r: &Req| {
         let reset = (chrono::Utc::now().timestamp() + 1).to_string();
-        match n {
-            0 => (
-                403,
-                vec![
-                    ("x-ratelimit-limit", "5000".into()),
-                    ("x-ratelimit-remaining", "0".into()),
-                    ("x-ratelimit-reset", reset),
-                ],
-                br#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}"#.to_vec(),
-                Duration::ZERO,
-            ),
+        match r.n {
+            0 => Reply::bytes(403, br#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}"#.to_vec()).header("x-ratelimit-limit", "5000").header("x-ratelimit-remaining", "0").header("x-ratelimit-reset", reset),
             _ => ok("[]"),
         }
-    }))
-    .await;
+    }));
     let client = HttpClient::new(fast_options(), Auth::None).unwrap();
     let started = Instant::now();
-    client.get(server.url("/repos/o/r/issues")).await.unwrap();
+    client.get(at(&server, "/repos/o/r/issues")).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "{:?}",
@@ -269,34 +156,25 @@ async fn github_403_with_exhausted_quota_waits_for_the_reset() {
     );
 
     // A plain 403 (no rate-limit headers) is an authentication failure, not retried.
-    let server = Server::start(Arc::new(|_, _| {
-        (
+    let server = ReplayServer::start(Arc::new(|_: &Req| {
+        Reply::bytes(
             403,
-            vec![],
             br#"{"message":"Resource not accessible by integration"}"#.to_vec(),
-            Duration::ZERO,
         )
-    }))
-    .await;
-    let err = client.get(server.url("/repos/o/r")).await.unwrap_err();
+    }));
+    let err = client.get(at(&server, "/repos/o/r")).await.unwrap_err();
     assert!(matches!(err, HttpError::Auth { status: 403, .. }), "{err}");
-    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn a_rate_limit_longer_than_allowed_fails_transiently_without_waiting() {
-    let server = Server::start(Arc::new(|_, _| {
-        (
-            429,
-            vec![("retry-after", "3600".to_string())],
-            vec![],
-            Duration::ZERO,
-        )
-    }))
-    .await;
+    let server = ReplayServer::start(Arc::new(|_: &Req| {
+        Reply::bytes(429, vec![]).header("retry-after", "3600")
+    }));
     let client = HttpClient::new(fast_options(), Auth::None).unwrap();
     let started = Instant::now();
-    let err = client.get(server.url("/x")).await.unwrap_err();
+    let err = client.get(at(&server, "/x")).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -314,16 +192,18 @@ async fn a_rate_limit_longer_than_allowed_fails_transiently_without_waiting() {
 #[tokio::test]
 async fn secrets_reach_the_server_but_never_errors_or_logs() {
     let token = "ghp_0123456789abcdefSECRET";
-    let server = Server::start(Arc::new(move |_, s: &Seen| {
+    let server = ReplayServer::start(Arc::new(move |s: &Req| {
         // A server that echoes what it got, as some error pages do.
-        (
+        Reply::bytes(
             401,
-            vec![],
-            format!("bad credentials {:?} {}", s.authorization, s.path_and_query).into_bytes(),
-            Duration::ZERO,
+            format!(
+                "bad credentials {:?} {}",
+                s.header("authorization"),
+                s.path_and_query()
+            )
+            .into_bytes(),
         )
-    }))
-    .await;
+    }));
     for auth in [
         Auth::Bearer(SecretString::from(token.to_string())),
         Auth::ApiKeyQuery {
@@ -340,7 +220,7 @@ async fn secrets_reach_the_server_but_never_errors_or_logs() {
         },
     ] {
         let client = HttpClient::new(fast_options(), auth).unwrap();
-        let err = client.get(server.url("/user?page=1")).await.unwrap_err();
+        let err = client.get(at(&server, "/user?page=1")).await.unwrap_err();
         let text = format!("{err} {err:?} {client:?}");
         assert!(!text.contains(token), "{text}");
         assert!(matches!(err, HttpError::Auth { status: 401, .. }), "{err}");
@@ -358,16 +238,19 @@ async fn secrets_reach_the_server_but_never_errors_or_logs() {
         query_auth.without_credentials(&echoed).as_str(),
         "http://h/x?page=2"
     );
-    let seen = server.seen();
+    let seen = server.requests();
     assert_eq!(
-        seen[0].authorization.as_deref(),
+        seen[0].header("authorization"),
         Some(&*format!("Bearer {token}"))
     );
-    assert!(seen[1].path_and_query.contains(&format!("api_key={token}")));
+    assert!(
+        seen[1]
+            .path_and_query()
+            .contains(&format!("api_key={token}"))
+    );
     assert!(
         seen[3]
-            .authorization
-            .as_deref()
+            .header("authorization")
             .unwrap()
             .starts_with("Basic ")
     );
@@ -375,8 +258,8 @@ async fn secrets_reach_the_server_but_never_errors_or_logs() {
 
 #[tokio::test]
 async fn oauth2_refreshes_the_access_token_and_again_after_a_401() {
-    let server = Server::start(Arc::new(|_, s: &Seen| {
-        if s.path_and_query == "/oauth/token" {
+    let server = ReplayServer::start(Arc::new(|s: &Req| {
+        if s.path_and_query() == "/oauth/token" {
             assert!(s.body.contains("grant_type=refresh_token"), "{}", s.body);
             assert!(s.body.contains("refresh_token=rt-secret-1"), "{}", s.body);
             let n = TOKENS.fetch_add(1, Ordering::SeqCst);
@@ -384,26 +267,25 @@ async fn oauth2_refreshes_the_access_token_and_again_after_a_401() {
                 r#"{{"access_token":"at-{n}","expires_in":3600,"token_type":"Bearer"}}"#
             ));
         }
-        match s.authorization.as_deref() {
+        match s.header("authorization") {
             Some("Bearer at-1") => ok("{}"),
-            _ => (401, vec![], b"expired".to_vec(), Duration::ZERO),
+            _ => Reply::bytes(401, b"expired".to_vec()),
         }
-    }))
-    .await;
+    }));
     static TOKENS: AtomicUsize = AtomicUsize::new(0);
     let flow = OAuth2RefreshToken::new(
-        server.url("/oauth/token").to_string(),
+        at(&server, "/oauth/token").to_string(),
         "client",
         SecretString::from("cs-secret".to_string()),
         SecretString::from("rt-secret-1".to_string()),
         vec![],
     );
     let client = HttpClient::new(fast_options(), Auth::OAuth2(Arc::new(flow))).unwrap();
-    client.get(server.url("/api/items")).await.unwrap();
+    client.get(at(&server, "/api/items")).await.unwrap();
     let seen: Vec<String> = server
-        .seen()
+        .requests()
         .iter()
-        .map(|s| s.path_and_query.clone())
+        .map(|s| s.path_and_query().clone())
         .collect();
     assert_eq!(
         seen,
@@ -413,7 +295,7 @@ async fn oauth2_refreshes_the_access_token_and_again_after_a_401() {
 
 #[tokio::test]
 async fn per_host_rate_limit_spaces_requests_and_response_size_is_capped() {
-    let server = Server::start(Arc::new(|_, _| ok(&"x".repeat(5000)))).await;
+    let server = ReplayServer::start(Arc::new(|_: &Req| ok(&"x".repeat(5000))));
     let client = HttpClient::new(
         HttpOptions {
             per_host_rps: Some(20.0),
@@ -425,7 +307,7 @@ async fn per_host_rate_limit_spaces_requests_and_response_size_is_capped() {
     .unwrap();
     let started = Instant::now();
     for _ in 0..5 {
-        let err = client.get(server.url("/big")).await.unwrap_err();
+        let err = client.get(at(&server, "/big")).await.unwrap_err();
         assert!(
             matches!(err, HttpError::TooLarge { limit: 4096, .. }),
             "{err}"
@@ -440,7 +322,7 @@ async fn per_host_rate_limit_spaces_requests_and_response_size_is_capped() {
 
 #[tokio::test]
 async fn host_policy_refuses_loopback_before_connecting() {
-    let server = Server::start(Arc::new(|_, _| ok("{}"))).await;
+    let server = ReplayServer::start(Arc::new(|_: &Req| ok("{}")));
     let client = HttpClient::new(
         HttpOptions {
             policy: Some(Arc::new(AddressPolicy {
@@ -453,27 +335,26 @@ async fn host_policy_refuses_loopback_before_connecting() {
     )
     .unwrap();
     // By IP literal, and by a name that resolves to loopback.
-    let err = client.get(server.url("/")).await.unwrap_err();
+    let err = client.get(at(&server, "/")).await.unwrap_err();
     assert!(matches!(err, HttpError::Denied { .. }), "{err}");
-    let by_name = Url::parse(&format!("http://localhost:{}/", server.addr.port())).unwrap();
+    let by_name = Url::parse(&format!("http://localhost:{}/", server.addr().port())).unwrap();
     let err = client.get(by_name).await.unwrap_err();
     assert!(matches!(err, HttpError::Denied { .. }), "{err}");
     assert!(err.to_string().contains("private, loopback"), "{err}");
-    assert!(server.seen().is_empty());
+    assert!(server.requests().is_empty());
 }
 
 #[tokio::test]
 async fn http_layer_sustains_thousands_of_small_pages_per_second() {
-    let server = Server::start(Arc::new(|_, _| {
+    let server = ReplayServer::start(Arc::new(|_: &Req| {
         ok(r#"{"object":"list","data":[{"id":"cus_1"}],"has_more":false}"#)
-    }))
-    .await;
+    }));
     let client = HttpClient::new(HttpOptions::default(), Auth::None).unwrap();
     let n = 2000;
     let started = Instant::now();
     for i in 0..n {
         client
-            .get(server.url(&format!("/v1/customers?page={i}")))
+            .get(at(&server, &format!("/v1/customers?page={i}")))
             .await
             .unwrap();
     }
@@ -520,20 +401,16 @@ async fn an_exhausted_quota_resetting_in_an_hour_fails_fast_naming_the_reset_and
     // GitHub's primary limit, as the issue saw it: 403, nothing left, reset in an hour,
     // and a Retry-After of 1 s that is not the whole story.
     let reset = chrono::Utc::now().timestamp() + 3600;
-    let server = Server::start(Arc::new(move |_, _| {
-        (
+    let server = ReplayServer::start(Arc::new(move |_: &Req| {
+        Reply::bytes(
             403,
-            vec![
-                ("x-ratelimit-limit", "5000".into()),
-                ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", reset.to_string()),
-                ("retry-after", "1".into()),
-            ],
             br#"{"message":"API rate limit exceeded for user ID 1."}"#.to_vec(),
-            Duration::ZERO,
         )
-    }))
-    .await;
+        .header("x-ratelimit-limit", "5000")
+        .header("x-ratelimit-remaining", "0")
+        .header("x-ratelimit-reset", reset.to_string())
+        .header("retry-after", "1")
+    }));
     let client = HttpClient::new(
         HttpOptions {
             max_rate_limit_wait: Duration::from_secs(2),
@@ -545,7 +422,7 @@ async fn an_exhausted_quota_resetting_in_an_hour_fails_fast_naming_the_reset_and
     let started = Instant::now();
     let err = tokio::time::timeout(
         Duration::from_secs(10),
-        client.get(server.url("/repos/o/r/issues")),
+        client.get(at(&server, "/repos/o/r/issues")),
     )
     .await
     .expect("the request hung instead of failing")
@@ -571,31 +448,24 @@ async fn an_exhausted_quota_resetting_in_an_hour_fails_fast_naming_the_reset_and
     assert!(text.contains(&reset_text), "{text}");
     assert!(text.contains("max_rate_limit_wait_secs"), "{text}");
     assert!(text.contains("x-ratelimit-reset"), "{text}");
-    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.requests().len(), 1);
     // The host stays paused: the next request fails at once too, without being sent.
-    let err = tokio::time::timeout(Duration::from_secs(10), client.get(server.url("/x")))
+    let err = tokio::time::timeout(Duration::from_secs(10), client.get(at(&server, "/x")))
         .await
         .expect("hung")
         .unwrap_err();
     assert!(matches!(err, HttpError::RateLimited { .. }), "{err}");
-    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn the_last_request_of_a_quota_pauses_the_host_and_the_cap_applies_to_that_pause() {
     // A 200 that used up the quota (GitHub sends remaining 0 on the last allowed call).
-    let server = Server::start(Arc::new(|_, _| {
-        (
-            200,
-            vec![
-                ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", epoch_in(3600)),
-            ],
-            b"[]".to_vec(),
-            Duration::ZERO,
-        )
-    }))
-    .await;
+    let server = ReplayServer::start(Arc::new(|_: &Req| {
+        Reply::bytes(200, b"[]".to_vec())
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", epoch_in(3600))
+    }));
     let client = HttpClient::new(
         HttpOptions {
             max_rate_limit_wait: Duration::from_secs(2),
@@ -604,8 +474,8 @@ async fn the_last_request_of_a_quota_pauses_the_host_and_the_cap_applies_to_that
         Auth::None,
     )
     .unwrap();
-    client.get(server.url("/a")).await.unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(10), client.get(server.url("/b")))
+    client.get(at(&server, "/a")).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), client.get(at(&server, "/b")))
         .await
         .expect("the second request hung until the reset")
         .unwrap_err();
@@ -613,18 +483,12 @@ async fn the_last_request_of_a_quota_pauses_the_host_and_the_cap_applies_to_that
         matches!(&err, HttpError::RateLimited { reason, .. } if reason.contains("HTTP 200")),
         "{err}"
     );
-    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.requests().len(), 1);
 
     // A 503 asking to come back in an hour is capped the same way.
-    let server = Server::start(Arc::new(|_, _| {
-        (
-            503,
-            vec![("retry-after", "3600".into())],
-            b"maintenance".to_vec(),
-            Duration::ZERO,
-        )
-    }))
-    .await;
+    let server = ReplayServer::start(Arc::new(|_: &Req| {
+        Reply::bytes(503, b"maintenance".to_vec()).header("retry-after", "3600")
+    }));
     let client = HttpClient::new(
         HttpOptions {
             max_rate_limit_wait: Duration::from_secs(2),
@@ -634,7 +498,7 @@ async fn the_last_request_of_a_quota_pauses_the_host_and_the_cap_applies_to_that
         Auth::None,
     )
     .unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(10), client.get(server.url("/c")))
+    let err = tokio::time::timeout(Duration::from_secs(10), client.get(at(&server, "/c")))
         .await
         .expect("the 503's Retry-After was slept through")
         .unwrap_err();
@@ -648,36 +512,23 @@ async fn the_last_request_of_a_quota_pauses_the_host_and_the_cap_applies_to_that
 
 #[tokio::test]
 async fn a_short_reset_is_waited_out_and_each_wait_is_logged_with_its_reason_and_end() {
-    let server = Server::start(Arc::new(|n, _| match n {
+    let server = ReplayServer::start(Arc::new(|r: &Req| match r.n {
         // Rate limited, nothing left, reset in 3 s (no Retry-After).
-        0 => (
-            429,
-            vec![
-                ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", epoch_in(3)),
-            ],
-            br#"{"message":"API rate limit exceeded"}"#.to_vec(),
-            Duration::ZERO,
-        ),
+        0 => Reply::bytes(429, br#"{"message":"API rate limit exceeded"}"#.to_vec())
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", epoch_in(3)),
         // Went through, but was the last of the quota: the next request waits.
-        1 => (
-            200,
-            vec![
-                ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", epoch_in(3)),
-            ],
-            b"[1]".to_vec(),
-            Duration::ZERO,
-        ),
+        1 => Reply::bytes(200, b"[1]".to_vec())
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", epoch_in(3)),
         _ => ok("[2]"),
-    }))
-    .await;
+    }));
     let client = HttpClient::new(fast_options(), Auth::None).unwrap();
     let started = Instant::now();
     let ((first, second), log) = logged(async {
-        let first = client.get(server.url("/a")).await.unwrap();
+        let first = client.get(at(&server, "/a")).await.unwrap();
         let after_first = Instant::now();
-        let second = client.get(server.url("/b")).await.unwrap();
+        let second = client.get(at(&server, "/b")).await.unwrap();
         (
             (first, after_first.duration_since(started)),
             (second, after_first.elapsed()),

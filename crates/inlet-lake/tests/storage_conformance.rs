@@ -18,12 +18,11 @@ use inlet_lake::{
     WriterOptions,
     state::{Change, StateAction, StreamState},
 };
+use inlet_testkit::s3::S3Server;
 use s3s::{
     S3Result,
     access::{S3Access, S3AccessContext},
-    auth::SimpleAuth,
     s3_error,
-    service::S3ServiceBuilder,
 };
 
 /// The landing comparison measures time: the tests of this file run one at a time.
@@ -61,50 +60,14 @@ impl S3Access for Faults {
     }
 }
 
-struct Server {
-    endpoint: String,
-    _dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
+/// An s3s server on 127.0.0.1 with a bucket `lake`, checking requests with `faults`.
+fn start_server(faults: Option<Faults>) -> S3Server {
+    let server = S3Server::builder(AK, SK).bucket("lake");
+    match faults {
+        Some(f) => server.access(f),
+        None => server,
     }
-}
-
-async fn start_server(faults: Option<Faults>) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("lake")).unwrap();
-    let fs = s3s_fs::FileSystem::new(dir.path()).unwrap_or_else(|e| panic!("s3s-fs: {e:?}"));
-    let mut builder = S3ServiceBuilder::new(fs);
-    builder.set_auth(SimpleAuth::from_single(AK, SK));
-    if let Some(f) = faults {
-        builder.set_access(f);
-    }
-    let service = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = service.clone();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
-    Server {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-        task,
-    }
+    .start()
 }
 
 fn options(endpoint: &str, bucket: &str, secret: &str) -> S3Options {
@@ -119,7 +82,7 @@ fn options(endpoint: &str, bucket: &str, secret: &str) -> S3Options {
 }
 
 /// The S3 store under test: the env-configured one, or a fresh s3s server.
-async fn s3(server: &Server) -> Arc<dyn Storage> {
+async fn s3(server: &S3Server) -> Arc<dyn Storage> {
     if let Ok(endpoint) = std::env::var("S3_TEST_ENDPOINT") {
         let mut o = S3Options::from_url(&format!(
             "s3://{}/inlet-test-{}",
@@ -141,7 +104,7 @@ async fn s3(server: &Server) -> Arc<dyn Storage> {
         return Arc::new(S3Storage::connect(o).await.unwrap());
     }
     Arc::new(
-        S3Storage::connect(options(&server.endpoint, "lake", SK))
+        S3Storage::connect(options(&server.endpoint(), "lake", SK))
             .await
             .unwrap(),
     )
@@ -300,17 +263,17 @@ async fn local_directory_passes_the_storage_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_passes_the_storage_conformance_suite() {
     let _serial = SERIAL.lock().await;
-    let server = start_server(None).await;
+    let server = start_server(None);
     conformance(s3(&server).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_and_a_missing_bucket_are_named_and_the_secret_is_not_printed() {
     let _serial = SERIAL.lock().await;
-    let server = start_server(None).await;
+    let server = start_server(None);
     let wrong = "wrong-secret-value-1234";
     let s: Arc<dyn Storage> = Arc::new(
-        S3Storage::connect(options(&server.endpoint, "lake", wrong))
+        S3Storage::connect(options(&server.endpoint(), "lake", wrong))
             .await
             .unwrap(),
     );
@@ -319,7 +282,7 @@ async fn a_wrong_secret_and_a_missing_bucket_are_named_and_the_secret_is_not_pri
     assert!(!err.contains(wrong) && !err.contains(SK), "{err}");
     assert!(!format!("{s:?}").contains(wrong));
 
-    let s = S3Storage::connect(options(&server.endpoint, "no-such-bucket", SK))
+    let s = S3Storage::connect(options(&server.endpoint(), "no-such-bucket", SK))
         .await
         .unwrap();
     let err = s.list("x/").await.unwrap_err().to_string();
@@ -359,10 +322,9 @@ async fn injected_500s_and_slowdowns_are_retried_without_loss() {
             op,
             remaining: remaining.clone(),
             slow_down,
-        }))
-        .await;
+        }));
         let s: Arc<dyn Storage> = Arc::new(
-            S3Storage::connect(options(&server.endpoint, "lake", SK))
+            S3Storage::connect(options(&server.endpoint(), "lake", SK))
                 .await
                 .unwrap(),
         );
@@ -436,7 +398,7 @@ async fn landing_on_s3_costs_at_most_a_small_factor_of_landing_on_disk() {
         (t.elapsed(), bytes)
     }
     // Best of three for each, alternating, so one noisy moment does not decide.
-    let server = start_server(None).await;
+    let server = start_server(None);
     let mut local = std::time::Duration::MAX;
     let mut remote = std::time::Duration::MAX;
     let mut bytes = 0;
@@ -445,7 +407,7 @@ async fn landing_on_s3_costs_at_most_a_small_factor_of_landing_on_disk() {
         let (t, b) = land(Arc::new(LocalStorage::new(dir.path()).unwrap()), &batches).await;
         local = local.min(t);
         bytes = b;
-        let s3 = S3Storage::connect(options(&server.endpoint, "lake", SK))
+        let s3 = S3Storage::connect(options(&server.endpoint(), "lake", SK))
             .await
             .unwrap();
         let (t, _) = land(Arc::new(s3), &batches).await;

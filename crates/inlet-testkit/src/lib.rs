@@ -1,7 +1,43 @@
 //! # inlet-testkit: what inlet's tests share
 //!
-//! Test-only (never published). [`conformance`] is the source conformance suite every
-//! connector runs.
+//! The end-to-end tests drive the real `inlet` binary against real systems on loopback;
+//! this crate is the one place that starts those systems and reads back what landed:
+//!
+//! - [`http::ReplayServer`]: an HTTP server answering from a handler (or from a recorded
+//!   API, [`http::ReplayServer::recording`]), logging every request it saw;
+//! - [`s3::S3Server`]: an S3-compatible server (s3s-fs, SigV4 checked) over a temp dir;
+//! - [`postgres::PgPair`]: a throwaway Postgres primary and streaming hot standby;
+//! - [`project::TestProject`]: a project folder with `inlet.toml`, runs of the binary,
+//!   and [`lake`] readers of the Parquet it landed (ours and an outside one);
+//! - [`shapes`]: records shaped field for field like GitHub's and Stripe's;
+//! - [`conformance`]: the source conformance suite every connector runs, on the
+//!   `Source` itself (resume from every checkpoint, no gap, no duplicate).
+//!
+//! It is a dev-dependency only (`publish = false`): nothing of it is in the shipped binary.
+//! A failed setup step panics with what went wrong, as a failed assertion does.
 #![deny(missing_docs)]
+#![expect(
+    clippy::expect_used,
+    reason = "a test kit: a setup step that fails must fail the test, naming the step"
+)]
 
 pub mod conformance;
+pub mod http;
+pub mod lake;
+pub mod postgres;
+pub mod project;
+pub mod s3;
+mod serve;
+pub mod shapes;
+
+pub use http::{ReplayServer, Reply, Req};
+pub use project::TestProject;
+
+/// A port on 127.0.0.1 that was free a moment ago (for a server started by the test, or
+/// one that nothing listens on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -12,11 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use inlet_testkit::ReplayServer;
 use inlet_wasm::{
     PluginHost, SandboxConfig,
     bindings::inlet::plugin::types::{self, Event},
     convert,
-    replay::ReplayServer,
 };
 
 include!("../../../connectors/plugins/hackernews/examples/common/bench_item.rs");
@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serde_json::from_str(&item(id))?,
         );
     }
-    let server = ReplayServer::start(rec)?;
+    let server = ReplayServer::recording(rec);
     let sandbox: SandboxConfig = serde_json::from_value(serde_json::json!({
         "allow_hosts": ["hacker-news.firebaseio.com"],
         "allow_private": ["127.0.0.1"],

@@ -44,7 +44,6 @@ mod error;
 mod host;
 mod manifest;
 mod net;
-pub mod replay;
 pub mod sandbox;
 
 pub use connector::{PluginConnector, PluginSource, load_plugins};

@@ -1,9 +1,4 @@
 //! The `postgres` source against a real primary and streaming hot standby.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-#[path = "support/postgres.rs"]
-mod pg;
-mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -21,36 +16,11 @@ use arrow_array::{
     StructArray, Time64MicrosecondArray, TimestampMicrosecondArray,
 };
 use arrow_schema::DataType;
-use pg::{PASSWORD, PgPair, project, run};
-use support::{TestProject, column, parquet_files, read_batches};
-
-fn ok(p: &TestProject, args: &[&str]) -> String {
-    let out = run(p, args);
-    assert!(
-        out.status.success(),
-        "inlet {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!all.contains(PASSWORD), "the password was printed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sync(p: &TestProject, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--json", "sync", "c"];
-    args.extend_from_slice(extra);
-    serde_json::from_str(&ok(p, &args)).unwrap()
-}
-
-fn stream_dir(p: &TestProject, stream: &str) -> std::path::PathBuf {
-    p.lake().join("c").join(stream)
-}
+use inlet_testkit::postgres::{PASSWORD, PgPair, project};
+use inlet_testkit::{
+    TestProject, free_port,
+    lake::{column, downcast, outside_python, parquet_files, python, read_batches},
+};
 
 fn ids_by_run(batches: &[RecordBatch], key: &str) -> BTreeMap<String, Vec<i64>> {
     let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -103,14 +73,12 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
 
     // The primary is refused, by check and by sync, naming the setting to change.
     let p = project(&pair.config_toml(pair.primary_port, "shop"), "", "");
-    let out = run(&p, &["check", "c"]);
+    let out = p.inlet(&["check", "c"]);
     assert!(!out.status.success());
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("is a primary"), "{text}");
-    let out = run(&p, &["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(
         err.contains("is a primary") && err.contains("allow_primary"),
         "{err}"
@@ -126,7 +94,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "",
         "",
     );
-    let out = run(&p, &["sync", "c"]);
+    let out = p.inlet(&["sync", "c"]);
     assert!(
         out.status.success(),
         "{}",
@@ -138,7 +106,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     // stream, and the view; sync lands the tables (a view is synced only when named, with
     // a cursor).
     let p = project(&pair.config_toml(pair.standby_port, "shop"), "", "");
-    let check = ok(&p, &["check", "c"]);
+    let check = p.ok(&["check", "c"]);
     assert!(check.contains("replica"), "{check}");
     // A login without SELECT on some tables: check names those tables and the GRANT.
     pair.primary(
@@ -153,7 +121,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "",
         "",
     );
-    let out = run(&limited, &["check", "c"]);
+    let out = limited.inlet(&["check", "c"]);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
@@ -168,7 +136,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "{denied}"
     );
     let discovered: serde_json::Value =
-        serde_json::from_str(&ok(&p, &["--json", "discover", "c"])).unwrap();
+        serde_json::from_str(&p.ok(&["--json", "discover", "c"])).unwrap();
     let text = discovered.to_string();
     assert!(
         text.contains("public.orders") && text.contains("public.events"),
@@ -190,7 +158,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         .find(|s| s["name"] == "public.big_orders")
         .unwrap();
     assert_eq!(view["opt_in"], true, "{view}");
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(report["streams"]["public.orders"]["rows"], 1000, "{report}");
     assert_eq!(report["streams"]["public.events"]["rows"], 300, "{report}");
     assert!(
@@ -204,11 +172,11 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"incremental\"\ncursor_field = \"id\"\n",
     );
     assert_eq!(
-        sync(&views, &[])["streams"]["public.big_orders"]["rows"],
+        views.sync_json(&[])["streams"]["public.big_orders"]["rows"],
         500
     );
     assert_eq!(
-        sync(&views, &[])["streams"]["public.big_orders"]["rows"],
+        views.sync_json(&[])["streams"]["public.big_orders"]["rows"],
         0,
         "the inclusive lower bound re-reads the saved id, whose row (hashed by content: a \
          view has no xmin) was landed already"
@@ -219,9 +187,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "",
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"full_refresh\"\n",
     );
-    let out = run(&bare, &["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = bare.fails(&["sync", "c"]);
     assert!(
         err.contains("is a view") && err.contains("cursor_field"),
         "{err}"
@@ -233,34 +199,32 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "",
         "[connections.c.streams.\"public.events\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
     );
-    assert_eq!(sync(&p, &[])["streams"]["public.events"]["rows"], 300);
+    assert_eq!(p.sync_json(&[])["streams"]["public.events"]["rows"], 300);
     pair.primary(
         "shop",
         "INSERT INTO public.events VALUES (1001, '2025-02-01', 'new'), (1002, '2026-02-01', 'new')",
     );
     pair.wait_replay();
-    assert_eq!(sync(&p, &[])["streams"]["public.events"]["rows"], 2);
+    assert_eq!(p.sync_json(&[])["streams"]["public.events"]["rows"], 2);
     // A partition attached later brings rows with old xmins: the next run re-syncs.
     pair.primary(
         "shop",
         "CREATE TABLE public.events_2027 (id int, at date NOT NULL, v text, PRIMARY KEY (id, at));
          INSERT INTO public.events_2027 SELECT g, '2027-03-01', 'old' FROM generate_series(5001, 5040) g;",
     );
-    assert_eq!(sync(&p, &[])["streams"]["public.events"]["rows"], 0);
+    assert_eq!(p.sync_json(&[])["streams"]["public.events"]["rows"], 0);
     pair.primary(
         "shop",
         "ALTER TABLE public.events ATTACH PARTITION public.events_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')",
     );
     pair.wait_replay();
-    assert_eq!(sync(&p, &[])["streams"]["public.events"]["rows"], 342);
+    assert_eq!(p.sync_json(&[])["streams"]["public.events"]["rows"], 342);
     let p = project(
         &pair.config_toml(pair.standby_port, "shop"),
         "",
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
     );
-    let out = run(&p, &["sync", "c"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is a view"));
+    assert!(p.fails(&["sync", "c"]).contains("is a view"));
 }
 
 #[test]
@@ -283,16 +247,10 @@ fn wrong_password_and_unreachable_host_fail_clearly() {
     );
     assert!(!err.contains("not-the-Password-42"), "{err}");
 
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = free_port();
     let p = project(&pair.config_toml(dead, "postgres"), "max_retries = 0", "");
     let started = Instant::now();
-    let out = run(&p, &["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(
         err.contains(&format!("127.0.0.1:{dead}")) && err.contains("host"),
         "{err}"
@@ -306,7 +264,7 @@ fn wrong_password_and_unreachable_host_fail_clearly() {
         "",
         "",
     );
-    let out = run(&p, &["sync", "c"]);
+    let out = p.inlet(&["sync", "c"]);
     assert_eq!(out.status.code(), Some(2), "config errors exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("databse"));
 }
@@ -316,7 +274,6 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
     if col.is_null(row) {
         return None;
     }
-    let any = col.as_any();
     let trim_frac = |micros: i64| -> String {
         if micros == 0 {
             String::new()
@@ -325,53 +282,29 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
         }
     };
     Some(match col.data_type() {
-        DataType::Boolean => if any.downcast_ref::<BooleanArray>().unwrap().value(row) {
+        DataType::Boolean => if downcast::<BooleanArray>(col).value(row) {
             "t"
         } else {
             "f"
         }
         .into(),
-        DataType::Int16 => any
-            .downcast_ref::<Int16Array>()
-            .unwrap()
-            .value(row)
-            .to_string(),
-        DataType::Int32 => any
-            .downcast_ref::<Int32Array>()
-            .unwrap()
-            .value(row)
-            .to_string(),
-        DataType::Int64 => any
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(row)
-            .to_string(),
-        DataType::Float32 => float_text(f64::from(
-            any.downcast_ref::<Float32Array>().unwrap().value(row),
-        )),
-        DataType::Float64 => float_text(any.downcast_ref::<Float64Array>().unwrap().value(row)),
-        DataType::Decimal128(_, _) => any
-            .downcast_ref::<Decimal128Array>()
-            .unwrap()
-            .value_as_string(row),
-        DataType::Decimal256(_, _) => any
-            .downcast_ref::<Decimal256Array>()
-            .unwrap()
-            .value_as_string(row),
-        DataType::Utf8 => any
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .value(row)
-            .to_string(),
+        DataType::Int16 => downcast::<Int16Array>(col).value(row).to_string(),
+        DataType::Int32 => downcast::<Int32Array>(col).value(row).to_string(),
+        DataType::Int64 => downcast::<Int64Array>(col).value(row).to_string(),
+        DataType::Float32 => float_text(f64::from(downcast::<Float32Array>(col).value(row))),
+        DataType::Float64 => float_text(downcast::<Float64Array>(col).value(row)),
+        DataType::Decimal128(_, _) => downcast::<Decimal128Array>(col).value_as_string(row),
+        DataType::Decimal256(_, _) => downcast::<Decimal256Array>(col).value_as_string(row),
+        DataType::Utf8 => downcast::<StringArray>(col).value(row).to_string(),
         DataType::Binary => {
-            let b = any.downcast_ref::<BinaryArray>().unwrap().value(row);
+            let b = downcast::<BinaryArray>(col).value(row);
             format!(
                 "\\x{}",
                 b.iter().map(|x| format!("{x:02x}")).collect::<String>()
             )
         }
         DataType::Date32 => {
-            let d = any.downcast_ref::<Date32Array>().unwrap().value(row);
+            let d = downcast::<Date32Array>(col).value(row);
             match d {
                 i32::MAX => "infinity".into(),
                 d if d == -i32::MAX => "-infinity".into(),
@@ -382,10 +315,7 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
             }
         }
         DataType::Time64(_) => {
-            let t = any
-                .downcast_ref::<Time64MicrosecondArray>()
-                .unwrap()
-                .value(row);
+            let t = downcast::<Time64MicrosecondArray>(col).value(row);
             let s = t / 1_000_000;
             format!(
                 "{:02}:{:02}:{:02}{}",
@@ -396,10 +326,7 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
             )
         }
         DataType::Timestamp(_, tz) => {
-            let t = any
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap()
-                .value(row);
+            let t = downcast::<TimestampMicrosecondArray>(col).value(row);
             match t {
                 i64::MAX => "infinity".into(),
                 t if t == -i64::MAX => "-infinity".into(),
@@ -417,29 +344,14 @@ fn pg_text(col: &dyn Array, row: usize) -> Option<String> {
             }
         }
         DataType::Struct(_) => {
-            let s = any.downcast_ref::<StructArray>().unwrap();
-            let months = s
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .value(row);
-            let days = s
-                .column(1)
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .value(row);
-            let micros = s
-                .column(2)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .value(row);
+            let s = downcast::<StructArray>(col);
+            let months = downcast::<Int32Array>(s.column(0).as_ref()).value(row);
+            let days = downcast::<Int32Array>(s.column(1).as_ref()).value(row);
+            let micros = downcast::<Int64Array>(s.column(2).as_ref()).value(row);
             interval_text(months, days, micros)
         }
         DataType::List(_) => {
-            let l = any.downcast_ref::<ListArray>().unwrap();
+            let l = downcast::<ListArray>(col);
             let values = l.value(row);
             let quote = matches!(values.data_type(), DataType::Utf8);
             let items: Vec<String> = (0..values.len())
@@ -562,10 +474,10 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
     );
     pair.wait_replay();
     let p = project(&pair.config_toml(pair.standby_port, "types"), "", "");
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(report["streams"]["public.corpus"]["rows"], 4, "{report}");
 
-    let batches = read_batches(&stream_dir(&p, "public.corpus"));
+    let batches = read_batches(&p.stream_dir("public.corpus"));
     let schema = batches[0].schema();
     let ty = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
     assert_eq!(ty("c_num"), DataType::Decimal128(12, 2));
@@ -621,8 +533,8 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
     // An outside reader sees the same values: pyarrow for the wide decimal, the UTC
     // timestamp, the list with a NULL element and the interval struct; DuckDB reads the
     // stream as a hive-partitioned dataset.
-    if let Some(py) = support::outside_python() {
-        let dir = stream_dir(&p, "public.corpus");
+    if let Some(py) = outside_python() {
+        let dir = p.stream_dir("public.corpus");
         let code = format!(
             r#"
 import glob, pyarrow.parquet as pq, pyarrow.compute as pc, duckdb
@@ -637,7 +549,7 @@ print(duckdb.sql("select c_date::varchar, c_ts::varchar, c_tstz::varchar from re
 "#,
             dir = dir.display()
         );
-        let out = support::python(&py, &code);
+        let out = python(&py, &code);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines,
@@ -708,7 +620,7 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
             }
         })
     };
-    let first = sync(&p, &[]);
+    let first = p.sync_json(&[]);
     // Rows updated after the plan are left for the next run (their cursor is past the
     // planned upper bound).
     assert!(
@@ -716,15 +628,15 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         "{first}"
     );
     assert_eq!(first["streams"]["public.plain"]["rows"], 20000, "{first}");
-    let second = sync(&p, &[]);
+    let second = p.sync_json(&[]);
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
     pair.wait_replay();
-    let third = sync(&p, &[]);
+    let third = p.sync_json(&[]);
 
     // Full refresh under writes: each run lands every row that existed when it started
     // once; the run after the writer stopped equals the source.
-    let snap = read_batches(&stream_dir(&p, "public.snap"));
+    let snap = read_batches(&p.stream_dir("public.snap"));
     let by_run = ids_by_run(&snap, "id");
     assert_no_duplicates_within_a_run(&by_run);
     for (run, ids) in &by_run {
@@ -752,7 +664,7 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
 
     // Items: no duplicate within a run; the newest landed version of each row equals the
     // source; every source row landed.
-    let batches = read_batches(&stream_dir(&p, "public.items"));
+    let batches = read_batches(&p.stream_dir("public.items"));
     assert_no_duplicates_within_a_run(&ids_by_run(&batches, "id"));
     let mut newest: BTreeMap<i64, (i64, i32)> = BTreeMap::new();
     for b in &batches {
@@ -789,7 +701,7 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     );
 
     // Plain (xmin): same, by the newest run's value.
-    let batches = read_batches(&stream_dir(&p, "public.plain"));
+    let batches = read_batches(&p.stream_dir("public.plain"));
     assert_no_duplicates_within_a_run(&ids_by_run(&batches, "id"));
     let runs: Vec<String> = [&first, &second, &third]
         .iter()
@@ -830,9 +742,9 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
     pair.primary("app", "UPDATE plain SET v = v + 1000 WHERE id <= 10");
     pair.primary("app", "VACUUM FREEZE plain");
     pair.wait_replay();
-    let fourth = sync(&p, &[]);
+    let fourth = p.sync_json(&[]);
     assert_eq!(fourth["streams"]["public.plain"]["rows"], 10, "{fourth}");
-    let changed: usize = read_batches(&stream_dir(&p, "public.plain"))
+    let changed: usize = read_batches(&p.stream_dir("public.plain"))
         .iter()
         .map(|b| {
             let run = column::<StringArray>(b, "_inlet_run_id").clone();
@@ -845,7 +757,7 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
         })
         .sum();
     assert_eq!(changed, 10, "the rows changed then frozen landed");
-    let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
     let s = state["streams"]["public.items"]["cursor"].clone();
     assert_eq!(s["method"], "cursor", "{state}");
     assert!(s["value"].as_str().unwrap().ends_with('Z'), "{state}");
@@ -898,16 +810,8 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
     // A conflict: the primary deletes rows and vacuums them away while the standby's COPY
     // still needs them; replay cancels the COPY after max_standby_streaming_delay.
     let handle = {
-        let p_root = p.root().to_path_buf();
-        std::thread::spawn(move || {
-            std::process::Command::new(support::BIN)
-                .arg("-p")
-                .arg(p_root.join("inlet.toml"))
-                .args(["--json", "--log", "debug", "sync", "c"])
-                .env("INLET_TEST_PGPASSWORD", PASSWORD)
-                .output()
-                .unwrap()
-        })
+        let mut sync = p.command(&["--json", "--log", "debug", "sync", "c"]);
+        std::thread::spawn(move || sync.output().unwrap())
     };
     during_copy(&pair, || {
         pair.primary("big", "DELETE FROM big WHERE id % 100 = 0");
@@ -937,7 +841,7 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
         "{}",
         copies.join("\n")
     );
-    let batches = read_batches(&stream_dir(&p, "public.big"));
+    let batches = read_batches(&p.stream_dir("public.big"));
     let by_run = ids_by_run(&batches, "id");
     assert_eq!(by_run.len(), 1);
     let ids: BTreeSet<i32> = batches
@@ -956,16 +860,8 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
 
     // A killed session: pg_terminate_backend mid-COPY.
     let handle = {
-        let p_root = p.root().to_path_buf();
-        std::thread::spawn(move || {
-            std::process::Command::new(support::BIN)
-                .arg("-p")
-                .arg(p_root.join("inlet.toml"))
-                .args(["--json", "sync", "c", "--full-refresh"])
-                .env("INLET_TEST_PGPASSWORD", PASSWORD)
-                .output()
-                .unwrap()
-        })
+        let mut sync = p.command(&["--json", "sync", "c", "--full-refresh"]);
+        std::thread::spawn(move || sync.output().unwrap())
     };
     during_copy(&pair, || {
         pair.standby(
@@ -1002,7 +898,7 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
     pair.wait_replay();
     let base = pair.config_toml(pair.standby_port, "drift");
     let p = project(&base, "", "");
-    sync(&p, &[]);
+    p.sync_json(&[]);
     pair.primary(
         "drift",
         "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT '2026-01-01';
@@ -1012,19 +908,11 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
     pair.wait_replay();
 
     // fail: stops, names every change, lands nothing.
-    fs::write(
-        p.root().join("inlet.toml"),
-        fs::read_to_string(p.root().join("inlet.toml"))
-            .unwrap()
-            .replace(
-                "ssl_mode = \"disable\"",
-                "ssl_mode = \"disable\"\non_schema_change = \"fail\"",
-            ),
-    )
-    .unwrap();
-    let out = run(&p, &["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    p.write_toml(p.config_text().replace(
+        "ssl_mode = \"disable\"",
+        "ssl_mode = \"disable\"\non_schema_change = \"fail\"",
+    ));
+    let err = p.fails(&["sync", "c"]);
     for change in [
         "`c` added",
         "`b` dropped",
@@ -1034,25 +922,19 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
     }
 
     // evolve: lands the new shape, records the change.
-    fs::write(
-        p.root().join("inlet.toml"),
-        fs::read_to_string(p.root().join("inlet.toml"))
-            .unwrap()
-            .replace(
-                "on_schema_change = \"fail\"",
-                "on_schema_change = \"evolve\"",
-            ),
-    )
-    .unwrap();
-    let report = sync(&p, &[]);
+    p.write_toml(p.config_text().replace(
+        "on_schema_change = \"fail\"",
+        "on_schema_change = \"evolve\"",
+    ));
+    let report = p.sync_json(&[]);
     assert_eq!(report["streams"]["public.t"]["rows"], 100);
-    let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
     let changes = state["streams"]["public.t"]["cursor"]["schema_changes"].to_string();
     assert!(
         changes.contains("`c` added") && changes.contains("`b` dropped"),
         "{state}"
     );
-    let batches = read_batches(&stream_dir(&p, "public.t"));
+    let batches = read_batches(&p.stream_dir("public.t"));
     let last = batches
         .iter()
         .find(|b| b.schema().field_with_name("c").is_ok())
@@ -1070,9 +952,7 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
         "",
         "[connections.c.streams.\"public.t\"]\nmode = \"full_refresh\"\n",
     );
-    let out = run(&p2, &["sync", "c"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("public.t"));
+    assert!(p2.fails(&["sync", "c"]).contains("public.t"));
 }
 
 #[test]
@@ -1097,14 +977,14 @@ fn composite_and_text_keys_are_split_into_sampled_ranges() {
         "parallelism = 2",
         "",
     );
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(
         report["streams"]["public.accounts"]["rows"], 30000,
         "{report}"
     );
     assert_eq!(report["streams"]["public.codes"]["rows"], 12000, "{report}");
     for (stream, expected) in [("public.accounts", 30000), ("public.codes", 12000)] {
-        let batches = read_batches(&stream_dir(&p, stream));
+        let batches = read_batches(&p.stream_dir(stream));
         let ns: BTreeSet<i32> = batches
             .iter()
             .flat_map(|b| {
@@ -1114,7 +994,7 @@ fn composite_and_text_keys_are_split_into_sampled_ranges() {
             .collect();
         assert_eq!(ns.len(), expected, "{stream}: every row once");
         // Several ranges were read (files carry the partition index in their names).
-        let files = parquet_files(&stream_dir(&p, stream));
+        let files = parquet_files(&p.stream_dir(stream));
         assert!(files.len() >= 3, "{stream}: {} files", files.len());
     }
 }
@@ -1132,13 +1012,13 @@ fn tls_modes_and_replay_lag_limits() {
 
     // require: encrypted; verify_full with the CA and a matching host name: checked.
     let p = project(&plain.replace("\"disable\"", "\"require\""), "", "");
-    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 10);
+    assert_eq!(p.sync_json(&[])["streams"]["public.t"]["rows"], 10);
     let verified = plain
         .replace("\"disable\"", "\"verify_full\"")
         .replace("127.0.0.1", "localhost")
         + &format!("ssl_root_cert = \"{}\"\n", pair.ca_cert().display());
     let p = project(&verified, "", "");
-    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 10);
+    assert_eq!(p.sync_json(&[])["streams"]["public.t"]["rows"], 10);
     // verify_full against the public roots: the test CA is unknown, the session refused.
     let p = project(
         &plain
@@ -1147,9 +1027,7 @@ fn tls_modes_and_replay_lag_limits() {
         "max_retries = 0",
         "",
     );
-    let out = run(&p, &["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
     // Replay paused on the standby while the primary writes: the lag grows past the limit.
@@ -1158,9 +1036,7 @@ fn tls_modes_and_replay_lag_limits() {
     std::thread::sleep(Duration::from_millis(2500));
     let lagging = format!("{plain}max_replay_lag_secs = 1\non_replay_lag = \"fail\"\n");
     let p = project(&lagging, "max_retries = 0", "");
-    let out = run(&p, &["sync", "c"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "c"]);
     assert!(
         err.contains("behind its primary") && err.contains("max_replay_lag_secs"),
         "{err}"
@@ -1175,7 +1051,7 @@ fn tls_modes_and_replay_lag_limits() {
         })
     };
     let started = Instant::now();
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     resume.join().unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(2),
@@ -1221,7 +1097,7 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
     // machine finishes a whole sync before a fixed delay runs out): after 1 to 3 more
     // Parquet files have landed, plus up to 60 ms, so the kill falls anywhere between
     // writing a file, committing its checkpoint and starting the next partition.
-    let dir = stream_dir(&p, "public.t");
+    let dir = p.stream_dir("public.t");
     let mut kills = 0;
     let mut logs = Vec::new();
     for i in 0..6 {
@@ -1231,7 +1107,6 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
         let log = p.root().join(format!("killed-run-{i}.log"));
         let mut child = p
             .command(&["sync", "c"])
-            .env("INLET_TEST_PGPASSWORD", PASSWORD)
             .stdout(std::process::Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
@@ -1267,9 +1142,9 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
         kills >= 2,
         "the test killed too few syncs ({kills})\n{tails}"
     );
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(report["outcome"], "succeeded", "{report}");
-    let batches = read_batches(&stream_dir(&p, "public.t"));
+    let batches = read_batches(&p.stream_dir("public.t"));
     let by_run = ids_by_run(&batches, "id");
     let all: Vec<i64> = by_run.values().flatten().copied().collect();
     let set: BTreeSet<i64> = all.iter().copied().collect();
@@ -1306,8 +1181,8 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
     );
     // The first run reads every row, NULL and infinity included; the saved cursor is the
     // largest finite value, so new rows keep coming.
-    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 3);
-    let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
+    assert_eq!(p.sync_json(&[])["streams"]["public.t"]["rows"], 3);
+    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
     assert_eq!(
         state["streams"]["public.t"]["cursor"]["value"], "2026-01-01T00:00:00.000000Z",
         "{state}"
@@ -1319,7 +1194,7 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
     pair.wait_replay();
     // Inclusive lower bound: id 5, committed later with the saved value, is not lost;
     // id 1, landed at that value and unchanged, is not landed again (the boundary).
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(report["streams"]["public.t"]["rows"], 2, "{report}");
 
     // A date cursor re-reads the saved day: a row added later that day is not lost.
@@ -1331,12 +1206,12 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
         "",
         &streams.replace("\"ts\"", "\"d\""),
     );
-    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 5);
+    assert_eq!(p.sync_json(&[])["streams"]["public.t"]["rows"], 5);
     pair.primary("cur", "INSERT INTO t VALUES (6, NULL, '2026-01-03')");
     pair.wait_replay();
     // The saved day is read again: 6 (new, same day) lands; 3, 4 and 5, landed at that
     // day and unchanged, do not.
-    assert_eq!(sync(&p, &[])["streams"]["public.t"]["rows"], 1);
+    assert_eq!(p.sync_json(&[])["streams"]["public.t"]["rows"], 1);
 }
 
 #[test]
@@ -1352,7 +1227,7 @@ fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands
     pair.wait_replay();
     // No `streams` table: every stream is selected, the unpopulated view too.
     let p = project(&pair.config_toml(pair.standby_port, "mv"), "", "");
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(report["outcome"], "succeeded", "{report}");
     assert_eq!(report["streams"]["public.t"]["rows"], 50, "{report}");
     let mv = &report["streams"]["public.t_summary"];
@@ -1372,7 +1247,7 @@ fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands
         "{report}"
     );
     // The text report prints it too.
-    let text = ok(&p, &["sync", "c"]);
+    let text = p.ok(&["sync", "c"]);
     assert!(
         text.contains("warning: skipped `public.t_summary`"),
         "{text}"
@@ -1381,7 +1256,7 @@ fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands
     // Once refreshed, it lands, without a warning.
     pair.primary("mv", "REFRESH MATERIALIZED VIEW t_summary");
     pair.wait_replay();
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(report["streams"]["public.t_summary"]["rows"], 1, "{report}");
     assert!(
         report["streams"]["public.t_summary"]
@@ -1407,16 +1282,9 @@ fn a_postgres_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move()
         "batch_rows = 1000",
         "",
     );
-    // The COPY task panics right after sending its second batch.
-    let out = p
-        .command(&["sync", "c"])
-        .env("INLET_TEST_PGPASSWORD", PASSWORD)
-        .env("INLET_PANIC_AT", "postgres-batch#2")
-        .output()
-        .unwrap();
-    support::assert_reader_panicked(&p, &out, "public.t");
-    // The plan is recorded before the read (a crash resumes it), but no partition moved.
-    let state = p.state_json();
+    // The COPY task panics right after sending its second batch. The plan is recorded
+    // before the read (a crash resumes it), but no partition may move.
+    let state = p.panicked_sync("postgres-batch#2", &["c"], "public.t");
     let stream = &state["streams"]["public.t"];
     assert!(
         stream.get("cursor").is_none_or(serde_json::Value::is_null)
@@ -1428,9 +1296,8 @@ fn a_postgres_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move()
                 .is_none_or(serde_json::Map::is_empty),
         "the state must not move: {state}"
     );
-    assert!(ok(&p, &["runs", "c"]).contains("failed"));
     // Without the failpoint, every row lands once.
-    let report = sync(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(report["streams"]["public.t"]["rows"], 5000, "{report}");
     let mut ids = ids_per_run(&p, "public.t").concat();
     ids.sort_unstable();
@@ -1439,7 +1306,7 @@ fn a_postgres_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move()
 
 /// The ids landed by each run, oldest run first.
 fn ids_per_run(p: &TestProject, stream: &str) -> Vec<Vec<i64>> {
-    let by_run = ids_by_run(&read_batches(&stream_dir(p, stream)), "id");
+    let by_run = ids_by_run(&read_batches(&p.stream_dir(stream)), "id");
     by_run.into_values().collect()
 }
 
@@ -1464,10 +1331,10 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
     let p = project(&pair.config_toml(pair.standby_port, "bulk"), "", streams);
     let rows = |r: &serde_json::Value, s: &str| r["streams"][s]["rows"].as_u64().unwrap();
 
-    let first = sync(&p, &[]);
+    let first = p.sync_json(&[]);
     assert_eq!(rows(&first, "public.keyed"), 100_000, "{first}");
     assert_eq!(rows(&first, "public.keyless"), 3000, "{first}");
-    let state: serde_json::Value = serde_json::from_str(&ok(&p, &["state", "show", "c"])).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
     let keyed = &state["streams"]["public.keyed"]["cursor"];
     assert_eq!(keyed["version"], 2, "{keyed}");
     assert_eq!(keyed["boundary"]["rows"], 100_000);
@@ -1480,7 +1347,7 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
     assert!(size < 1_100_000, "{size}");
 
     // A quiet run lands nothing.
-    let quiet = sync(&p, &[]);
+    let quiet = p.sync_json(&[]);
     assert_eq!(rows(&quiet, "public.keyed"), 0, "{quiet}");
     assert_eq!(rows(&quiet, "public.keyless"), 0, "{quiet}");
 
@@ -1492,7 +1359,7 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
          INSERT INTO keyless VALUES (1, 'v', 7);",
     );
     pair.wait_replay();
-    let changed = sync(&p, &[]);
+    let changed = p.sync_json(&[]);
     assert_eq!(rows(&changed, "public.keyed"), 1, "{changed}");
     assert_eq!(rows(&changed, "public.keyless"), 1, "{changed}");
     assert_eq!(ids_per_run(&p, "public.keyed").last(), Some(&vec![42]));
@@ -1501,10 +1368,10 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
         "UPDATE keyed SET updated_at = '2026-01-02 00:00:00+00' WHERE id = 7",
     );
     pair.wait_replay();
-    let moved = sync(&p, &[]);
+    let moved = p.sync_json(&[]);
     assert_eq!(rows(&moved, "public.keyed"), 1, "{moved}");
     assert_eq!(ids_per_run(&p, "public.keyed").last(), Some(&vec![7]));
-    let quiet = sync(&p, &[]);
+    let quiet = p.sync_json(&[]);
     assert_eq!(rows(&quiet, "public.keyed"), 0, "{quiet}");
     assert_eq!(rows(&quiet, "public.keyless"), 0, "{quiet}");
 
@@ -1517,8 +1384,8 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
         "",
         "[connections.c.streams.\"public.keyless\"]\nmode = \"incremental\"\ncursor_field = \"n\"\n",
     );
-    assert_eq!(rows(&sync(&p, &[]), "public.keyless"), 3001);
-    let again = sync(&p, &[]);
+    assert_eq!(rows(&p.sync_json(&[]), "public.keyless"), 3001);
+    let again = p.sync_json(&[]);
     assert_eq!(rows(&again, "public.keyless"), 3001, "{again}");
     let warning = again["streams"]["public.keyless"]["warnings"][0]
         .as_str()

@@ -13,23 +13,17 @@
 //! Each example is one page, so the schema evolves from page to page as it does on a real
 //! API (a field null on one page and an object on the next). One more test runs the
 //! shapes of Stripe's objects that Parquet refused before, in CI too.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly on purpose"
-)]
-
-#[path = "support/replay.rs"]
-mod replay;
-mod support;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
 use arrow_schema::{DataType, Field, Fields};
-use replay::{ReplayServer, Reply, Req};
+use inlet_testkit::http::{ReplayServer, Reply, Req};
+use inlet_testkit::{
+    TestProject,
+    lake::{outside_python, python, read_batches},
+};
 use serde_json::Value;
-use support::{TestProject, outside_python, python, read_batches};
 
 const TOKEN: &str = "ghp_TEST0123456789abcdefVENDORtoken";
 const STRIPE_KEY: &str = "sk_test_51VENDORkeyABCDEF0123456789";
@@ -188,18 +182,7 @@ fn landed_fields(batches: &[RecordBatch]) -> Vec<Field> {
 }
 
 fn sync(p: &TestProject) {
-    let out = p
-        .command(&["--json", "sync", "c"])
-        .env("INLET_TEST_GITHUB_TOKEN", TOKEN)
-        .env("INLET_TEST_STRIPE_KEY", STRIPE_KEY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sync failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    p.ok(&["--json", "sync", "c"]);
 }
 
 /// DuckDB and pyarrow read every file of `stream`; returns DuckDB's row count.
@@ -307,15 +290,15 @@ fn every_github_stream_lands_githubs_own_example_objects() {
     }));
     *base.lock().unwrap() = server.base_url();
 
-    let p = TestProject::new("");
+    let p = crate::project(TOKEN, STRIPE_KEY);
     let mut text = format!(
-        "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"github\"\n\n[connections.c.config]\ntoken = \"${{env:INLET_TEST_GITHUB_TOKEN}}\"\nrepos = [\"{REPO}\"]\nbase_url = \"{}\"\nbackoff_ms = 20\n",
+        "[connections.c]\nconnector = \"github\"\n\n[connections.c.config]\ntoken = \"${{env:INLET_TEST_GITHUB_TOKEN}}\"\nrepos = [\"{REPO}\"]\nbase_url = \"{}\"\nbackoff_ms = 20\n",
         server.base_url()
     );
     for name in streams.keys() {
         text.push_str(&format!("\n[connections.c.streams.{name}]\n"));
     }
-    std::fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p.write_project(text);
     sync(&p);
 
     let issues = &routes[streams.keys().position(|k| k == "issues").unwrap()].1;
@@ -430,15 +413,15 @@ fn land_stripe(routes: BTreeMap<String, Vec<Value>>, streams: &BTreeMap<String, 
             "object": "list", "url": req.path, "has_more": i + 1 < records.len(), "data": data
         }))
     }));
-    let p = TestProject::new("");
+    let p = crate::project(TOKEN, STRIPE_KEY);
     let mut text = format!(
-        "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"stripe\"\n\n[connections.c.config]\napi_key = \"${{env:INLET_TEST_STRIPE_KEY}}\"\nbase_url = \"{}\"\nbackoff_ms = 20\nrequests_per_second = 200\n",
+        "[connections.c]\nconnector = \"stripe\"\n\n[connections.c.config]\napi_key = \"${{env:INLET_TEST_STRIPE_KEY}}\"\nbase_url = \"{}\"\nbackoff_ms = 20\nrequests_per_second = 200\n",
         server.base_url()
     );
     for name in streams.keys() {
         text.push_str(&format!("\n[connections.c.streams.{name}]\n"));
     }
-    std::fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p.write_project(text);
     sync(&p);
 
     for (name, def) in streams {

@@ -1,89 +1,24 @@
 //! End-to-end: `inlet sync` landing on S3 (a real S3-compatible server on 127.0.0.1,
 //! s3s-fs with SigV4), read back value by value; a process killed during multipart
 //! uploads and re-run; a wrong secret and a missing bucket from the CLI.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "end-to-end tests: a failed step should fail the test loudly"
-)]
-
-mod support;
 
 use std::{collections::HashSet, fs, io::Write, process::Stdio, time::Instant};
 
-use support::*;
+use inlet_testkit::{TestProject, lake::*, s3::S3Server};
 
 const AK: &str = "e2e-access-key";
 const SK: &str = "e2e-secret-key-never-printed";
 
-struct Server {
-    endpoint: String,
-    root: tempfile::TempDir,
-    runtime: tokio::runtime::Runtime,
+/// An S3 server on 127.0.0.1 with a bucket `raw`; objects are files under its root.
+fn start_server() -> S3Server {
+    S3Server::start(AK, SK, "raw")
 }
 
-/// An s3s-fs server on 127.0.0.1 with a bucket `raw`; objects are files under `root`.
-fn start_server() -> Server {
-    let root = tempfile::tempdir().unwrap();
-    fs::create_dir_all(root.path().join("raw")).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fs_root = root.path().to_path_buf();
-    let port = runtime.block_on(async move {
-        let store = s3s_fs::FileSystem::new(&fs_root).unwrap_or_else(|e| panic!("s3s-fs: {e:?}"));
-        let mut builder = s3s::service::S3ServiceBuilder::new(store);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(AK, SK));
-        let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(
-                        hyper_util::rt::TokioIo::new(stream),
-                        // Each request runs in a task of its own, so a client that
-                        // disconnects (a killed process) does not cancel it half way: S3
-                        // finishes a request it received, while s3s-fs alone would drop a
-                        // CompleteMultipartUpload mid-way together with its connection.
-                        hyper::service::service_fn(
-                            move |req: hyper::Request<hyper::body::Incoming>| {
-                                let service = service.clone();
-                                async move {
-                                    tokio::spawn(async move {
-                                        service.call(req.map(s3s::Body::from)).await
-                                    })
-                                    .await
-                                    .expect("the request task")
-                                }
-                            },
-                        ),
-                    )
-                    .await;
-                });
-            }
-        });
-        port
-    });
-    Server {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        root,
-        runtime,
-    }
-}
-
-fn s3_project(server: &Server, bucket: &str, secret: &str, extra: &str) -> TestProject {
-    let p = TestProject::new("");
-    let text = format!(
+fn s3_project(server: &S3Server, bucket: &str, secret: &str, extra: &str) -> TestProject {
+    // The secret is not in the file: each command gets it through the environment.
+    assert!(!secret.is_empty());
+    let p = TestProject::empty().env("INLET_E2E_S3_SECRET", secret);
+    p.write_toml(format!(
         r#"version = 1
 
 [destinations.raw]
@@ -104,19 +39,9 @@ path = "data"
 [connections.c.config.streams.events]
 glob = "events/*.jsonl"
 "#,
-        server.endpoint
-    );
-    fs::write(p.root().join("inlet.toml"), text).unwrap();
-    // The secret is not in the file: each command gets it through the environment.
-    assert!(!secret.is_empty());
+        server.endpoint()
+    ));
     p
-}
-
-fn run(p: &TestProject, secret: &str, args: &[&str]) -> std::process::Output {
-    p.command(args)
-        .env("INLET_E2E_S3_SECRET", secret)
-        .output()
-        .unwrap()
 }
 
 fn write_events(p: &TestProject, name: &str, ids: std::ops::Range<i64>, payload_len: usize) {
@@ -140,8 +65,8 @@ fn write_events(p: &TestProject, name: &str, ids: std::ops::Range<i64>, payload_
     }
 }
 
-fn landed_dir(server: &Server) -> std::path::PathBuf {
-    server.root.path().join("raw/lake/c/events")
+fn landed_dir(server: &S3Server) -> std::path::PathBuf {
+    server.root().join("raw/lake/c/events")
 }
 
 #[test]
@@ -149,7 +74,7 @@ fn a_sync_lands_on_s3_and_reads_back_value_by_value() {
     let server = start_server();
     let p = s3_project(&server, "raw", SK, "");
     write_events(&p, "a.jsonl", 0..5000, 32);
-    let out = run(&p, SK, &["--json", "sync", "c"]);
+    let out = p.inlet(&["--json", "sync", "c"]);
     assert!(
         out.status.success(),
         "{}",
@@ -170,7 +95,7 @@ fn a_sync_lands_on_s3_and_reads_back_value_by_value() {
         assert_eq!(row["user"], v["user"].as_str().unwrap());
     }
     // Hive layout under the prefix; state and runs in the bucket.
-    for f in parquet_files(&server.root.path().join("raw/lake")) {
+    for f in parquet_files(&server.root().join("raw/lake")) {
         assert!(
             f.to_string_lossy()
                 .contains("/raw/lake/c/events/extracted_at=20"),
@@ -180,27 +105,26 @@ fn a_sync_lands_on_s3_and_reads_back_value_by_value() {
     }
     assert!(
         server
-            .root
-            .path()
+            .root()
             .join("raw/lake/_inlet/connections/c/state.json")
             .exists()
     );
 
     // Incremental: nothing new, then only the new file.
-    let out = run(&p, SK, &["--json", "sync", "c"]);
+    let out = p.inlet(&["--json", "sync", "c"]);
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["streams"]["events"]["rows"], 0);
     write_events(&p, "b.jsonl", 5000..5100, 32);
-    let out = run(&p, SK, &["--json", "sync", "c"]);
+    let out = p.inlet(&["--json", "sync", "c"]);
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["streams"]["events"]["rows"], 100);
-    let out = run(&p, SK, &["check", "c"]);
+    let out = p.inlet(&["check", "c"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    drop(server.runtime);
+    drop(server);
 }
 
 #[test]
@@ -213,14 +137,14 @@ fn a_process_killed_during_multipart_uploads_lands_every_row_once_after_a_rerun(
     }
     let total = 80_000i64;
     let t = Instant::now();
-    let out = run(&p, SK, &["sync", "c"]);
+    let out = p.inlet(&["sync", "c"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let full = t.elapsed();
-    let count = |server: &Server| {
+    let count = |server: &S3Server| {
         let ids = int_column(&landed_dir(server), "id");
         let unique: HashSet<i64> = ids.iter().copied().collect();
         assert_eq!(unique.len(), ids.len(), "duplicates visible");
@@ -229,7 +153,7 @@ fn a_process_killed_during_multipart_uploads_lands_every_row_once_after_a_rerun(
     assert_eq!(count(&server) as i64, total);
     // Start again on a fresh prefix and kill runs mid-way.
     let p = s3_project(&server, "raw", SK, "target_file_mb = 12\npart_size_mb = 5");
-    fs::remove_dir_all(server.root.path().join("raw/lake")).unwrap();
+    fs::remove_dir_all(server.root().join("raw/lake")).unwrap();
     for f in 0..4 {
         write_events(&p, &format!("{f}.jsonl"), f * 20_000..(f + 1) * 20_000, 480);
     }
@@ -251,7 +175,7 @@ fn a_process_killed_during_multipart_uploads_lands_every_row_once_after_a_rerun(
         count(&server);
     }
     assert!(kills >= 3, "only {kills} kills landed mid-run");
-    let out = run(&p, SK, &["sync", "c"]);
+    let out = p.inlet(&["sync", "c"]);
     assert!(
         out.status.success(),
         "{}",
@@ -263,10 +187,10 @@ fn a_process_killed_during_multipart_uploads_lands_every_row_once_after_a_rerun(
         "rows lost or duplicated after kills and a re-run"
     );
     // No upload left open: every staging marker is gone (their uploads completed or aborted).
-    let staging = server.root.path().join("raw/lake/_inlet/staging");
+    let staging = server.root().join("raw/lake/_inlet/staging");
     let left: Vec<_> = walk(&staging);
     assert!(left.is_empty(), "uploads left behind: {left:?}");
-    drop(server.runtime);
+    drop(server);
 }
 
 #[test]
@@ -275,24 +199,16 @@ fn a_wrong_secret_or_a_missing_bucket_is_a_clear_error_without_the_secret() {
     let wrong = "wrong-secret-e2e-0000";
     let p = s3_project(&server, "raw", wrong, "");
     write_events(&p, "a.jsonl", 0..10, 8);
-    let out = run(&p, wrong, &["sync", "c"]);
+    let out = p.inlet(&["sync", "c"]);
     assert!(!out.status.success());
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = inlet_testkit::project::said(&out);
     assert!(all.contains("secret access key is wrong"), "{all}");
     assert!(
         !all.contains(wrong) && !all.contains(SK),
         "secret printed: {all}"
     );
-    let out = run(&p, wrong, &["check", "c"]);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = p.inlet(&["check", "c"]);
+    let all = inlet_testkit::project::said(&out);
     assert!(
         !out.status.success() && all.contains("secret access key is wrong") && !all.contains(wrong),
         "{all}"
@@ -300,15 +216,11 @@ fn a_wrong_secret_or_a_missing_bucket_is_a_clear_error_without_the_secret() {
 
     let p = s3_project(&server, "nope", SK, "");
     write_events(&p, "a.jsonl", 0..10, 8);
-    let out = run(&p, SK, &["check", "c"]);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = p.inlet(&["check", "c"]);
+    let all = inlet_testkit::project::said(&out);
     assert!(
         !out.status.success() && all.contains("bucket `nope`"),
         "{all}"
     );
-    drop(server.runtime);
+    drop(server);
 }

@@ -12,11 +12,6 @@
 //! written against the files of commit 5ba5a57 (pagila 3.x, for PostgreSQL 12 and later);
 //! later revisions need PostgreSQL 18. The files load unchanged: they need only the
 //! `postgres` superuser, which the harness logs in as.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-
-#[path = "support/postgres.rs"]
-mod pg;
-mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -27,8 +22,11 @@ use arrow_array::{
     Array, BinaryArray, Decimal128Array, Int32Array, ListArray, RecordBatch, StringArray,
 };
 use arrow_schema::DataType;
-use pg::{PgPair, project, run};
-use support::{TestProject, column, outside_python, python, read_batches};
+use inlet_testkit::postgres::{PgPair, project};
+use inlet_testkit::{
+    TestProject,
+    lake::{column, outside_python, python, read_batches},
+};
 
 const DB: &str = "pagila";
 
@@ -67,7 +65,7 @@ fn standby_project(pair: &PgPair, streams: &str) -> TestProject {
 
 /// `inlet --json sync c`, required to exit 0, parsed.
 fn sync(p: &TestProject) -> serde_json::Value {
-    let out = run(p, &["--json", "sync", "c"]);
+    let out = p.inlet(&["--json", "sync", "c"]);
     assert!(
         out.status.success(),
         "inlet sync failed ({:?}):\nstdout: {}\nstderr: {}",
@@ -96,10 +94,6 @@ fn rows(report: &serde_json::Value, stream: &str) -> u64 {
     report["streams"][stream]["rows"]
         .as_u64()
         .unwrap_or_else(|| panic!("no row count for {stream} in {report}"))
-}
-
-fn stream_dir(p: &TestProject, stream: &str) -> PathBuf {
-    p.lake().join("c").join(stream)
 }
 
 /// `schema.name` of every relation of pagila's schemas with one of `kinds` (`pg_class.relkind`),
@@ -168,7 +162,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
             && warning.contains(r#"REFRESH MATERIALIZED VIEW "public"."rental_by_category""#),
         "{warning}"
     );
-    assert!(!stream_dir(&p, "public.rental_by_category").exists());
+    assert!(!p.stream_dir("public.rental_by_category").exists());
 
     // Every table: the report, our reader and DuckDB agree with count(*) on the primary.
     let py = outside_python();
@@ -179,7 +173,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
             .unwrap();
         assert!(expected > 0, "{table} is empty on the primary");
         assert_eq!(rows(&report, table), expected, "{table}: {report}");
-        let batches = read_batches(&stream_dir(&p, table));
+        let batches = read_batches(&p.stream_dir(table));
         let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(read as u64, expected, "{table} as read back");
         assert!(
@@ -191,7 +185,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
                 py,
                 &format!(
                     "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}/**/*.parquet')\").fetchone()[0])",
-                    stream_dir(&p, table).display()
+                    p.stream_dir(table).display()
                 ),
             );
             assert_eq!(n, expected.to_string(), "{table} read by DuckDB");
@@ -210,7 +204,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
         .into_iter()
         .map(|r| (r[0].as_deref().unwrap().parse().unwrap(), r[1..].to_vec()))
         .collect();
-    let batches = read_batches(&stream_dir(&p, "public.film"));
+    let batches = read_batches(&p.stream_dir("public.film"));
     let schema = batches[0].schema();
     let ty = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
     assert_eq!(ty("rating"), DataType::Utf8);
@@ -257,7 +251,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
     }
 
     // staff.picture is bytea: Binary, its NULLs where the primary has them.
-    let batches = read_batches(&stream_dir(&p, "public.staff"));
+    let batches = read_batches(&p.stream_dir("public.staff"));
     let pictures: usize = batches
         .iter()
         .map(|b| column::<BinaryArray>(b, "picture").null_count())
@@ -281,7 +275,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
                  print(duckdb.sql(f\"SELECT sum(amount)::VARCHAR FROM read_parquet('{{d}}/**/*.parquet')\").fetchone()[0])\n\
                  t = ds.dataset(d, format='parquet', partitioning='hive').to_table()\n\
                  print(t.num_rows, pc.sum(t['amount']).as_py())",
-                stream_dir(&p, "public.payment").display()
+                p.stream_dir("public.payment").display()
             ),
         );
         let count = pair.scalar(DB, "SELECT count(*) FROM public.payment");
@@ -310,7 +304,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
     assert_eq!(mv["rows"], 16, "{report}");
     assert!(mv.get("warnings").is_none(), "{report}");
     let mut landed = BTreeMap::new();
-    for b in read_batches(&stream_dir(&p, "public.rental_by_category")) {
+    for b in read_batches(&p.stream_dir("public.rental_by_category")) {
         // sum(numeric) has no declared precision: the exact text.
         for i in 0..b.num_rows() {
             landed.insert(
@@ -325,7 +319,7 @@ fn every_pagila_stream_lands_from_the_standby_with_the_primarys_rows_and_values(
 /// The keys landed by run `run_id` of `stream`.
 fn keys_of_run(p: &TestProject, stream: &str, key_column: &str, run_id: &str) -> BTreeSet<i32> {
     let mut out = BTreeSet::new();
-    for b in read_batches(&stream_dir(p, stream)) {
+    for b in read_batches(&p.stream_dir(stream)) {
         let runs = column::<StringArray>(&b, "_inlet_run_id");
         for i in 0..b.num_rows() {
             if runs.value(i) == run_id {
@@ -361,7 +355,7 @@ fn cursor_runs_on_pagilas_last_update_land_zero_rows_when_quiet_and_only_what_ch
         assert_eq!(rows(&first, t), *n, "{t}: {first}");
     }
     let state: serde_json::Value = {
-        let out = run(&p, &["state", "show", "c"]);
+        let out = p.inlet(&["state", "show", "c"]);
         assert!(out.status.success());
         serde_json::from_slice(&out.stdout).unwrap()
     };

@@ -1,17 +1,9 @@
 //! Engineers inspecting and changing state: show, reset (one stream or all, dry run),
 //! set (validated), history, rollback; and the lease that keeps runs apart.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "end-to-end tests: a failed step should fail the test loudly"
-)]
-
-mod support;
-
 use std::{fs, io::Write};
 
-use support::*;
+use inlet_testkit::TestProject;
 
 const STREAMS: &str = r#"
 [connections.c.config.streams.clicks]
@@ -106,15 +98,16 @@ fn rollback_restores_an_earlier_version_and_is_itself_recorded() {
     let history = p.ok(&["state", "history", "c"]);
     assert!(history.contains(&format!("rollback to {to}")), "{history}");
 
-    let out = p.inlet(&["state", "rollback", "c", "--to", "999"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("version 999 does not exist"));
+    assert!(
+        p.fails(&["state", "rollback", "c", "--to", "999"])
+            .contains("version 999 does not exist")
+    );
 }
 
 #[test]
 fn set_validates_the_value_and_the_next_sync_follows_it() {
     let p = project();
-    let out = p.inlet(&[
+    let err = p.fails(&[
         "state",
         "set",
         "c",
@@ -123,8 +116,6 @@ fn set_validates_the_value_and_the_next_sync_follows_it() {
         "--value",
         "{\"files\": 3}",
     ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("stream `clicks`") && err.contains("not a files state"),
         "{err}"

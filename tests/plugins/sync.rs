@@ -3,18 +3,10 @@
 //! partitioned Parquet, resumed incrementally; and a hostile plugin stopped by the
 //! sandbox with an error naming the plugin and the rule.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "end-to-end tests: a failed step should fail the test loudly"
-)]
-
-mod support;
-
 use std::{fs, path::PathBuf};
 
-use inlet_wasm::replay::ReplayServer;
-use support::*;
+use inlet_testkit::ReplayServer;
+use inlet_testkit::{TestProject, lake::*};
 
 const BASE: i64 = 41_000_000;
 
@@ -24,12 +16,7 @@ fn repo() -> PathBuf {
 
 fn write_project(p: &TestProject, replay: &ReplayServer) {
     let text = format!(
-        r#"version = 1
-
-[destinations.local]
-url = "file://./lake"
-
-[connections.hn]
+        r#"[connections.hn]
 connector = "hackernews"
 batch_rows = 10
 
@@ -53,7 +40,7 @@ max_call_ms = 300
 "#,
         origin = replay.origin()
     );
-    fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p.write_project(text);
 }
 
 #[test]
@@ -120,9 +107,7 @@ fn an_installed_plugin_syncs_a_recorded_api_into_parquet_and_resumes() {
     assert!(state.contains(&format!("{}", BASE + 60)), "{state}");
 
     // A hostile plugin in the same project fails with the plugin and the rule named...
-    let out = p.inlet(&["sync", "red"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = p.fails(&["sync", "red"]);
     assert!(
         err.contains("plugin `redteam` broke sandbox rule cpu-limit"),
         "{err}"
@@ -187,16 +172,9 @@ fn the_tutorial_from_plugin_new_to_a_landed_sync() {
         "/things?page=2".to_string(),
         serde_json::json!({"items": [{"id": 3, "name": "c"}], "next": null}),
     );
-    let server = ReplayServer::start(rec).unwrap();
-    fs::write(
-        p.root().join("inlet.toml"),
-        format!(
-            r#"version = 1
-
-[destinations.local]
-url = "file://./lake"
-
-[connections.t]
+    let server = ReplayServer::recording(rec);
+    p.write_project(format!(
+        r#"[connections.t]
 connector = "things"
 
 [connections.t.config]
@@ -208,10 +186,8 @@ allow_http = true
 allow_private = ["127.0.0.1"]
 redirect = {{ "https://api.example.com" = "{}" }}
 "#,
-            server.origin()
-        ),
-    )
-    .unwrap();
+        server.origin()
+    ));
     let run: serde_json::Value = serde_json::from_str(&p.ok(&["--json", "sync", "t"])).unwrap();
     assert_eq!(run["streams"]["things"]["rows"], 3, "{run}");
     let mut ids = int_column(&p.lake().join("t/things"), "id");
@@ -233,27 +209,7 @@ fn a_plugin_read_whose_host_loop_panics_fails_the_run_and_neither_rows_nor_state
     }
     // The host's read loop panics on the plugin's second answer, after the first
     // batches (10 rows each) and their checkpoints.
-    let out = p
-        .command(&["sync", "hn", "-s", "items"])
-        .env("INLET_PANIC_AT", "plugin-events#2")
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("stream `items` did not finish") && said.contains("panicked"),
-        "{said}"
-    );
-    assert!(
-        parquet_files(&p.lake()).is_empty(),
-        "nothing may land from a read that died"
-    );
-    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "hn"])).unwrap();
-    assert!(state["streams"].get("items").is_none(), "{state}");
+    p.assert_panicked_sync("plugin-events#2", &["hn", "-s", "items"], "items");
     // The same sync without the failpoint lands all 39 items.
     let run: serde_json::Value =
         serde_json::from_str(&p.ok(&["--json", "sync", "hn", "-s", "items"])).unwrap();

@@ -1,16 +1,8 @@
 //! End-to-end: the `files` source landing in a local lake through the real `inlet` binary.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "end-to-end tests: a failed step should fail the test loudly"
-)]
-
-mod support;
-
 use std::{collections::BTreeMap, fs, io::Write};
 
-use support::*;
+use inlet_testkit::{TestProject, lake::*};
 
 const STREAMS: &str = r#"
 [connections.c.config.streams.clicks]
@@ -54,11 +46,7 @@ fn the_quickstart_lands_the_sample_files_exactly() {
     }
     let config = fs::read_to_string(src.join("inlet.toml")).unwrap();
     assert!(config.contains("url = \"file://../../lake\""));
-    fs::write(
-        p.root().join("inlet.toml"),
-        config.replace("file://../../lake", "file://./lake"),
-    )
-    .unwrap();
+    p.write_toml(config.replace("file://../../lake", "file://./lake"));
     let out = p.ok(&["--json", "sync", "quickstart"]);
     let run: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(run["outcome"], "succeeded");
@@ -300,7 +288,7 @@ fn bad_config_names_the_field_and_the_line() {
     let out = p.inlet(&["sync", "c"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    let text = fs::read_to_string(p.root().join("inlet.toml")).unwrap();
+    let text = p.config_text();
     let line = text
         .lines()
         .position(|l| l.starts_with("delimter"))
@@ -313,11 +301,7 @@ fn bad_config_names_the_field_and_the_line() {
     assert!(parquet_files(&p.lake()).is_empty());
 
     // A top-level typo is located by the TOML parser itself.
-    fs::write(
-        p.root().join("inlet.toml"),
-        "version = 1\n[destinations.local]\nurl = \"file://./lake\"\nurll = 1\n",
-    )
-    .unwrap();
+    p.write_toml("version = 1\n[destinations.local]\nurl = \"file://./lake\"\nurll = 1\n");
     let out = p.inlet(&["sync", "--all"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -530,17 +514,7 @@ fn a_reader_thread_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
     write_clicks(&p, "b.jsonl", 500..800);
     // The reader thread panics right after sending its second batch (b.jsonl's), with
     // a.jsonl read and checkpointed before it.
-    let out = p
-        .command(&["sync", "c"])
-        .env("INLET_PANIC_AT", "files-batch#2")
-        .output()
-        .unwrap();
-    assert_reader_panicked(&p, &out, "clicks");
-    assert!(
-        p.state_json()["streams"].get("clicks").is_none(),
-        "the state must not move"
-    );
-    assert!(p.ok(&["runs", "c"]).contains("failed"));
+    p.assert_panicked_sync("files-batch#2", &["c"], "clicks");
     // Without the failpoint, every row lands once.
     let run = p.sync_json(&[]);
     assert_eq!(run["streams"]["clicks"]["rows"], 800);

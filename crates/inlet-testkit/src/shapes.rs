@@ -1,7 +1,6 @@
 //! Records shaped like the real APIs' responses, field for field as the public API
 //! documentation shows them (GitHub REST 2022-11-28, Stripe 2024-06-20). Shared by the
 //! end-to-end tests and the benchmark's replay server.
-#![allow(dead_code, reason = "each user of the shapes uses a part")]
 
 use serde_json::{Value, json};
 

@@ -2,17 +2,6 @@
 //! 127.0.0.1 that answer as the real APIs do (bodies, Link and rate-limit headers, Stripe
 //! list objects), with the failures real APIs have (429 with Retry-After, 502, a malformed
 //! page, an answer slower than the timeout). The real `inlet` binary lands the data.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly on purpose"
-)]
-
-#[path = "support/replay.rs"]
-mod replay;
-#[path = "support/shapes.rs"]
-mod shapes;
-mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -21,9 +10,12 @@ use std::{
 };
 
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
-use replay::{ReplayServer, Reply, Req, github_page};
+use inlet_testkit::{TestProject, lake::read_batches};
+use inlet_testkit::{
+    http::{ReplayServer, Reply, Req, github_page},
+    shapes,
+};
 use serde_json::Value;
-use support::{TestProject, read_batches};
 
 const TOKEN: &str = "ghp_TEST0123456789abcdefSECRETtoken";
 const STRIPE_KEY: &str = "sk_test_51SECRETkeyABCDEF0123456789";
@@ -194,14 +186,9 @@ fn github_server(world: Arc<Mutex<GithubWorld>>, faults: Arc<Mutex<Vec<Fault>>>)
 }
 
 fn github_project(server: &ReplayServer, streams: &[&str]) -> TestProject {
-    let p = TestProject::new("");
+    let p = crate::project(TOKEN, STRIPE_KEY);
     let mut text = format!(
-        r#"version = 1
-
-[destinations.local]
-url = "file://./lake"
-
-[connections.c]
+        r#"[connections.c]
 connector = "github"
 commit_interval_secs = 0
 
@@ -217,37 +204,12 @@ timeout_secs = 1
     for s in streams {
         text.push_str(&format!("\n[connections.c.streams.{s}]\n"));
     }
-    std::fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p.write_project(text);
     p
 }
 
-fn run(p: &TestProject, args: &[&str]) -> std::process::Output {
-    p.command(args)
-        .env("INLET_TEST_GITHUB_TOKEN", TOKEN)
-        .env("INLET_TEST_STRIPE_KEY", STRIPE_KEY)
-        .output()
-        .unwrap()
-}
-
-fn sync_ok(p: &TestProject, extra: &[&str]) -> Value {
-    let mut args = vec!["--json", "sync", "c"];
-    args.extend_from_slice(extra);
-    let out = run(p, &args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sync failed:\n{stdout}\n{stderr}");
-    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
-    serde_json::from_str(&stdout).unwrap()
-}
-
-fn state(p: &TestProject) -> Value {
-    let out = run(p, &["state", "show", "c"]);
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn batches(p: &TestProject, stream: &str) -> Vec<RecordBatch> {
-    read_batches(&p.lake().join("c").join(stream))
+    read_batches(&p.stream_dir(stream))
 }
 
 fn int_values(batches: &[RecordBatch], name: &str) -> Vec<i64> {
@@ -293,12 +255,12 @@ fn github_issues_follow_every_link_page_and_incremental_reruns_fetch_only_new_da
     }));
     let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
     let p = github_project(&server, &["issues", "repositories"]);
-    let out = run(&p, &["check", "c"]);
+    let out = p.inlet(&["check", "c"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("HTTP 200"), "{text}");
     server.clear();
 
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "issues"), 250);
     assert_eq!(stream_rows(&report, "repositories"), 1);
     let issue_pages: Vec<Req> = server
@@ -338,7 +300,7 @@ fn github_issues_follow_every_link_page_and_incremental_reruns_fetch_only_new_da
         schema.field_with_name("updated_at").unwrap().data_type(),
         arrow_schema::DataType::Timestamp(..)
     ));
-    let st = state(&p);
+    let st = p.state_json();
     let cursor = &st["streams"]["issues"]["cursor"]["slices"][REPO]["cursor"];
     assert_eq!(cursor, &Value::from(shapes::ts(250 * 60)), "{st:#}");
 
@@ -350,7 +312,7 @@ fn github_issues_follow_every_link_page_and_incremental_reruns_fetch_only_new_da
         w.issues[9].1 = 30_000;
     }
     server.clear();
-    let report = sync_ok(&p, &["--stream", "issues"]);
+    let report = p.sync_json(&["--stream", "issues"]);
     assert_eq!(stream_rows(&report, "issues"), 4, "{report:#}");
     let reqs: Vec<Req> = server
         .requests()
@@ -367,13 +329,13 @@ fn github_issues_follow_every_link_page_and_incremental_reruns_fetch_only_new_da
     assert_eq!(ids.iter().filter(|i| **i == 1_000_010).count(), 2);
 
     // Nothing changed: nothing lands.
-    let report = sync_ok(&p, &["--stream", "issues"]);
+    let report = p.sync_json(&["--stream", "issues"]);
     assert_eq!(stream_rows(&report, "issues"), 0, "{report:#}");
 
     // Outside readers see nested structs, lists and timestamps as such.
-    if let Some(py) = support::outside_python() {
+    if let Some(py) = inlet_testkit::lake::outside_python() {
         let glob = p.lake().join("c/issues/**/*.parquet");
-        let out = support::python(
+        let out = inlet_testkit::lake::python(
             &py,
             &format!(
                 r#"
@@ -436,7 +398,7 @@ fn retries_after_502_429_403_quota_timeout_and_a_malformed_page_land_no_duplicat
     let server = github_server(world, faults.clone());
     let p = github_project(&server, &["issues"]);
     let started = std::time::Instant::now();
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "issues"), 450);
     // The 429 asked for 1 s, the quota reset was ~1 s away: both were waited out.
     assert!(started.elapsed() >= Duration::from_secs(2));
@@ -474,12 +436,8 @@ fn a_page_that_stays_malformed_fails_the_run_and_state_stays_at_the_last_landed_
     }]));
     let server = github_server(world, faults.clone());
     let p = github_project(&server, &["issues"]);
-    let out = run(&p, &["--json", "sync", "c"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = p.inlet(&["--json", "sync", "c"]);
+    let text = inlet_testkit::project::said(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("page 3") && text.contains("malformed JSON"),
@@ -489,7 +447,7 @@ fn a_page_that_stays_malformed_fails_the_run_and_state_stays_at_the_last_landed_
     // Pages 1 and 2 landed, and the state says to continue at page 3.
     let ids = int_values(&batches(&p, "issues"), "id");
     assert_eq!(ids.len(), 200);
-    let st = state(&p);
+    let st = p.state_json();
     let next = &st["streams"]["issues"]["cursor"]["current"]["next"];
     assert_eq!(next["kind"], "url", "{st:#}");
     assert!(next["value"].as_str().unwrap().contains("page=3"), "{st:#}");
@@ -503,7 +461,7 @@ fn a_page_that_stays_malformed_fails_the_run_and_state_stays_at_the_last_landed_
     // The server is fixed: the next run reads pages 3 and 4 only, and nothing twice.
     faults.lock().unwrap().clear();
     server.clear();
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "issues"), 150);
     let pages: Vec<String> = server
         .requests()
@@ -524,7 +482,7 @@ fn tokens_never_appear_in_logs_errors_state_or_the_lake() {
     }));
     let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
     let p = github_project(&server, &["issues"]);
-    let out = run(&p, &["--log", "debug", "sync", "c"]);
+    let out = p.inlet(&["--log", "debug", "sync", "c"]);
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -534,20 +492,16 @@ fn tokens_never_appear_in_logs_errors_state_or_the_lake() {
     assert!(!log.contains(TOKEN), "{log}");
     // Refused: the server echoes the Authorization header in its error body.
     world.lock().unwrap().reject_token = true;
-    let out = run(&p, &["--log", "debug", "sync", "c", "--full-refresh"]);
+    let out = p.inlet(&["--log", "debug", "sync", "c", "--full-refresh"]);
     assert!(!out.status.success());
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = inlet_testkit::project::said(&out);
     assert!(all.contains("authentication failed"), "{all}");
     assert!(
         all.contains("Bearer ***"),
         "the echoed token is redacted: {all}"
     );
     assert!(!all.contains(TOKEN), "{all}");
-    for f in support::walk(p.root()) {
+    for f in inlet_testkit::lake::walk(p.root()) {
         let bytes = std::fs::read(&f).unwrap();
         assert!(
             !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
@@ -590,7 +544,7 @@ fn issue_comments_are_read_per_issue_and_incrementally() {
     }));
     let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
     let p = github_project(&server, &["issue_comments"]);
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "issue_comments") as usize, total);
     let b = batches(&p, "issue_comments");
     let ids = int_values(&b, "id");
@@ -616,7 +570,7 @@ fn issue_comments_are_read_per_issue_and_incrementally() {
         w.issues[2].1 = 5000;
     }
     server.clear();
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "issue_comments"), 1, "{report:#}");
     let visited: Vec<String> = server
         .requests()
@@ -708,14 +662,9 @@ fn stripe_server(
 }
 
 fn stripe_project(server: &ReplayServer) -> TestProject {
-    let p = TestProject::new("");
+    let p = crate::project(TOKEN, STRIPE_KEY);
     let text = format!(
-        r#"version = 1
-
-[destinations.local]
-url = "file://./lake"
-
-[connections.c]
+        r#"[connections.c]
 connector = "stripe"
 
 [connections.c.config]
@@ -729,7 +678,7 @@ requests_per_second = 200
 "#,
         server.base_url()
     );
-    std::fs::write(p.root().join("inlet.toml"), text).unwrap();
+    p.write_project(text);
     p
 }
 
@@ -754,7 +703,7 @@ fn stripe_customers_follow_starting_after_and_reruns_ask_created_gte() {
     ]));
     let server = stripe_server(customers.clone(), faults);
     let p = stripe_project(&server);
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "customers"), 230);
     assert_eq!(stream_rows(&report, "charges"), 150);
     let charges = batches(&p, "charges");
@@ -797,7 +746,7 @@ fn stripe_customers_follow_starting_after_and_reruns_ask_created_gte() {
         .unwrap()
         .extend([(231, 50_000), (232, 50_001), (233, 50_001)]);
     server.clear();
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "customers"), 3, "{report:#}");
     assert_eq!(stream_rows(&report, "charges"), 0, "{report:#}");
     let reqs: Vec<Req> = server
@@ -883,14 +832,14 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
         (1..=25).map(|i| (i, i as i64)).collect::<Vec<_>>(),
     ));
     let server = churn_server(v2.clone(), customers.clone());
-    let p = TestProject::new("");
-    std::fs::write(p.root().join("acme.toml"), CHURN_V1).unwrap();
+    let p = crate::project(TOKEN, STRIPE_KEY);
+    p.write("acme.toml", CHURN_V1);
     let project = format!(
-        "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"acme.toml\"\nbase_url = \"{}\"\n",
+        "[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"acme.toml\"\nbase_url = \"{}\"\n",
         server.base_url()
     );
-    std::fs::write(p.root().join("inlet.toml"), &project).unwrap();
-    let report = sync_ok(&p, &[]);
+    p.write_project(&project);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "customers"), 25);
 
     // The API moves to v2, with new customers.
@@ -899,7 +848,7 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
         .lock()
         .unwrap()
         .extend((26..=40).map(|i| (i, i as i64)));
-    let out = run(&p, &["sync", "c"]);
+    let out = p.inlet(&["sync", "c"]);
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
@@ -915,9 +864,9 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
         r#"pagination = { type = "offset", limit = 10 }"#,
         r#"pagination = { type = "cursor", param = "cursor", body_path = "next_cursor" }"#,
     );
-    std::fs::write(p.root().join("acme.toml"), v2_manifest).unwrap();
-    std::fs::write(p.root().join("inlet.toml"), &project).unwrap();
-    let report = sync_ok(&p, &[]);
+    p.write("acme.toml", &v2_manifest);
+    p.write_project(&project);
+    let report = p.sync_json(&[]);
     // `created_gte` is inclusive, so customer 25 (at the saved cursor) comes again; its
     // key was saved with the cursor, so exactly the 15 new customers land.
     assert_eq!(stream_rows(&report, "customers"), 15, "{report:#}");
@@ -927,7 +876,7 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
     assert_unique(&ids);
     assert_eq!(str_values(&b, "email_address").len(), 15);
     assert_eq!(str_values(&b, "email").len(), 25);
-    let st = state(&p);
+    let st = p.state_json();
     let changes = &st["streams"]["customers"]["cursor"]["schema_changes"];
     assert_eq!(changes.as_array().map(Vec::len), Some(1), "{st:#}");
     assert_eq!(
@@ -938,9 +887,9 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
 
     // A full refresh starts the pass over but keeps the landed schema and its history:
     // `email` stays a column (null in v2 records), and the change stays on record.
-    let report = sync_ok(&p, &["--full-refresh"]);
+    let report = p.sync_json(&["--full-refresh"]);
     assert_eq!(stream_rows(&report, "customers"), 40, "{report:#}");
-    let st = state(&p);
+    let st = p.state_json();
     let changes = &st["streams"]["customers"]["cursor"]["schema_changes"];
     assert_eq!(changes.as_array().map(Vec::len), Some(1), "{st:#}");
     let fields = st["streams"]["customers"]["cursor"]["schema"]["fields"].to_string();
@@ -952,18 +901,16 @@ fn api_v2_churn_is_fixed_by_editing_only_the_manifest_and_the_schema_change_is_r
 
 #[test]
 fn manifest_errors_name_the_file_and_line() {
-    let p = TestProject::new("");
+    let p = crate::project(TOKEN, STRIPE_KEY);
     std::fs::write(
         p.root().join("acme.toml"),
         CHURN_V1.replace("record_selector", "record_selecter"),
     )
     .unwrap();
-    std::fs::write(
-        p.root().join("inlet.toml"),
-        "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"acme.toml\"\n",
-    )
-    .unwrap();
-    let out = run(&p, &["check", "c"]);
+    p.write_project(
+        "[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"acme.toml\"\n",
+    );
+    let out = p.inlet(&["check", "c"]);
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
@@ -979,13 +926,13 @@ fn github_commits_use_a_nested_cursor_and_name_their_repository() {
     }));
     let server = github_server(world.clone(), Arc::new(Mutex::new(vec![])));
     let p = github_project(&server, &["commits"]);
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "commits"), 130);
     let b = batches(&p, "commits");
     let shas = str_values(&b, "sha");
     assert_eq!(shas.iter().collect::<BTreeSet<_>>().len(), 130);
     assert!(str_values(&b, "repository").iter().all(|r| r == REPO));
-    let st = state(&p);
+    let st = p.state_json();
     assert_eq!(
         st["streams"]["commits"]["cursor"]["slices"][REPO]["cursor"],
         Value::from(shapes::ts(390)),
@@ -993,7 +940,7 @@ fn github_commits_use_a_nested_cursor_and_name_their_repository() {
     );
     world.lock().unwrap().commits.push((131, 1000));
     server.clear();
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "commits"), 1, "{report:#}");
     assert_eq!(server.requests()[0].param("since"), Some(&*shapes::ts(390)));
 }
@@ -1026,9 +973,9 @@ fn paging_server(items: usize) -> ReplayServer {
 #[test]
 fn next_url_and_page_number_pagination_follow_every_page() {
     let server = paging_server(53);
-    let p = TestProject::new("");
-    std::fs::write(
-        p.root().join("api.toml"),
+    let p = crate::project(TOKEN, STRIPE_KEY);
+    p.write(
+        "api.toml",
         r#"manifest_version = 1
 name = "paging"
 base_url = "http://placeholder.invalid"
@@ -1045,17 +992,17 @@ primary_key = ["sku"]
 pagination = { type = "page_number", param = "page", start = 1, size_param = "size", size = 10 }
 schema = { columns = { price = "decimal(10,2)" } }
 "#,
-    )
-    .unwrap();
-    std::fs::write(
-        p.root().join("inlet.toml"),
-        format!(
-            "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{}\"\n",
+    );
+    p.write_connection(
+        "rest",
+        "",
+        &format!(
+            "manifest = \"api.toml\"\nbase_url = \"{}\"\n",
             server.base_url()
         ),
-    )
-    .unwrap();
-    let report = sync_ok(&p, &[]);
+        "",
+    );
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "feed"), 53);
     assert_eq!(stream_rows(&report, "catalog"), 53);
     let feed_pages = server
@@ -1124,9 +1071,9 @@ fn oauth2_refresh_token_auth_and_a_lookback_window_from_the_manifest() {
             all.into_iter().skip((page - 1) * 20).take(20).collect(),
         ))
     }));
-    let p = TestProject::new("");
-    std::fs::write(
-        p.root().join("api.toml"),
+    let p = crate::project(TOKEN, STRIPE_KEY);
+    p.write(
+        "api.toml",
         r#"manifest_version = 1
 name = "events"
 base_url = "http://placeholder.invalid"
@@ -1154,17 +1101,17 @@ primary_key = ["id"]
 pagination = { type = "page_number", size = 20 }
 incremental = { cursor_field = "occurred_at", request_param = "since", lookback = "100s" }
 "#,
-    )
-    .unwrap();
-    std::fs::write(
-        p.root().join("inlet.toml"),
-        format!(
-            "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{0}\"\ntoken_url = \"{0}/oauth/token\"\nclient_secret = \"cs-very-secret-1\"\nrefresh_token = \"${{env:INLET_TEST_GITHUB_TOKEN}}\"\n",
+    );
+    p.write_connection(
+        "rest",
+        "",
+        &format!(
+            "manifest = \"api.toml\"\nbase_url = \"{0}\"\ntoken_url = \"{0}/oauth/token\"\nclient_secret = \"cs-very-secret-1\"\nrefresh_token = \"${{env:INLET_TEST_GITHUB_TOKEN}}\"\n",
             server.base_url()
         ),
-    )
-    .unwrap();
-    let report = sync_ok(&p, &[]);
+        "",
+    );
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "events"), 50);
     let token_requests = server
         .requests()
@@ -1176,7 +1123,7 @@ incremental = { cursor_field = "occurred_at", request_param = "since", lookback 
     // as a lookback means, plus the new one.
     events.lock().unwrap().push((50, 1000));
     server.clear();
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "events"), 12, "{report:#}");
     let first = server
         .requests()
@@ -1184,7 +1131,7 @@ incremental = { cursor_field = "occurred_at", request_param = "since", lookback 
         .find(|r| r.path == "/events")
         .unwrap();
     assert_eq!(first.param("since"), Some(&*shapes::ts(390)));
-    for f in support::walk(p.root()) {
+    for f in inlet_testkit::lake::walk(p.root()) {
         if f.extension().is_some_and(|e| e == "toml") {
             continue;
         }
@@ -1239,9 +1186,9 @@ fn link_server(items: usize) -> ReplayServer {
 }
 
 fn link_project(server: &ReplayServer) -> TestProject {
-    let p = TestProject::new("");
-    std::fs::write(
-        p.root().join("api.toml"),
+    let p = crate::project(TOKEN, STRIPE_KEY);
+    p.write(
+        "api.toml",
         r#"manifest_version = 1
 name = "linked"
 base_url = "http://placeholder.invalid"
@@ -1252,16 +1199,16 @@ primary_key = ["id"]
 params = { fields = "id,name", labels = "bug,help wanted" }
 pagination = { type = "link_header" }
 "#,
-    )
-    .unwrap();
-    std::fs::write(
-        p.root().join("inlet.toml"),
-        format!(
-            "version = 1\n[destinations.local]\nurl = \"file://./lake\"\n[connections.c]\nconnector = \"rest\"\n[connections.c.config]\nmanifest = \"api.toml\"\nbase_url = \"{}/v2\"\nbackoff_ms = 20\n",
+    );
+    p.write_connection(
+        "rest",
+        "",
+        &format!(
+            "manifest = \"api.toml\"\nbase_url = \"{}/v2\"\nbackoff_ms = 20\n",
             server.base_url()
         ),
-    )
-    .unwrap();
+        "",
+    );
     p
 }
 
@@ -1269,7 +1216,7 @@ pagination = { type = "link_header" }
 fn link_pagination_follows_relative_targets_with_commas_across_two_link_fields() {
     let server = link_server(47);
     let p = link_project(&server);
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "items"), 47, "{report}");
     let pages: Vec<String> = server
         .requests()
@@ -1287,24 +1234,8 @@ fn a_rest_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
     let server = link_server(47);
     let p = link_project(&server);
     // The producer panics after fetching page 2, with page 1 read and checkpointed.
-    let out = p
-        .command(&["sync", "c"])
-        .env("INLET_PANIC_AT", "rest-page#2")
-        .output()
-        .unwrap();
-    support::assert_reader_panicked(&p, &out, "items");
-    assert!(
-        state(&p)["streams"].get("items").is_none(),
-        "the state must not move: {}",
-        state(&p)
-    );
-    let runs = run(&p, &["runs", "c"]);
-    assert!(
-        String::from_utf8_lossy(&runs.stdout).contains("failed"),
-        "{}",
-        String::from_utf8_lossy(&runs.stdout)
-    );
+    p.assert_panicked_sync("rest-page#2", &["c"], "items");
     // The same sync without the failpoint lands every row once.
-    let report = sync_ok(&p, &[]);
+    let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "items"), 47, "{report}");
 }

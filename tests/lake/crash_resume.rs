@@ -2,14 +2,6 @@
 //! step of a commit (failpoints), then re-run. Readers that glob `**/*.parquet` never see a
 //! partial file or a duplicate, and after the re-run they see every input row exactly once.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "end-to-end tests: a failed step should fail the test loudly"
-)]
-
-mod support;
-
 use std::{
     collections::HashSet,
     fs,
@@ -18,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::*;
+use inlet_testkit::{TestProject, lake::*};
 
 const STREAMS: &str = r#"
 [connections.c.config.streams.events]

@@ -1,36 +1,31 @@
 //! A throwaway PostgreSQL primary and streaming hot standby (`pg_basebackup -R`) in a
 //! temp dir on free ports, from the server binaries on PATH (or Debian's location).
 //! As root, the servers run as the `postgres` OS user (Postgres refuses root).
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the harness"
-)]
+
+use crate::{free_port, project::TestProject};
 
 use std::{
-    net::TcpListener,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
+/// The `postgres` user's password on both servers (tests assert it is never printed).
 pub const PASSWORD: &str = "s3cr3t-Pa55word-never-printed";
 
 /// A primary and a hot standby replicating from it.
+#[derive(Debug)]
 pub struct PgPair {
+    /// The servers' data folders, sockets and certificates.
     pub dir: tempfile::TempDir,
+    /// The primary's TCP port on 127.0.0.1.
     pub primary_port: u16,
+    /// The standby's TCP port on 127.0.0.1.
     pub standby_port: u16,
     bin: PathBuf,
     os_user: Option<String>,
     rt: tokio::runtime::Runtime,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn bin_dir() -> PathBuf {
@@ -303,6 +298,7 @@ impl PgPair {
         self.sql(self.standby_port, db, sql)
     }
 
+    /// Run SQL on the server at `port` (see [`PgPair::primary`]).
     pub fn sql(&self, port: u16, db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         self.rt.block_on(async {
             let client = connect(port, db).await.expect("connect");
@@ -417,6 +413,7 @@ impl Drop for PgPair {
     }
 }
 
+/// A client of the server at `port`, as the `postgres` superuser.
 pub async fn connect(port: u16, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::Config::new()
         .host("127.0.0.1")
@@ -432,20 +429,12 @@ pub async fn connect(port: u16, db: &str) -> Result<tokio_postgres::Client, toki
     Ok(client)
 }
 
-/// A project with one `postgres` connection `c`.
-pub fn project(config: &str, connection_extra: &str, streams: &str) -> crate::support::TestProject {
-    let p = crate::support::TestProject::new("");
-    let text = format!(
-        "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"postgres\"\n{connection_extra}\n\n[connections.c.config]\n{config}\n{streams}"
-    );
-    std::fs::write(p.root().join("inlet.toml"), text).expect("write inlet.toml");
-    p
-}
-
-/// Run `inlet` in `p` with the test password in its environment.
-pub fn run(p: &crate::support::TestProject, args: &[&str]) -> std::process::Output {
-    p.command(args)
+/// A project with one `postgres` connection `c`: `connection_extra` goes in
+/// `[connections.c]`, `config` in `[connections.c.config]`, `streams` after it. Every
+/// command gets the test password in its environment, and [`TestProject::ok`] fails when
+/// it is printed.
+pub fn project(config: &str, connection_extra: &str, streams: &str) -> TestProject {
+    TestProject::with_connection("postgres", connection_extra, config, streams)
         .env("INLET_TEST_PGPASSWORD", PASSWORD)
-        .output()
-        .expect("run inlet")
+        .never_print(PASSWORD)
 }

@@ -2,13 +2,6 @@
 //! cycles, /metrics parsed and matched to the run records, two daemons on one lake never
 //! running a connection twice at once, a SIGKILLed holder taken over, and SIGTERM during a
 //! sync committing at a checkpoint so the next run continues without gaps or duplicates.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "end-to-end tests: a failed step should fail the test loudly"
-)]
-
-mod support;
 
 use std::{
     collections::BTreeMap,
@@ -18,21 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::*;
+use inlet_testkit::{TestProject, free_port, lake::*};
 
 /// The tests of this file measure timing: run them one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -93,12 +78,8 @@ fn ts(v: &serde_json::Value) -> f64 {
 }
 
 fn project_with(connections: &str) -> TestProject {
-    let p = TestProject::new("");
-    fs::write(
-        p.root().join("inlet.toml"),
-        format!("version = 1\n[destinations.local]\nurl = \"file://./lake\"\n{connections}"),
-    )
-    .unwrap();
+    let p = TestProject::empty();
+    p.write_project(connections);
     p
 }
 

@@ -1,116 +1,15 @@
-//! Shared harness of the end-to-end tests: a project in a temp dir, the real `inlet`
-//! binary, and readers of what it landed (our Parquet reader and an outside one).
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the harness"
-)]
+//! Reading back what a sync landed: every Parquet file of a folder, its batches and
+//! columns (our reader), and the outside readers DuckDB and pyarrow (through Python).
 
 use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
 
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_inlet");
-
-/// A project directory with `inlet.toml`, `data/`, and the lake in `lake/`.
-pub struct TestProject {
-    pub dir: tempfile::TempDir,
-}
-
-impl TestProject {
-    /// A project with one `files` connection `c` and the given stream tables.
-    pub fn new(streams_toml: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        fs::create_dir_all(dir.path().join("data")).expect("data dir");
-        let p = TestProject { dir };
-        p.write_config(streams_toml, "");
-        p
-    }
-
-    pub fn write_config(&self, streams_toml: &str, extra_config: &str) {
-        let text = format!(
-            "version = 1\n\n[destinations.local]\nurl = \"file://./lake\"\n\n[connections.c]\nconnector = \"files\"\n\n[connections.c.config]\npath = \"data\"\n{extra_config}\n{streams_toml}"
-        );
-        fs::write(self.dir.path().join("inlet.toml"), text).expect("write config");
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn data(&self, rel: &str) -> PathBuf {
-        let p = self.dir.path().join("data").join(rel);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).expect("mkdir");
-        }
-        p
-    }
-
-    pub fn lake(&self) -> PathBuf {
-        self.dir.path().join("lake")
-    }
-
-    /// Run `inlet -p <project> <args>`.
-    pub fn inlet(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run inlet")
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("-p")
-            .arg(self.dir.path().join("inlet.toml"))
-            .args(args);
-        c.env_remove("RUST_LOG").env_remove("INLET_CRASH_AT");
-        c
-    }
-
-    /// Run and require success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.inlet(args);
-        assert!(
-            out.status.success(),
-            "inlet {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `inlet --json sync c`, parsed.
-    pub fn sync_json(&self, extra: &[&str]) -> serde_json::Value {
-        let mut args = vec!["--json", "sync", "c"];
-        args.extend_from_slice(extra);
-        serde_json::from_str(&self.ok(&args)).expect("sync --json output")
-    }
-
-    pub fn state_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["state", "show", "c"])).expect("state json")
-    }
-}
-
-/// Assert that a sync whose reader was made to panic (`INLET_PANIC_AT`) failed as it
-/// must: exit code 1, `stream` named as not finished because it panicked, and nothing
-/// landed in the lake.
-pub fn assert_reader_panicked(p: &TestProject, out: &Output, stream: &str) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let said = format!("{stdout}{stderr}");
-    assert!(
-        said.contains(&format!("stream `{stream}` did not finish")) && said.contains("panicked"),
-        "{stdout}\n{stderr}"
-    );
-    assert!(
-        parquet_files(&p.lake()).is_empty(),
-        "nothing may land from a reader that died"
-    );
-}
 
 /// Every `*.parquet` file under `dir`, recursively, sorted.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
@@ -148,6 +47,17 @@ pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a
     })
 }
 
+/// `col` as the Arrow array type `A`; panics naming both types when it is another.
+pub fn downcast<A: Array + 'static>(col: &dyn Array) -> &A {
+    col.as_any().downcast_ref::<A>().unwrap_or_else(|| {
+        panic!(
+            "a {} array is not {}",
+            col.data_type(),
+            std::any::type_name::<A>()
+        )
+    })
+}
+
 /// All record batches of every Parquet file under `dir` (each file must be complete).
 pub fn read_batches(dir: &Path) -> Vec<RecordBatch> {
     let mut out = Vec::new();
@@ -174,7 +84,7 @@ pub fn int_column(dir: &Path, name: &str) -> Vec<i64> {
         let col = col
             .as_any()
             .downcast_ref::<Int64Array>()
-            .expect("Int64 column");
+            .unwrap_or_else(|| panic!("column `{name}` is not Int64"));
         for i in 0..col.len() {
             assert!(!col.is_null(i), "null in {name}");
             out.push(col.value(i));
@@ -187,11 +97,13 @@ pub fn int_column(dir: &Path, name: &str) -> Vec<i64> {
 pub fn rows_as_text(dir: &Path, key: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for b in read_batches(dir) {
-        let keys = b.column_by_name(key).expect("key column");
+        let keys = b
+            .column_by_name(key)
+            .unwrap_or_else(|| panic!("no key column `{key}`"));
         let keys = keys
             .as_any()
             .downcast_ref::<Int64Array>()
-            .expect("Int64 key");
+            .unwrap_or_else(|| panic!("key column `{key}` is not Int64"));
         for row in 0..b.num_rows() {
             let mut m = BTreeMap::new();
             for (field, col) in b.schema().fields().iter().zip(b.columns()) {

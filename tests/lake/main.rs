@@ -1,0 +1,12 @@
+//! End-to-end tests of landing and its state: S3 as the lake, crash safety and resume,
+//! the `state` commands and the lease, and `inlet daemon` (harness: `inlet-testkit`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "end-to-end tests: a failed step should fail the test loudly"
+)]
+
+mod crash_resume;
+mod daemon;
+mod s3;
+mod state_cli;
