@@ -56,8 +56,7 @@ fn assert_no_duplicates_within_a_run(by_run: &BTreeMap<String, Vec<i64>>) {
 #[test]
 fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     let pair = PgPair::start("");
-    pair.create_db("shop");
-    pair.primary(
+    pair.seed(
         "shop",
         "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text, updated_at timestamptz NOT NULL);
          CREATE INDEX ON public.orders (updated_at);
@@ -69,7 +68,6 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
          CREATE VIEW public.big_orders AS SELECT * FROM public.orders WHERE id > 500;
          ANALYZE;",
     );
-    pair.wait_replay();
 
     // The primary is refused, by check and by sync, naming the setting to change.
     let p = project(&pair.config_toml(pair.primary_port, "shop"), "", "");
@@ -105,7 +103,7 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     // The standby: check passes, discover lists the tables, the partitioned parent as one
     // stream, and the view; sync lands the tables (a view is synced only when named, with
     // a cursor).
-    let p = project(&pair.config_toml(pair.standby_port, "shop"), "", "");
+    let p = pair.standby_project("shop", "", "", "");
     let check = p.ok(&["check", "c"]);
     assert!(check.contains("replica"), "{check}");
     // A login without SELECT on some tables: check names those tables and the GRANT.
@@ -166,8 +164,9 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
         "{report}"
     );
     // Named with a cursor, the view lands; the next run reads only from its cursor on.
-    let views = project(
-        &pair.config_toml(pair.standby_port, "shop"),
+    let views = pair.standby_project(
+        "shop",
+        "",
         "",
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"incremental\"\ncursor_field = \"id\"\n",
     );
@@ -182,8 +181,9 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
          view has no xmin) was landed already"
     );
     // Named without a cursor: a clear error naming the stream and the setting.
-    let bare = project(
-        &pair.config_toml(pair.standby_port, "shop"),
+    let bare = pair.standby_project(
+        "shop",
+        "",
         "",
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"full_refresh\"\n",
     );
@@ -194,8 +194,9 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     );
 
     // A partitioned table by xmin: one watermark over its leaves; a view cannot use xmin.
-    let p = project(
-        &pair.config_toml(pair.standby_port, "shop"),
+    let p = pair.standby_project(
+        "shop",
+        "",
         "",
         "[connections.c.streams.\"public.events\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
     );
@@ -219,8 +220,9 @@ fn refuses_the_primary_reads_the_standby_and_discovers_tables() {
     );
     pair.wait_replay();
     assert_eq!(p.sync_json(&[])["streams"]["public.events"]["rows"], 342);
-    let p = project(
-        &pair.config_toml(pair.standby_port, "shop"),
+    let p = pair.standby_project(
+        "shop",
+        "",
         "",
         "[connections.c.streams.\"public.big_orders\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
     );
@@ -424,8 +426,7 @@ fn interval_text(months: i32, days: i32, micros: i64) -> String {
 #[test]
 fn type_corpus_lands_every_value_as_postgres_prints_it() {
     let pair = PgPair::start("");
-    pair.create_db("types");
-    pair.primary(
+    pair.seed(
         "types",
         r#"CREATE EXTENSION IF NOT EXISTS citext;
         CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -472,8 +473,7 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
          'ok', 2147483647, '2001:db8::1/64', '192.168.0.0/16', '00:00:00:00:00:00', 0,
          '(,5]', 'x:1A', '(-1,-1)', B'1111');"#,
     );
-    pair.wait_replay();
-    let p = project(&pair.config_toml(pair.standby_port, "types"), "", "");
+    let p = pair.standby_project("types", "", "", "");
     let report = p.sync_json(&[]);
     assert_eq!(report["streams"]["public.corpus"]["rows"], 4, "{report}");
 
@@ -569,8 +569,7 @@ print(duckdb.sql("select c_date::varchar, c_ts::varchar, c_tstz::varchar from re
 #[test]
 fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing() {
     let pair = Arc::new(PgPair::start(""));
-    pair.create_db("app");
-    pair.primary(
+    pair.seed(
         "app",
         "CREATE TABLE items (id bigserial PRIMARY KEY, v int NOT NULL, note text,
                              updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
@@ -582,12 +581,9 @@ fn full_and_incremental_syncs_of_a_standby_under_concurrent_writes_lose_nothing(
          INSERT INTO snap (v) SELECT 0 FROM generate_series(1, 30000) g;
          ANALYZE;",
     );
-    pair.wait_replay();
-    let p = project(
-        &format!(
-            "{}chunk_rows = 7000\nlookback_secs = 5\n",
-            pair.config_toml(pair.standby_port, "app")
-        ),
+    let p = pair.standby_project(
+        "app",
+        "chunk_rows = 7000\nlookback_secs = 5\n",
         "parallelism = 2\nbatch_rows = 2000",
         "[connections.c.streams.\"public.items\"]\nmode = \"incremental\"\ncursor_field = \"updated_at\"\n\
          [connections.c.streams.\"public.plain\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n\
@@ -790,22 +786,13 @@ fn during_copy(pair: &PgPair, action: impl FnOnce()) {
 #[test]
 fn a_recovery_conflict_and_a_killed_session_are_survived() {
     let pair = Arc::new(PgPair::start("max_standby_streaming_delay = 200ms\n"));
-    pair.create_db("big");
-    pair.primary(
+    pair.seed(
         "big",
         "CREATE TABLE big (id int PRIMARY KEY, pad text NOT NULL);
          INSERT INTO big SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 1500000) g;
          ANALYZE big;",
     );
-    pair.wait_replay();
-    let p = project(
-        &format!(
-            "{}chunk_rows = 100000000\n",
-            pair.config_toml(pair.standby_port, "big")
-        ),
-        "max_retries = 8",
-        "",
-    );
+    let p = pair.standby_project("big", "chunk_rows = 100000000\n", "max_retries = 8", "");
 
     // A conflict: the primary deletes rows and vacuums them away while the standby's COPY
     // still needs them; replay cancels the COPY after max_standby_streaming_delay.
@@ -889,13 +876,11 @@ fn a_recovery_conflict_and_a_killed_session_are_survived() {
 #[test]
 fn schema_drift_is_recorded_or_stops_the_sync() {
     let pair = PgPair::start("");
-    pair.create_db("drift");
-    pair.primary(
+    pair.seed(
         "drift",
         "CREATE TABLE t (id int PRIMARY KEY, a int, b text);
          INSERT INTO t SELECT g, g, 'b' FROM generate_series(1, 100) g;",
     );
-    pair.wait_replay();
     let base = pair.config_toml(pair.standby_port, "drift");
     let p = project(&base, "", "");
     p.sync_json(&[]);
@@ -958,8 +943,7 @@ fn schema_drift_is_recorded_or_stops_the_sync() {
 #[test]
 fn composite_and_text_keys_are_split_into_sampled_ranges() {
     let pair = PgPair::start("");
-    pair.create_db("keys");
-    pair.primary(
+    pair.seed(
         "keys",
         "CREATE TABLE accounts (region text, id uuid, n int NOT NULL, PRIMARY KEY (region, id));
          INSERT INTO accounts SELECT (array['eu','us','ap'])[1 + g % 3], md5(g::text)::uuid, g
@@ -968,15 +952,7 @@ fn composite_and_text_keys_are_split_into_sampled_ranges() {
          INSERT INTO codes SELECT 'c-' || md5(g::text), g FROM generate_series(1, 12000) g;
          ANALYZE;",
     );
-    pair.wait_replay();
-    let p = project(
-        &format!(
-            "{}chunk_rows = 4000\n",
-            pair.config_toml(pair.standby_port, "keys")
-        ),
-        "parallelism = 2",
-        "",
-    );
+    let p = pair.standby_project("keys", "chunk_rows = 4000\n", "parallelism = 2", "");
     let report = p.sync_json(&[]);
     assert_eq!(
         report["streams"]["public.accounts"]["rows"], 30000,
@@ -1002,12 +978,10 @@ fn composite_and_text_keys_are_split_into_sampled_ranges() {
 #[test]
 fn tls_modes_and_replay_lag_limits() {
     let pair = Arc::new(PgPair::start_with("", true));
-    pair.create_db("sec");
-    pair.primary(
+    pair.seed(
         "sec",
         "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
     );
-    pair.wait_replay();
     let plain = pair.config_toml(pair.standby_port, "sec");
 
     // require: encrypted; verify_full with the CA and a matching host name: checked.
@@ -1063,19 +1037,15 @@ fn tls_modes_and_replay_lag_limits() {
 #[test]
 fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
     let pair = PgPair::start("");
-    pair.create_db("crash");
-    pair.primary(
+    pair.seed(
         "crash",
         "CREATE TABLE t (id bigint PRIMARY KEY, pad text NOT NULL);
          INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 400000) g;
          ANALYZE t;",
     );
-    pair.wait_replay();
-    let p = project(
-        &format!(
-            "{}chunk_rows = 20000\n",
-            pair.config_toml(pair.standby_port, "crash")
-        ),
+    let p = pair.standby_project(
+        "crash",
+        "chunk_rows = 20000\n",
         "parallelism = 2\nbatch_rows = 5000\ncommit_interval_secs = 0",
         // Incremental, so a run after a completed one reads only changes (none): every
         // row must land exactly once however the runs were cut.
@@ -1159,8 +1129,7 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
 #[test]
 fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
     let pair = PgPair::start("");
-    pair.create_db("cur");
-    pair.primary(
+    pair.seed(
         "cur",
         "CREATE TABLE t (id int PRIMARY KEY, ts timestamptz, d date NOT NULL);
          CREATE INDEX ON t (ts); CREATE INDEX ON t (d);
@@ -1168,17 +1137,9 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
                               (2, NULL, '2026-01-02'),
                               (3, 'infinity', '2026-01-03');",
     );
-    pair.wait_replay();
     let streams =
         "[connections.c.streams.\"public.t\"]\nmode = \"incremental\"\ncursor_field = \"ts\"\n";
-    let p = project(
-        &format!(
-            "{}lookback_secs = 0\n",
-            pair.config_toml(pair.standby_port, "cur")
-        ),
-        "",
-        streams,
-    );
+    let p = pair.standby_project("cur", "lookback_secs = 0\n", "", streams);
     // The first run reads every row, NULL and infinity included; the saved cursor is the
     // largest finite value, so new rows keep coming.
     assert_eq!(p.sync_json(&[])["streams"]["public.t"]["rows"], 3);
@@ -1198,11 +1159,9 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
     assert_eq!(report["streams"]["public.t"]["rows"], 2, "{report}");
 
     // A date cursor re-reads the saved day: a row added later that day is not lost.
-    let p = project(
-        &format!(
-            "{}lookback_secs = 0\n",
-            pair.config_toml(pair.standby_port, "cur")
-        ),
+    let p = pair.standby_project(
+        "cur",
+        "lookback_secs = 0\n",
         "",
         &streams.replace("\"ts\"", "\"d\""),
     );
@@ -1217,16 +1176,14 @@ fn cursors_survive_null_and_infinite_values_and_reread_the_saved_day() {
 #[test]
 fn an_unpopulated_materialized_view_is_skipped_with_a_warning_and_the_rest_lands() {
     let pair = PgPair::start("");
-    pair.create_db("mv");
-    pair.primary(
+    pair.seed(
         "mv",
         "CREATE TABLE t (id int PRIMARY KEY, v text);
          INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 50) i;
          CREATE MATERIALIZED VIEW t_summary AS SELECT count(*) AS n FROM t WITH NO DATA;",
     );
-    pair.wait_replay();
     // No `streams` table: every stream is selected, the unpopulated view too.
-    let p = project(&pair.config_toml(pair.standby_port, "mv"), "", "");
+    let p = pair.standby_project("mv", "", "", "");
     let report = p.sync_json(&[]);
     assert_eq!(report["outcome"], "succeeded", "{report}");
     assert_eq!(report["streams"]["public.t"]["rows"], 50, "{report}");
@@ -1277,11 +1234,7 @@ fn a_postgres_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move()
          INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 5000) i;",
     );
     pair.wait_replay();
-    let p = project(
-        &pair.config_toml(pair.standby_port, "panic"),
-        "batch_rows = 1000",
-        "",
-    );
+    let p = pair.standby_project("panic", "", "batch_rows = 1000", "");
     // The COPY task panics right after sending its second batch. The plan is recorded
     // before the read (a crash resumes it), but no partition may move.
     let state = p.panicked_sync("postgres-batch#2", &["c"], "public.t");
@@ -1328,7 +1281,7 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
     let streams = "[connections.c.streams.\"public.keyed\"]\nmode = \"incremental\"\ncursor_field = \"updated_at\"\n\
                    [connections.c.streams.\"public.keyless\"]\nmode = \"incremental\"\ncursor_field = \"n\"\n";
     // The default lookback (60 s) is kept: the boundary rows are inside it.
-    let p = project(&pair.config_toml(pair.standby_port, "bulk"), "", streams);
+    let p = pair.standby_project("bulk", "", "", streams);
     let rows = |r: &serde_json::Value, s: &str| r["streams"][s]["rows"].as_u64().unwrap();
 
     let first = p.sync_json(&[]);
@@ -1376,11 +1329,9 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
     assert_eq!(rows(&quiet, "public.keyless"), 0, "{quiet}");
 
     // Past max_boundary_rows nothing is kept: the rows land again, and the report says so.
-    let p = project(
-        &format!(
-            "{}max_boundary_rows = 100\n",
-            pair.config_toml(pair.standby_port, "bulk")
-        ),
+    let p = pair.standby_project(
+        "bulk",
+        "max_boundary_rows = 100\n",
         "",
         "[connections.c.streams.\"public.keyless\"]\nmode = \"incremental\"\ncursor_field = \"n\"\n",
     );

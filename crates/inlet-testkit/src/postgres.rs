@@ -387,6 +387,28 @@ impl PgPair {
         );
     }
 
+    /// Create database `db`, run `sql` in it on the primary, and wait until the standby
+    /// has replayed it.
+    pub fn seed(&self, db: &str, sql: &str) {
+        self.create_db(db);
+        self.primary(db, sql);
+        self.wait_replay();
+    }
+
+    /// A [`project`] whose connection `c` reads database `db` on the standby:
+    /// `config_extra` goes after the connection lines in `[connections.c.config]`,
+    /// `connection_extra` in `[connections.c]`, `streams` after them.
+    pub fn standby_project(
+        &self,
+        db: &str,
+        config_extra: &str,
+        connection_extra: &str,
+        streams: &str,
+    ) -> TestProject {
+        let config = format!("{}{config_extra}", self.config_toml(self.standby_port, db));
+        project(&config, connection_extra, streams)
+    }
+
     /// The `[connections.c.config]` lines for the standby (or the primary).
     pub fn config_toml(&self, port: u16, db: &str) -> String {
         format!(
