@@ -6,5 +6,6 @@
     reason = "end-to-end tests: a failed step should fail the test loudly"
 )]
 
+mod conformance;
 mod sample_db;
 mod sync;

@@ -22,9 +22,10 @@
 //!    last checkpoint, or the plan's `state_after` for a partitioned read).
 //! 3. **Discover is stable.** Two calls of [`Source::discover`] MUST return the same
 //!    catalog, and it MUST list the stream.
-//! 4. **Incremental reads nothing new.** When the stream supports
-//!    [`SyncMode::Incremental`], an incremental read from the final state MUST yield no
-//!    rows when the source did not change.
+//! 4. **Incremental reads nothing new.** When the reads are [`SyncMode::Incremental`]
+//!    (and the stream supports it), an incremental read from the final state MUST yield
+//!    no rows when the source did not change. The state of a full refresh is not a
+//!    cursor: an incremental read from it MAY read everything.
 //! 5. **Enough checkpoints to mean something.** The full read MUST emit at least
 //!    [`Options::min_checkpoints`] checkpoints (a suite that resumes from one checkpoint
 //!    checks little), and rows.
@@ -35,7 +36,8 @@
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, make_array};
+use arrow_schema::{ArrowError, DataType, Schema};
 use futures::StreamExt;
 use inlet_core::{
     Catalog, Connector, Partition, ReadEvent, ReadPlan, ReadRequest, Source, SourceContext,
@@ -58,6 +60,9 @@ pub struct Options {
     pub batch_rows: usize,
     /// The fewest checkpoints the full read must emit.
     pub min_checkpoints: usize,
+    /// [`ReadRequest::attempt`] of every read: a retry's reads, which a connector MAY
+    /// split into more statements and checkpoints (0: a first attempt).
+    pub attempt: u32,
 }
 
 impl Options {
@@ -71,6 +76,7 @@ impl Options {
             state: None,
             batch_rows: 2,
             min_checkpoints: 2,
+            attempt: 0,
         }
     }
 
@@ -88,7 +94,7 @@ impl Options {
             previous: state.clone(),
             state,
             batch_rows: self.batch_rows,
-            attempt: 0,
+            attempt: self.attempt,
         }
     }
 }
@@ -217,7 +223,9 @@ pub async fn run(source: &Arc<dyn Source>, options: &Options) -> Report {
     let resumes = resumes_have_no_gap_or_duplicate(source, options, &read).await;
     let final_state = read.final_state(options.state.as_ref());
     checkpoints_are_valid_states(source, options, &read, final_state.as_ref());
-    if descriptor.sync_modes.contains(&SyncMode::Incremental) {
+    if options.mode == SyncMode::Incremental
+        && descriptor.sync_modes.contains(&SyncMode::Incremental)
+    {
         incremental_reads_nothing_new(source, options, final_state.clone()).await;
     }
     Report {
@@ -468,13 +476,47 @@ fn rows_of(items: &[Item]) -> Vec<String> {
 fn json_lines(batch: &RecordBatch) -> Vec<String> {
     let mut out = Vec::new();
     let mut writer = arrow_json::LineDelimitedWriter::new(&mut out);
-    if let Err(e) = writer.write(batch).and_then(|()| writer.finish()) {
+    let written = utc_offsets(batch).and_then(|b| writer.write(&b));
+    if let Err(e) = written.and_then(|()| writer.finish()) {
         panic!("a batch that cannot be written as JSON: {e}");
     }
     String::from_utf8_lossy(&out)
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// `batch` with its timestamps of a named zone (`UTC`, as Postgres' timestamptz lands)
+/// relabelled `+00:00`, which arrow-json renders without chrono-tz. The values (instants)
+/// are untouched, so rows compare the same.
+fn utc_offsets(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let named =
+        |t: &DataType| matches!(t, DataType::Timestamp(_, Some(tz)) if !tz.starts_with(['+', '-']));
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| named(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::Timestamp(unit, Some(_)) if named(field.data_type()) => {
+                let utc = DataType::Timestamp(*unit, Some("+00:00".into()));
+                let data = column
+                    .to_data()
+                    .into_builder()
+                    .data_type(utc.clone())
+                    .build()?;
+                columns.push(make_array(data));
+                fields.push(field.as_ref().clone().with_data_type(utc));
+            }
+            _ => {
+                columns.push(column.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// How `got` differs from `want`: rows missing (a gap), rows twice (a duplicate), or
