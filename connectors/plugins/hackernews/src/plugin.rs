@@ -39,6 +39,18 @@ struct ItemsState {
     last_id: i64,
 }
 
+/// The resume point of `top_stories` within a run: the list being read (the top stories
+/// when the read began) and how far it got. An empty list (`{}`, as earlier versions
+/// wrote) starts over.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopState {
+    #[serde(default)]
+    ids: Vec<i64>,
+    #[serde(default)]
+    pos: usize,
+}
+
 /// A read in progress (one per instance).
 #[derive(Debug)]
 enum Reading {
@@ -181,11 +193,9 @@ impl Guest for HackerNews {
         let reading = match request.stream.as_str() {
             "items" => {
                 let max: i64 = Request::get(format!("{base}/maxitem.json")).json()?;
-                let saved: Option<ItemsState> = if request.incremental {
-                    state::parse(request.state.as_deref())?
-                } else {
-                    None
-                };
+                // The resume point: the saved state of an incremental sync, or a checkpoint
+                // of this run when a full refresh is resumed (a new full refresh gets none).
+                let saved: Option<ItemsState> = state::parse(request.state.as_deref())?;
                 let next_id = match saved {
                     Some(s) => s.last_id + 1,
                     None => (max - c.initial_items + 1).max(1),
@@ -202,11 +212,20 @@ impl Guest for HackerNews {
                 }
             }
             "top_stories" => {
-                let ids: Vec<i64> = Request::get(format!("{base}/topstories.json")).json()?;
+                // A full refresh has no state between runs; within a run, a read resumed
+                // from a checkpoint goes on with the same list from where it got.
+                let resumed: Option<TopState> = state::parse(request.state.as_deref())?;
+                let (ids, pos) = match resumed {
+                    Some(s) if !s.ids.is_empty() => {
+                        let pos = s.pos.min(s.ids.len());
+                        (s.ids, pos)
+                    }
+                    _ => (Request::get(format!("{base}/topstories.json")).json()?, 0),
+                };
                 Reading::Top {
                     base,
                     ids,
-                    pos: 0,
+                    pos,
                     batch_rows: batch_rows as usize,
                 }
             }
@@ -275,9 +294,10 @@ impl Guest for HackerNews {
                     if b.rows() > 0 {
                         events.push(Event::Batch(b.finish()));
                     }
-                    // A full refresh has no resume point but the runtime commits at
-                    // checkpoints: an empty object means "start over".
-                    events.push(Event::Checkpoint("{}".into()));
+                    events.push(state::checkpoint(&TopState {
+                        ids: ids.clone(),
+                        pos: end,
+                    })?);
                     Ok(Some(events))
                 }
             }
