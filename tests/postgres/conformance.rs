@@ -38,8 +38,7 @@ fn options(stream: &str, mode: SyncMode, cursor: Option<&str>, attempt: u32) -> 
 #[test]
 fn postgres_tables_conform_on_the_standby() {
     let pair = PgPair::start("");
-    pair.create_db("conf");
-    pair.primary(
+    pair.seed(
         "conf",
         "CREATE TABLE items (id bigint PRIMARY KEY, note text, updated_at timestamptz NOT NULL);
          CREATE INDEX ON items (updated_at);
@@ -49,7 +48,6 @@ fn postgres_tables_conform_on_the_standby() {
          INSERT INTO keyless SELECT g, 'k' || g FROM generate_series(1, 700) g;
          ANALYZE;",
     );
-    pair.wait_replay();
     let dir = tempfile::tempdir().unwrap();
     pair.block_on(async {
         let source =
