@@ -60,6 +60,26 @@ impl S3Access for Faults {
     }
 }
 
+/// Counts the requests of every operation, so a test can bound them without a clock.
+#[derive(Clone, Default)]
+struct Counter(Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>);
+
+#[async_trait::async_trait]
+impl S3Access for Counter {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_none() {
+            return Err(s3_error!(AccessDenied, "Signature is required"));
+        }
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .entry(cx.s3_op().name().to_string())
+            .or_default() += 1;
+        Ok(())
+    }
+}
+
 /// An s3s server on 127.0.0.1 with a bucket `lake`, checking requests with `faults`.
 fn start_server(faults: Option<Faults>) -> S3Server {
     let server = S3Server::builder(AK, SK).bucket("lake");
@@ -397,12 +417,18 @@ async fn landing_on_s3_costs_at_most_a_small_factor_of_landing_on_disk() {
         }
         (t.elapsed(), bytes)
     }
-    // Best of three for each, alternating, so one noisy moment does not decide.
-    let server = start_server(None);
+    // What decides the cost without a clock: the requests. A file goes up in parts of
+    // `part_size` (5 MiB) and is published by a copy; nothing is sent per row or per batch.
+    let counter = Counter::default();
+    let server = S3Server::builder(AK, SK)
+        .bucket("lake")
+        .access(counter.clone())
+        .start();
     let mut local = std::time::Duration::MAX;
     let mut remote = std::time::Duration::MAX;
     let mut bytes = 0;
-    for _ in 0..3 {
+    // Best of three for each, alternating, so one noisy moment does not decide.
+    for round in 0..3 {
         let dir = tempfile::tempdir().unwrap();
         let (t, b) = land(Arc::new(LocalStorage::new(dir.path()).unwrap()), &batches).await;
         local = local.min(t);
@@ -410,13 +436,27 @@ async fn landing_on_s3_costs_at_most_a_small_factor_of_landing_on_disk() {
         let s3 = S3Storage::connect(options(&server.endpoint(), "lake", SK))
             .await
             .unwrap();
+        counter.0.lock().unwrap().clear();
         let (t, _) = land(Arc::new(s3), &batches).await;
         remote = remote.min(t);
+        if round == 0 {
+            let ops = counter.0.lock().unwrap().clone();
+            let total: usize = ops.values().sum();
+            eprintln!("landing {bytes} bytes on S3: {total} requests {ops:?}");
+            let parts = bytes.div_ceil(5 * 1024 * 1024) as usize;
+            assert!(
+                total <= parts + 6,
+                "landing {bytes} bytes took {total} requests ({ops:?}); expected about {parts} parts and a few calls around them"
+            );
+        }
     }
     let ratio = remote.as_secs_f64() / local.as_secs_f64();
     eprintln!(
         "landing 1M rows ({} MiB Parquet): local {local:?}, s3s {remote:?}, ratio {ratio:.2}",
         bytes / (1 << 20)
     );
-    assert!(ratio < 1.5, "S3 landing {ratio:.2}x slower than local");
+    // The clock only guards against a gross regression (a request per batch, a copy of the
+    // file held in memory twice): the debug build on a shared 2-core machine measured
+    // 1.2-1.5x, so the bound is wide enough not to flake.
+    assert!(ratio < 3.0, "S3 landing {ratio:.2}x slower than local");
 }
