@@ -1,28 +1,52 @@
-"""Run inlet syncs from Airflow: one task per connection, scheduled by Airflow.
+"""Run inlet syncs from Airflow 3: one task per connection, scheduled by Airflow.
 
-State lives in the lake, so any worker can run any task; a task that finds the connection
-busy (exit code 75) is skipped rather than failed.
+State lives in the lake, so any worker can run any task. inlet's exit codes decide what
+Airflow does with a task:
+
+- 0: done. With ``--if-busy skip`` a run that found the connection held by another run
+  also exits 0; its JSON says ``"outcome": "skipped"`` and the task is marked skipped.
+- 2: the configuration is wrong; retrying will not help, so the task fails at once.
+- 4: the data landed but registering it in the catalog failed; retried.
+- anything else (1, 75, 130): failed; retried as configured.
+
+Set ``INLET_BIN`` and ``INLET_PROJECT`` in the worker's environment to override the
+defaults below.
 """
+import json
+import os
+import subprocess
 from datetime import datetime, timedelta
 
-from airflow import DAG
-from airflow.exceptions import AirflowSkipException
-from airflow.operators.python import PythonOperator
-import subprocess
+from airflow.exceptions import AirflowFailException, AirflowSkipException
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
 
-PROJECT = "/opt/inlet/inlet.toml"
+INLET = os.environ.get("INLET_BIN", "inlet")
+PROJECT = os.environ.get("INLET_PROJECT", "/opt/inlet/inlet.toml")
+CONNECTIONS = ["shop_events", "orchestrator_exports"]
 
 
 def sync(connection: str) -> None:
     result = subprocess.run(
-        ["inlet", "--project", PROJECT, "--json", "sync", connection],
-        capture_output=True, text=True,
+        [INLET, "--project", PROJECT, "--json", "sync", connection, "--if-busy", "skip"],
+        capture_output=True,
+        text=True,
     )
     print(result.stdout)
-    if result.returncode == 75:
-        raise AirflowSkipException(result.stderr.strip())
-    if result.returncode != 0:
-        raise RuntimeError(f"inlet sync {connection} failed ({result.returncode}): {result.stderr.strip()}")
+    if result.stderr:
+        print(result.stderr)
+    if result.returncode == 0:
+        try:
+            doc = json.loads(result.stdout)
+        except ValueError:
+            doc = {}
+        if isinstance(doc, dict) and doc.get("outcome") == "skipped":
+            raise AirflowSkipException(doc.get("message", "another run holds the connection"))
+        return
+    message = f"inlet sync {connection} failed ({result.returncode}): {result.stderr.strip()}"
+    if result.returncode == 2:
+        raise AirflowFailException(message)
+    raise RuntimeError(message)
 
 
 with DAG(
@@ -30,7 +54,8 @@ with DAG(
     start_date=datetime(2026, 11, 1),
     schedule="*/30 * * * *",
     catchup=False,
+    max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
 ) as dag:
-    for connection in ["shop_events", "orchestrator_exports"]:
+    for connection in CONNECTIONS:
         PythonOperator(task_id=f"sync_{connection}", python_callable=sync, op_args=[connection])

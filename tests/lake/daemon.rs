@@ -387,3 +387,72 @@ fn sigterm_during_a_sync_commits_at_a_checkpoint_and_the_next_run_continues() {
         "after the next run: gaps or duplicates"
     );
 }
+
+#[test]
+fn dry_run_prints_the_next_due_times_in_each_connections_time_zone() {
+    let p = TestProject::empty();
+    p.write_project(
+        r#"
+[connections.weekly]
+connector = "files"
+schedule = "0 0 */1 * 1"
+[connections.weekly.config]
+path = "data"
+
+[connections.berlin]
+connector = "files"
+schedule = "0 2 * * *"
+timezone = "Europe/Berlin"
+[connections.berlin.config]
+path = "data"
+
+[connections.manual]
+connector = "files"
+[connections.manual.config]
+path = "data"
+"#,
+    );
+    let out = p.inlet(&["--json", "daemon", "--dry-run", "--count", "3"]);
+    assert!(out.status.success(), "{out:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan.as_array().unwrap();
+    assert_eq!(plan.len(), 2, "only scheduled connections: {plan:?}");
+    let by = |name: &str| {
+        plan.iter()
+            .find(|c| c["connection"] == name)
+            .unwrap_or_else(|| panic!("{name} in {plan:?}"))
+    };
+    // Vixie cron: `*/1` does not make the day-of-month rule match every day: Mondays only.
+    for t in by("weekly")["next"].as_array().unwrap() {
+        let t = chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap()).unwrap();
+        assert_eq!(t.format("%a %H:%M").to_string(), "Mon 00:00");
+    }
+    let berlin = by("berlin");
+    assert_eq!(berlin["timezone"], "Europe/Berlin");
+    for t in berlin["next"].as_array().unwrap() {
+        let t = chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap()).unwrap();
+        let local = t.with_timezone(&chrono_tz::Europe::Berlin);
+        assert_eq!(local.format("%H:%M").to_string(), "02:00", "{t}");
+    }
+    assert_eq!(berlin["next"].as_array().unwrap().len(), 3);
+    let text = p.ok(&["daemon", "--dry-run", "--connection", "berlin"]);
+    assert!(text.contains("berlin: 0 2 * * * (Europe/Berlin)"), "{text}");
+    assert!(!text.contains("weekly"), "{text}");
+
+    // Impossible dates and unknown zones are refused with the field named.
+    let toml = p.config_text();
+    p.write_toml(toml.replace("0 0 */1 * 1", "0 0 30 2 *"));
+    let out = p.inlet(&["daemon", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("connections.weekly.schedule") && err.contains("never matches"),
+        "{err}"
+    );
+    p.write_toml(toml.replace("Europe/Berlin", "Europe/Atlantis"));
+    let err = p.fails(&["daemon", "--dry-run"]);
+    assert!(
+        err.contains("connections.berlin.timezone") && err.contains("IANA"),
+        "{err}"
+    );
+}

@@ -8,5 +8,6 @@
 
 mod crash_resume;
 mod daemon;
+mod deploy;
 mod s3;
 mod state_cli;

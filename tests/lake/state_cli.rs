@@ -173,3 +173,34 @@ fn a_connection_held_by_another_run_is_refused_with_the_holder_named() {
     p.ok(&["sync", "c"]);
     assert!(!lease.exists(), "the lease is released after the run");
 }
+
+#[test]
+fn a_busy_connection_is_skipped_with_exit_0_under_if_busy_skip() {
+    let p = project();
+    let lease = p.lake().join("_inlet/connections/c/lease.json");
+    fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    fs::write(
+        &lease,
+        r#"{"holder":"worker-7:4242","run_id":"r-other","acquired_at":"2026-01-01T00:00:00Z","expires_at":"2999-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = p.inlet(&["sync", "c", "--if-busy", "skip"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("skipped") && err.contains("worker-7:4242"),
+        "{err}"
+    );
+    assert!(!p.lake().join("c").exists(), "a skipped sync lands nothing");
+    let out = p.inlet(&["--json", "sync", "c", "--if-busy", "skip"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["outcome"], "skipped");
+    assert_eq!(doc["reason"], "busy");
+    // The default still fails, so a retrying orchestrator sees it.
+    assert_eq!(p.inlet(&["sync", "c"]).status.code(), Some(75));
+    // Another error is not hidden by `skip`.
+    fs::remove_file(&lease).unwrap();
+    let out = p.inlet(&["sync", "nope", "--if-busy", "skip"]);
+    assert_eq!(out.status.code(), Some(2));
+}

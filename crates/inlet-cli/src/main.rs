@@ -69,6 +69,11 @@ enum Command {
         /// Ignore saved state and re-extract everything.
         #[arg(long)]
         full_refresh: bool,
+        /// When another run holds the connection: `fail` (exit 75, the default) or `skip`
+        /// (exit 0, for schedulers that start a run on every tick: Kubernetes CronJobs,
+        /// Airflow).
+        #[arg(long, value_enum, default_value_t = IfBusy::Fail)]
+        if_busy: IfBusy,
     },
     /// Inspect and change connection state.
     #[command(subcommand)]
@@ -90,6 +95,12 @@ enum Command {
         /// Only this connection (repeatable; default: every connection with a schedule).
         #[arg(long = "connection")]
         connections: Vec<String>,
+        /// Run nothing: print each scheduled connection's next due times and exit.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: how many due times per connection.
+        #[arg(long, default_value_t = 5, requires = "dry_run")]
+        count: usize,
     },
     /// List past runs.
     Runs {
@@ -102,6 +113,15 @@ enum Command {
         #[arg(long)]
         outcome: Option<String>,
     },
+}
+
+/// What `inlet sync` does when another run holds the connection's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IfBusy {
+    /// Exit 75 (EX_TEMPFAIL): try again later.
+    Fail,
+    /// Say so and exit 0: the run that holds the lease does the work.
+    Skip,
 }
 
 #[derive(Debug, Subcommand)]
@@ -426,6 +446,7 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             all,
             streams,
             full_refresh,
+            if_busy,
         } => {
             let project = Project::load(&cli.project)?;
             let names: Vec<String> = match (connection, all) {
@@ -476,6 +497,9 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                             code = exit::FAILED;
                         }
                     }
+                    Err(RuntimeError::Busy(why)) if *if_busy == IfBusy::Skip => {
+                        out.skipped_busy(&name, &why)?;
+                    }
                     Err(e) if single => return Err(e.into()),
                     Err(e) => {
                         let e = anyhow::Error::new(e);
@@ -495,8 +519,16 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             metrics_addr,
             shutdown_timeout,
             connections,
+            dry_run,
+            count,
         } => {
             let project = Arc::new(Project::load(&cli.project)?);
+            if *dry_run {
+                let plan =
+                    inlet_runtime::daemon::plan(&project, connections, chrono::Utc::now(), *count)?;
+                out.plan(&plan)?;
+                return Ok(exit::OK);
+            }
             let shutdown_timeout = inlet_runtime::schedule::parse_duration(shutdown_timeout)
                 .map_err(|m| RuntimeError::Config {
                     location: "--shutdown-timeout".into(),

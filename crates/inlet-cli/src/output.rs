@@ -136,6 +136,47 @@ impl Output {
         Ok(())
     }
 
+    /// A sync skipped because another run holds the connection (`--if-busy skip`).
+    pub fn skipped_busy(
+        &self,
+        connection: &str,
+        why: &dyn std::fmt::Display,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({
+                "connection": connection,
+                "outcome": "skipped",
+                "reason": "busy",
+                "message": why.to_string(),
+            }));
+        }
+        eprintln!("{connection}: skipped, another run holds the connection ({why})");
+        Ok(())
+    }
+
+    /// `inlet daemon --dry-run`: each scheduled connection and its next due times.
+    pub fn plan(&self, plan: &[inlet_runtime::daemon::PlannedConnection]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::to_value(plan)?);
+        }
+        for p in plan {
+            println!("{}: {} ({})", p.connection, p.schedule, p.timezone);
+            let zone: chrono_tz::Tz = p.timezone.parse().unwrap_or(chrono_tz::Tz::UTC);
+            for t in &p.next {
+                if zone == chrono_tz::Tz::UTC {
+                    println!("  {}", t.format("%Y-%m-%d %H:%M:%S UTC"));
+                } else {
+                    println!(
+                        "  {}  ({})",
+                        t.format("%Y-%m-%d %H:%M:%S UTC"),
+                        t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn run(&self, r: &RunRecord) -> anyhow::Result<()> {
         if self.json {
             return print_json(&serde_json::to_value(r)?);

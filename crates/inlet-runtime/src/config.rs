@@ -90,9 +90,14 @@ pub struct ConnectionConfig {
     /// Destination name; may be omitted when the project has exactly one.
     #[serde(default)]
     pub destination: Option<String>,
-    /// When `inlet daemon` runs it: `every 15m`, `@hourly`, or cron (UTC) `*/15 * * * *`.
+    /// When `inlet daemon` runs it: `every 15m`, `@hourly`, `@daily`, or a Vixie cron
+    /// expression `*/15 * * * *` (read in `timezone`).
     #[serde(default)]
     pub schedule: Option<String>,
+    /// The IANA time zone the cron fields of `schedule` are read in (`Europe/Berlin`);
+    /// default UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// What the daemon does after a run overran due times: `skip` (default) or `catch_up`.
     #[serde(default)]
     pub missed_runs: Option<crate::daemon::MissedRuns>,
@@ -234,8 +239,10 @@ impl Project {
                     self.error_at(&["connections", name, "batch_rows"], "must be at least 1")
                 );
             }
+            crate::schedule::parse_timezone(conn.timezone.as_deref())
+                .map_err(|m| self.error_at(&["connections", name, "timezone"], m))?;
             if let Some(s) = &conn.schedule {
-                crate::schedule::Schedule::parse(s)
+                crate::schedule::Schedule::parse_in(s, conn.timezone.as_deref())
                     .map_err(|m| self.error_at(&["connections", name, "schedule"], m))?;
             }
             if conn.lease_ttl_secs.is_some_and(|t| t < 2) {

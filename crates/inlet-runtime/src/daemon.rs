@@ -4,7 +4,6 @@
 //! next start resumes.
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     sync::{
         Arc,
@@ -114,10 +113,9 @@ pub async fn run_daemon(
             continue;
         }
         let Some(text) = &conn.schedule else { continue };
-        let schedule = Schedule::parse(text)
-            .map_err(|m| project.error_at(&["connections", name, "schedule"], m))?;
+        let schedule = schedule_of(&project, name, text, conn.timezone.as_deref())?;
         let jitter_max = Duration::from_secs(conn.jitter_secs.unwrap_or(0));
-        let first = schedule.next_after(now) + jitter(jitter_max);
+        let first = due_after(&schedule, now) + jitter(jitter_max);
         metrics.lock().await.register(name);
         slots.push(Slot {
             name: name.clone(),
@@ -254,11 +252,11 @@ async fn finish(
     }
     m.set_failing(&slot.name, slot.failures);
     // The next due time after the one that just ran.
-    let mut next = slot.schedule.next_after(slot.next_due) + jitter(slot.jitter);
+    let mut next = due_after(&slot.schedule, slot.next_due) + jitter(slot.jitter);
     if next <= now {
         next = match slot.missed {
             MissedRuns::CatchUp => now,
-            MissedRuns::Skip => slot.schedule.next_after(now) + jitter(slot.jitter),
+            MissedRuns::Skip => due_after(&slot.schedule, now) + jitter(slot.jitter),
         };
     }
     if slot.failures >= 3 {
@@ -270,17 +268,67 @@ async fn finish(
     slot.next_due = next;
 }
 
-/// The names of connections and their next due time, for `inlet daemon --dry-run`.
+/// The first due time after `t`. A cron expression with no further match (only past the
+/// year 5000) is never due again.
+fn due_after(schedule: &Schedule, t: DateTime<Utc>) -> DateTime<Utc> {
+    schedule.next_after(t).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A connection's schedule, parsed in its time zone; errors name the field.
+fn schedule_of(
+    project: &Project,
+    name: &str,
+    text: &str,
+    timezone: Option<&str>,
+) -> Result<Schedule, RuntimeError> {
+    crate::schedule::parse_timezone(timezone)
+        .map_err(|m| project.error_at(&["connections", name, "timezone"], m))?;
+    Schedule::parse_in(text, timezone)
+        .map_err(|m| project.error_at(&["connections", name, "schedule"], m))
+}
+
+/// One scheduled connection and its next due times, for `inlet daemon --dry-run`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedConnection {
+    /// The connection.
+    pub connection: String,
+    /// Its `schedule`, as written.
+    pub schedule: String,
+    /// The time zone its cron fields are read in.
+    pub timezone: String,
+    /// The next due times (UTC), before jitter.
+    pub next: Vec<DateTime<Utc>>,
+}
+
+/// Every connection the daemon would run (all with a `schedule`, or only `only` when it is
+/// not empty) and its next `count` due times after `from`.
 pub fn plan(
     project: &Project,
+    only: &[String],
     from: DateTime<Utc>,
-) -> Result<BTreeMap<String, DateTime<Utc>>, RuntimeError> {
-    let mut out = BTreeMap::new();
+    count: usize,
+) -> Result<Vec<PlannedConnection>, RuntimeError> {
+    let mut out = Vec::new();
+    for name in only {
+        if !project.file.connections.contains_key(name) {
+            return Err(RuntimeError::Config {
+                location: "--connection".into(),
+                message: format!("no connection `{name}` in the project"),
+            });
+        }
+    }
     for (name, conn) in &project.file.connections {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
         if let Some(text) = &conn.schedule {
-            let s = Schedule::parse(text)
-                .map_err(|m| project.error_at(&["connections", name, "schedule"], m))?;
-            out.insert(name.clone(), s.next_after(from));
+            let s = schedule_of(project, name, text, conn.timezone.as_deref())?;
+            out.push(PlannedConnection {
+                connection: name.clone(),
+                schedule: text.clone(),
+                timezone: s.timezone().name().to_string(),
+                next: s.upcoming(from, count),
+            });
         }
     }
     Ok(out)
