@@ -1003,6 +1003,22 @@ fn tls_modes_and_replay_lag_limits() {
     );
     let err = p.fails(&["sync", "c"]);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A CA file that holds no PEM certificate is named, not silently an empty trust store.
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate\n").unwrap();
+    let p = project(
+        &verified.replace(
+            &pair.ca_cert().display().to_string(),
+            &not_pem.path().display().to_string(),
+        ),
+        "max_retries = 0",
+        "",
+    );
+    let err = p.fails(&["sync", "c"]);
+    assert!(
+        err.contains("ssl_root_cert") && err.contains("no PEM certificate"),
+        "{err}"
+    );
 
     // Replay paused on the standby while the primary writes: the lag grows past the limit.
     pair.standby("postgres", "SELECT pg_wal_replay_pause()");

@@ -412,13 +412,23 @@ fn tls_config(
                         format!("cannot read {}: {e}", path.display()),
                     )
                 })?;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                use rustls::pki_types::{CertificateDer, pem::PemObject};
+                for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| {
                         SourceError::config("ssl_root_cert", format!("{}: {e}", path.display()))
                     })?;
                     roots.add(cert).map_err(|e| {
                         SourceError::config("ssl_root_cert", format!("{}: {e}", path.display()))
                     })?;
+                }
+                if roots.is_empty() {
+                    return Err(SourceError::config(
+                        "ssl_root_cert",
+                        format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): point it at the CA that signed the server's certificate",
+                            path.display()
+                        ),
+                    ));
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
