@@ -6,4 +6,5 @@
     reason = "end-to-end tests: a failed step should fail the test loudly"
 )]
 
+mod logging;
 mod sync;

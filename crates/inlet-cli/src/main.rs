@@ -1,6 +1,7 @@
 //! The `inlet` command: arguments, wiring, output. Everything it does is in the
 //! libraries; this file only chooses what to call and how to print it.
 
+mod logging;
 mod output;
 mod plugin;
 
@@ -30,9 +31,20 @@ struct Cli {
     /// The folder of installed plugins (default: `plugins` beside the project file).
     #[arg(long, global = true, env = "INLET_PLUGINS")]
     plugins: Option<PathBuf>,
-    /// Log filter (error, warn, info, debug, or a tracing filter); also RUST_LOG.
-    #[arg(long, global = true, env = "INLET_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter
+    /// (`inlet_runtime=debug`). Takes precedence over RUST_LOG; default: warn, moved by -q/-v.
+    #[arg(long, global = true, env = "INLET_LOG")]
+    log: Option<String>,
+    /// Log line format on stderr: text (coloured only on a terminal, never with NO_COLOR)
+    /// or json (one object per line, with the run's connection, run_id and stream).
+    #[arg(long, global = true, env = "INLET_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+    /// More log lines (-v info, -vv debug, -vvv trace).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Fewer log lines (errors only).
+    #[arg(long, short = 'q', global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -301,14 +313,12 @@ fn registry(cli: &Cli) -> Registry {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let verbosity =
+        i8::try_from(cli.verbose).unwrap_or(i8::MAX) - i8::try_from(cli.quiet).unwrap_or(i8::MAX);
+    if let Err(message) = logging::init(cli.log.as_deref(), verbosity, cli.log_format) {
+        eprintln!("error: {message}");
+        return ExitCode::from(exit::CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

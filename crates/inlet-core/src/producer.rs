@@ -109,6 +109,7 @@ pub fn channel(stream: impl Into<String>, capacity: usize) -> (Emitter, Guard, E
         Guard {
             tx: Some(tx),
             shared,
+            span: tracing::Span::current(),
         },
         Box::pin(events),
     )
@@ -149,6 +150,9 @@ pub struct Guard {
     /// channel closed before it can tell why.
     tx: Option<mpsc::Sender<Item>>,
     shared: Arc<Shared>,
+    /// The span `channel` was made in (the runtime's run and stream): the producer's log
+    /// lines carry its connection, run and stream although it runs in its own task or thread.
+    span: tracing::Span,
 }
 
 impl Guard {
@@ -156,13 +160,17 @@ impl Guard {
     /// ended: `Ok` finishes it, `Err(e)` yields `e` first, a panic yields
     /// [`SourceError::Crashed`] with the panic's message.
     pub async fn run(mut self, body: impl Future<Output = Result<(), SourceError>>) {
-        let ended = AssertUnwindSafe(body).catch_unwind().await;
+        use tracing::Instrument as _;
+        let ended = AssertUnwindSafe(body.instrument(self.span.clone()))
+            .catch_unwind()
+            .await;
         self.end(ended).await;
     }
 
     /// [`Guard::run`] for a producer that runs on its own thread.
     pub fn run_blocking(mut self, body: impl FnOnce() -> Result<(), SourceError>) {
-        let ended = std::panic::catch_unwind(AssertUnwindSafe(body));
+        let span = self.span.clone();
+        let ended = std::panic::catch_unwind(AssertUnwindSafe(|| span.in_scope(body)));
         block_on(self.end(ended));
     }
 

@@ -14,6 +14,7 @@ use chrono::Utc;
 use inlet_core::{Registry, Source, SourceError, SyncMode};
 use inlet_lake::{Lease, RunOutcome, RunRecord, RunStore, StateStore, StreamRunStats};
 use tokio::sync::Mutex;
+use tracing::Instrument as _;
 
 use super::{Connection, SyncOptions, stop_requested, stream::StreamRun};
 use crate::{Project, RuntimeError};
@@ -28,10 +29,26 @@ pub async fn sync_connection(
     name: &str,
     options: &SyncOptions,
 ) -> Result<RunRecord, RuntimeError> {
-    let conn = Connection::open(project, name).await?;
-    let source = conn.build_source(project, registry).await?;
     let started_at = Utc::now();
     let run_id = inlet_lake::layout::new_run_id(started_at);
+    // Every log line of the run, also from connectors' producer tasks and threads, carries
+    // the connection and the run (`--log-format json` puts them on each line).
+    let span = tracing::info_span!("run", connection = %name, run_id = %run_id);
+    sync_in_span(project, registry, name, options, started_at, run_id)
+        .instrument(span)
+        .await
+}
+
+async fn sync_in_span(
+    project: &Project,
+    registry: &Registry,
+    name: &str,
+    options: &SyncOptions,
+    started_at: chrono::DateTime<Utc>,
+    run_id: String,
+) -> Result<RunRecord, RuntimeError> {
+    let conn = Connection::open(project, name).await?;
+    let source = conn.build_source(project, registry).await?;
     let ttl = conn.config.lease_ttl_secs.unwrap_or(DEFAULT_LEASE_TTL_SECS);
     let lease = Lease::acquire(
         conn.storage.clone(),
@@ -58,6 +75,7 @@ pub async fn sync_connection(
                 }
             }
         }
+        .in_current_span()
     });
     let result = run_with_lease(
         project, &conn, source, &run_id, started_at, options, lease_lost,
@@ -125,7 +143,10 @@ async fn run_with_lease(
                 stop: options.stop.clone(),
                 lease_lost: lease_lost.clone(),
             };
-            let result = runner.run(mode, cursor_field).await;
+            let result = runner
+                .run(mode, cursor_field)
+                .instrument(tracing::info_span!("stream", stream = %stream))
+                .await;
             let mut s = stats.lock().await.clone();
             if let Err(RuntimeError::Interrupted { .. }) = &result {
                 tracing::info!(connection = %conn.name, stream = %stream, "stopped at a checkpoint");
