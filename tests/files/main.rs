@@ -7,4 +7,5 @@
 )]
 
 mod logging;
+mod machine_output;
 mod sync;

@@ -14,7 +14,7 @@ use inlet_runtime::{Project, RuntimeError, SyncOptions, daemon::Stop, ops, sync:
 
 /// inlet: land data from databases, APIs and files as partitioned Parquet in a lake.
 #[derive(Debug, Parser)]
-#[command(name = "inlet", version, about)]
+#[command(name = "inlet", version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// The project file.
     #[arg(
@@ -114,6 +114,14 @@ enum Command {
         #[arg(long, default_value_t = 5, requires = "dry_run")]
         count: usize,
     },
+    /// Print a shell completion script (`inlet completions bash > /etc/bash_completion.d/inlet`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `inlet man > inlet.1 && man ./inlet.1`.
+    Man,
     /// List past runs.
     Runs {
         /// Only this connection.
@@ -223,6 +231,10 @@ fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
     match cmd {
         PluginCommand::New { name, dir, pdk } => {
             let at = plugin::new(name, dir.as_deref(), pdk.as_deref())?;
+            if cli.json {
+                output::json_line(&serde_json::json!({"created": name, "path": at}))?;
+                return Ok(exit::OK);
+            }
             println!("created plugin `{name}` in {}", at.display());
             println!(
                 "next: edit src/lib.rs and plugin.toml, then `inlet plugin build {}`",
@@ -231,11 +243,24 @@ fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
         }
         PluginCommand::Build { dir } => {
             let out = plugin::build(dir)?;
+            if cli.json {
+                output::json_line(&serde_json::json!({"built": out}))?;
+                return Ok(exit::OK);
+            }
             println!("built {}", out.display());
         }
         PluginCommand::Install { dir } => {
             let target = plugins_dir(cli);
             let m = plugin::install(&plugin_host(cli)?, dir, &target)?;
+            if cli.json {
+                output::json_line(&serde_json::json!({
+                    "installed": m.name,
+                    "version": m.version,
+                    "path": target.join(&m.name),
+                    "hosts": m.hosts,
+                }))?;
+                return Ok(exit::OK);
+            }
             println!(
                 "installed plugin `{}` {} into {} (hosts: {})",
                 m.name,
@@ -248,6 +273,16 @@ fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// The exit codes, for `--help` and the man page (keep in step with [`exit`]).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (also a busy connection under `sync --if-busy skip`)
+  1    a sync or stream failed
+  2    configuration or usage error
+  3    `check` found a problem
+  75   the connection is being synced by another process (try again later)
+  130  interrupted (SIGINT/SIGTERM); the next run resumes from the last commit";
+
 /// Exit codes scripts can rely on.
 mod exit {
     pub const OK: u8 = 0;
@@ -256,6 +291,18 @@ mod exit {
     pub const CHECK_FAILED: u8 = 3;
     pub const BUSY: u8 = 75;
     pub const INTERRUPTED: u8 = 130;
+
+    /// The name of a code, for `--json` errors.
+    pub fn kind(code: u8) -> &'static str {
+        match code {
+            OK => "ok",
+            CONFIG => "config",
+            CHECK_FAILED => "check_failed",
+            BUSY => "busy",
+            INTERRUPTED => "interrupted",
+            _ => "failed",
+        }
+    }
 }
 
 /// The plugins folder: `--plugins`, or `plugins` beside the project file.
@@ -337,8 +384,12 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let code = code_of(&e);
             eprintln!("error: {}", one_line(&e));
-            ExitCode::from(code_of(&e))
+            if cli.json {
+                output::error_json(&one_line(&e), code, exit::kind(code));
+            }
+            ExitCode::from(code)
         }
     }
 }
@@ -471,7 +522,8 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                 }
             };
             let mut code = exit::OK;
-            let single = names.len() == 1;
+            // `--all` reports each connection (NDJSON under --json) and goes on past errors.
+            let single = !*all;
             for name in names {
                 if stop.requested() {
                     code = exit::INTERRUPTED;
@@ -499,6 +551,14 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                     b.finish_and_clear();
                 }
                 match result {
+                    Ok(record) if *all && cli.json => {
+                        output::json_line(&serde_json::to_value(&record)?)?;
+                        if record.outcome == RunOutcome::Interrupted {
+                            code = exit::INTERRUPTED;
+                        } else if record.outcome != RunOutcome::Succeeded && code == exit::OK {
+                            code = exit::FAILED;
+                        }
+                    }
                     Ok(record) => {
                         out.run(&record)?;
                         if record.outcome == RunOutcome::Interrupted {
@@ -514,6 +574,14 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                     Err(e) => {
                         let e = anyhow::Error::new(e);
                         eprintln!("error: {}", one_line(&e));
+                        if cli.json {
+                            let c = code_of(&e);
+                            output::json_line(&serde_json::json!({
+                                "connection": name,
+                                "outcome": "error",
+                                "error": output::error_value(&one_line(&e), c, exit::kind(c)),
+                            }))?;
+                        }
                         if code == exit::OK {
                             code = code_of(&e);
                         }
@@ -524,6 +592,16 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
         }
         Command::State(cmd) => state(cli, &registry, &out, cmd).await,
         Command::Plugin(cmd) => plugin_command(cli, cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "inlet", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(exit::OK)
+        }
         Command::Daemon {
             max_concurrent,
             metrics_addr,

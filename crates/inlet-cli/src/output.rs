@@ -18,6 +18,30 @@ fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One compact JSON document on one line (NDJSON), for outputs of several parts.
+pub fn json_line(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// An error as JSON: its kind (the exit code's name), message (with causes) and exit code.
+pub fn error_value(message: &str, code: u8, kind: &str) -> serde_json::Value {
+    serde_json::json!({
+        "kind": kind,
+        "message": message,
+        "exit_code": code,
+    })
+}
+
+/// Under `--json`, a failed command prints `{"error": {...}}` on stdout (the text line
+/// stays on stderr).
+pub fn error_json(message: &str, code: u8, kind: &str) {
+    let _ = json_line(&serde_json::json!({ "error": error_value(message, code, kind) }));
+}
+
 pub fn progress_bar(connection: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
@@ -143,7 +167,7 @@ impl Output {
         why: &dyn std::fmt::Display,
     ) -> anyhow::Result<()> {
         if self.json {
-            return print_json(&serde_json::json!({
+            return json_line(&serde_json::json!({
                 "connection": connection,
                 "outcome": "skipped",
                 "reason": "busy",
