@@ -204,3 +204,81 @@ fn a_busy_connection_is_skipped_with_exit_0_under_if_busy_skip() {
     let out = p.inlet(&["sync", "nope", "--if-busy", "skip"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_sync_prunes_state_history_and_old_run_records_but_keeps_what_rollback_needs() {
+    let p = TestProject::new(STREAMS);
+    p.write_toml(p.config_text().replace(
+        "connector = \"files\"",
+        "connector = \"files\"\nstate_history_keep = 3\nruns_keep_days = 30",
+    ));
+    fs::write(p.data("orders/o.csv"), "id,total\n1,9.5\n").unwrap();
+    // Old run records, as a lake that has run for a year has: one failed, many succeeded.
+    let runs_dir = p.lake().join("_inlet/runs/c");
+    fs::create_dir_all(&runs_dir).unwrap();
+    for (day, outcome) in [(1, "succeeded"), (2, "failed"), (3, "succeeded")] {
+        let id = format!("202501{day:02}T000000Z-0000000{day}");
+        fs::write(
+            runs_dir.join(format!("{id}.json")),
+            format!(r#"{{"run_id":"{id}","connection":"c","started_at":"2025-01-{day:02}T00:00:00Z","outcome":"{outcome}","streams":{{}}}}"#),
+        )
+        .unwrap();
+    }
+    for n in 0..6 {
+        fs::write(
+            p.data(&format!("clicks/{n}.jsonl")),
+            format!("{{\"id\": {n}}}\n"),
+        )
+        .unwrap();
+        p.sync_json(&[]);
+    }
+    let history = fs::read_dir(p.lake().join("_inlet/connections/c/history"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
+    // 3 kept versions, plus the newest older entry of a stream that has not changed since.
+    assert!(
+        history <= 5,
+        "{history} history entries: {}",
+        p.ok(&["state", "history", "c"])
+    );
+    let text = p.ok(&["state", "history", "c"]);
+    let latest: u64 =
+        serde_json::from_str::<serde_json::Value>(&p.ok(&["--json", "state", "show", "c"]))
+            .unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+    // The last three versions restore; an older one is refused with the reason.
+    p.ok(&["state", "rollback", "c", "--to", &(latest - 2).to_string()]);
+    let err = p.fails(&["state", "rollback", "c", "--to", "1"]);
+    assert!(
+        err.contains("state_history_keep") && err.contains("can no longer be restored"),
+        "{err}\n{text}"
+    );
+    // Old records went, but the newest of each outcome stays; --outcome reads the index.
+    let names: Vec<String> = fs::read_dir(&runs_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("20250101")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("20250102")),
+        "the only failed run stays: {names:?}"
+    );
+    let failed: serde_json::Value =
+        serde_json::from_str(&p.ok(&["--json", "runs", "c", "--outcome", "failed"])).unwrap();
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
+    assert_eq!(failed[0]["run_id"], "20250102T000000Z-00000002");
+    let err = p.fails(&["runs", "c", "--outcome", "broken"]);
+    assert!(err.contains("not an outcome"), "{err}");
+}

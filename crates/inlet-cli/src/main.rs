@@ -130,8 +130,8 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Only runs with this outcome (succeeded, failed, interrupted, running).
-        #[arg(long)]
-        outcome: Option<String>,
+        #[arg(long, value_parser = parse_outcome)]
+        outcome: Option<RunOutcome>,
     },
 }
 
@@ -431,6 +431,12 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+fn parse_outcome(s: &str) -> Result<RunOutcome, String> {
+    RunOutcome::parse(s).ok_or_else(|| {
+        format!("`{s}` is not an outcome: use succeeded, failed, interrupted or running")
+    })
+}
+
 fn code_of(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<RuntimeError>() {
         Some(RuntimeError::Config { .. }) => exit::CONFIG,
@@ -646,18 +652,13 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             for name in names {
                 let conn = Connection::open(&project, &name).await?;
                 let runs = inlet_lake::RunStore::new(conn.storage.clone());
-                let fetch = if outcome.is_some() {
-                    usize::MAX
-                } else {
-                    *limit
+                // One outcome: the index names its records, no other record is read.
+                let found = match outcome {
+                    Some(o) => runs.list_outcome(&name, *o, *limit).await,
+                    None => runs.list(Some(&name), *limit).await,
                 };
-                all.extend(
-                    runs.list(Some(&name), fetch)
-                        .await
-                        .map_err(|e| conn.lake_error(e))?,
-                );
+                all.extend(found.map_err(|e| conn.lake_error(e))?);
             }
-            all.retain(|r| outcome.as_ref().is_none_or(|o| r.outcome.as_str() == o));
             all.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
             all.truncate(*limit);
             out.runs(&all)?;

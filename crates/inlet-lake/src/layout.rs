@@ -48,6 +48,11 @@ pub fn history_prefix(source: &str) -> String {
     format!("{META}/connections/{source}/history/")
 }
 
+/// The oldest version of a connection's state that its pruned history can rebuild.
+pub fn history_floor_key(source: &str) -> String {
+    format!("{META}/connections/{source}/history-floor.json")
+}
+
 /// The lease of a connection.
 pub fn lease_key(source: &str) -> String {
     format!("{META}/connections/{source}/lease.json")
@@ -56,6 +61,17 @@ pub fn lease_key(source: &str) -> String {
 /// A run record.
 pub fn run_key(source: &str, run_id: &str) -> String {
     format!("{META}/runs/{source}/{run_id}.json")
+}
+
+/// The marker that indexes a finished run by its outcome (an empty object), so listing the
+/// runs of one outcome reads no other record.
+pub fn run_outcome_key(source: &str, outcome: &str, run_id: &str) -> String {
+    format!("{META}/runs/{source}/outcome/{outcome}/{run_id}")
+}
+
+/// Prefix of the outcome markers of one source and outcome.
+pub fn run_outcome_prefix(source: &str, outcome: &str) -> String {
+    format!("{META}/runs/{source}/outcome/{outcome}/")
 }
 
 /// Prefix of run records (all sources, or one).

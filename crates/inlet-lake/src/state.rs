@@ -326,14 +326,79 @@ impl StateStore {
                 self.current.seq
             )));
         }
+        let history = self.history().await?;
+        let floor = self.restorable_from().await?;
+        if seq < floor {
+            return Err(LakeError::Invalid(format!(
+                "version {seq} can no longer be restored: the history before version {floor} was pruned (the connection's `state_history_keep`); the oldest version that can be restored is {floor}"
+            )));
+        }
         let mut state = ConnectionState::default();
-        for entry in self.history().await? {
+        for entry in history {
             if entry.seq > seq {
                 break;
             }
             state = apply(&state, &entry);
         }
         Ok(state.streams)
+    }
+
+    /// Keep the newest `keep` history entries (at least 1) and, from the older ones, only
+    /// the newest entry of each stream: what rebuilding any kept version needs, so a
+    /// rollback to any of the last `keep` versions works as before. Returns how many
+    /// entries were deleted. Only the lease holder may prune.
+    pub async fn prune_history(&self, keep: usize) -> Result<usize, LakeError> {
+        let history = self.history().await?;
+        let keep = keep.max(1);
+        if history.len() <= keep {
+            return Ok(0);
+        }
+        let cutoff = history[history.len() - keep].seq;
+        // The newest older entry of each stream carries its state into the kept window.
+        let mut base: BTreeMap<&str, u64> = BTreeMap::new();
+        for entry in history.iter().filter(|e| e.seq < cutoff) {
+            for stream in entry.changes.keys() {
+                base.insert(stream, entry.seq);
+            }
+        }
+        let needed: std::collections::BTreeSet<u64> = base.into_values().collect();
+        // Versions before the cutoff cannot be rebuilt once entries go: say so first.
+        if self.restorable_from().await? < cutoff {
+            let bytes = serde_json::to_vec(&serde_json::json!({ "restorable_from": cutoff }))
+                .map_err(|e| LakeError::Invalid(e.to_string()))?;
+            self.storage
+                .put(
+                    &layout::history_floor_key(&self.connection),
+                    Bytes::from(bytes),
+                )
+                .await?;
+        }
+        let mut removed = 0;
+        // Oldest first: a prune cut short leaves a shorter, still consistent history.
+        for entry in history.iter().filter(|e| e.seq < cutoff) {
+            if !needed.contains(&entry.seq) {
+                self.storage
+                    .delete(&layout::history_key(&self.connection, entry.seq))
+                    .await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The oldest version a rollback can restore (0 until the history is pruned).
+    pub async fn restorable_from(&self) -> Result<u64, LakeError> {
+        let key = layout::history_floor_key(&self.connection);
+        let Some((bytes, _)) = self.storage.get(&key).await? else {
+            return Ok(0);
+        };
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["restorable_from"].as_u64())
+            .ok_or_else(|| LakeError::Corrupt {
+                resource: key,
+                message: "expected {\"restorable_from\": N}".into(),
+            })
     }
 
     /// The history entry `seq`, if it exists.
@@ -417,6 +482,44 @@ mod tests {
             )]),
             pending: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_every_version_of_the_window_restorable_and_names_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()).unwrap());
+        let mut s = StateStore::open(storage.clone(), "c").await.unwrap();
+        // `rare` changes once, early; `busy` at every other version.
+        s.commit(change("rare", json!({"n": 0}))).await.unwrap();
+        for n in 1..=20 {
+            s.commit(change("busy", json!({"n": n}))).await.unwrap();
+        }
+        assert_eq!(s.current().seq, 21);
+        let mut expected = BTreeMap::new();
+        for v in 0..=21 {
+            expected.insert(v, s.streams_at(v).await.unwrap());
+        }
+        assert_eq!(s.prune_history(5).await.unwrap(), 14);
+        let left: Vec<u64> = s.history().await.unwrap().iter().map(|e| e.seq).collect();
+        // The window (17..=21), and the newest older entry of each stream (1 and 16).
+        assert_eq!(left, vec![1, 16, 17, 18, 19, 20, 21]);
+        assert_eq!(s.restorable_from().await.unwrap(), 17);
+        for v in 17..=21 {
+            assert_eq!(s.streams_at(v).await.unwrap(), expected[&v], "version {v}");
+        }
+        assert_eq!(
+            s.streams_at(21).await.unwrap()["rare"].cursor,
+            Some(json!({"n": 0}))
+        );
+        let e = s.streams_at(10).await.unwrap_err().to_string();
+        assert!(
+            e.contains("version 10") && e.contains("state_history_keep") && e.contains("17"),
+            "{e}"
+        );
+        // Pruning again with nothing new removes nothing; state itself is untouched.
+        assert_eq!(s.prune_history(5).await.unwrap(), 0);
+        let reopened = StateStore::open(storage, "c").await.unwrap();
+        assert_eq!(reopened.current(), s.current());
     }
 
     #[tokio::test]

@@ -104,6 +104,15 @@ pub struct ConnectionConfig {
     /// Random delay up to this many seconds added to each due time (spreads load).
     #[serde(default)]
     pub jitter_secs: Option<u64>,
+    /// State history entries kept (default 1000, at least 1): a rollback can restore any
+    /// of the last this many versions. Older entries are pruned by the sync holding the
+    /// lease, except what rebuilding the kept versions needs.
+    #[serde(default)]
+    pub state_history_keep: Option<usize>,
+    /// Run records kept, in days (default 90; 0 keeps them all). The newest record of each
+    /// outcome is kept however old.
+    #[serde(default)]
+    pub runs_keep_days: Option<u64>,
     /// Lease time-to-live in seconds (default 300): how long a crashed run on another host
     /// blocks the connection. Renewed while the run goes on.
     #[serde(default)]
@@ -244,6 +253,12 @@ impl Project {
             if let Some(s) = &conn.schedule {
                 crate::schedule::Schedule::parse_in(s, conn.timezone.as_deref())
                     .map_err(|m| self.error_at(&["connections", name, "schedule"], m))?;
+            }
+            if conn.state_history_keep == Some(0) {
+                return Err(self.error_at(
+                    &["connections", name, "state_history_keep"],
+                    "must be at least 1 (the current version)",
+                ));
             }
             if conn.lease_ttl_secs.is_some_and(|t| t < 2) {
                 return Err(self.error_at(

@@ -106,8 +106,8 @@ async fn run_with_lease(
         .await
         .map_err(|e| conn.lake_error(e))?;
     collect_garbage(conn, &store).await?;
-    let store = Arc::new(Mutex::new(store));
     let runs = RunStore::new(conn.storage.clone());
+    let store = Arc::new(Mutex::new(store));
     let mut record = RunRecord {
         run_id: run_id.to_string(),
         connection: conn.name.clone(),
@@ -190,7 +190,47 @@ async fn run_with_lease(
         }
     };
     runs.save(&record).await.map_err(|e| conn.lake_error(e))?;
+    // Still holding the lease: bound the metadata this run and its predecessors wrote.
+    apply_retention(conn, &*store.lock().await, &runs, Utc::now()).await;
     result.map(|()| record)
+}
+
+/// Default of `state_history_keep`.
+const DEFAULT_STATE_HISTORY_KEEP: usize = 1000;
+/// Default of `runs_keep_days`.
+const DEFAULT_RUNS_KEEP_DAYS: u64 = 90;
+
+/// Bound the lake's own metadata: prune the state history and old run records. Only the
+/// lease holder does this; a failure is logged and retried by the next run, never fatal.
+async fn apply_retention(
+    conn: &Connection,
+    store: &StateStore,
+    runs: &RunStore,
+    now: chrono::DateTime<Utc>,
+) {
+    let keep = conn
+        .config
+        .state_history_keep
+        .unwrap_or(DEFAULT_STATE_HISTORY_KEEP);
+    match store.prune_history(keep).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, keep, "pruned the state history"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not prune the state history; the next run tries again")
+        }
+    }
+    let days = conn.config.runs_keep_days.unwrap_or(DEFAULT_RUNS_KEEP_DAYS);
+    if days == 0 {
+        return;
+    }
+    let before = now - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400));
+    match runs.prune(&conn.name, before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, days, "pruned old run records"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not prune old run records; the next run tries again")
+        }
+    }
 }
 
 /// Delete staged files that no commit lists: leftovers of a process that died before
