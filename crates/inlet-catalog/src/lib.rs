@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod ddl;
 mod error;
 mod table;
 mod types;
@@ -27,6 +28,7 @@ mod types;
 pub use config::{
     CatalogConfig, CatalogKind, check_table_names, database_name, sanitize, table_name,
 };
+pub use ddl::{create_database, current_state_view, ddl, type_sql};
 pub use error::CatalogError;
 pub use table::{
     Column, ColumnChange, EXTRACTED_AT, INPUT_FORMAT, LSN, OP, OUTPUT_FORMAT, PARTITION_COLUMN,
