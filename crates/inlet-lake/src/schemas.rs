@@ -110,6 +110,23 @@ impl SchemaStore {
         Ok(Some(record))
     }
 
+    /// The streams of a source that have a schema record.
+    pub async fn streams(&self, source: &str) -> Result<Vec<String>, LakeError> {
+        let prefix = layout::schemas_prefix(source);
+        Ok(self
+            .storage
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix(&prefix)
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
     /// Add what a run landed: each schema (as written) whose fingerprint is new becomes a
     /// version; `first_date` stays the earliest. Writes only when something changed.
     pub async fn record(
