@@ -4,8 +4,8 @@
 //! `extracted_at=` partitions without a statement per partition:
 //! - Athena: partition projection (the table's `projection.*` properties).
 //! - Trino (Hive connector): partition projection too, from the same properties
-//!   (`hive.partition-projection-enabled`, on by default in current Trino); an older Trino
-//!   runs the printed `system.sync_partition_metadata` after each sync.
+//!   (the catalog's `hive.partition-projection-enabled`); a Trino without it runs the
+//!   printed `system.sync_partition_metadata` after each sync.
 //! - Spark: the table is created with the catalog not tracking its partitions
 //!   (`spark.sql.hive.manageFilesourcePartitions=false` while it is created), so Spark lists
 //!   the folders at each query, as for a path.
@@ -265,7 +265,7 @@ pub fn ddl(table: &Table, engine: Engine) -> String {
             let _ = writeln!(out, ");");
             let _ = writeln!(
                 out,
-                "-- Without partition projection (hive.partition-projection-enabled=false, or a Trino before 440), run this after each sync:"
+                "-- Without partition projection (hive.partition-projection-enabled=false, or a Trino without it), run this after each sync:"
             );
             let _ = writeln!(
                 out,
