@@ -50,6 +50,24 @@ impl SchemaRecord {
         &self.versions[self.versions.len() - 1]
     }
 
+    /// A record whose first version is `schema`.
+    fn first(
+        stream: &str,
+        schema: &Schema,
+        date: NaiveDate,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> SchemaRecord {
+        let mut r = SchemaRecord {
+            stream: stream.to_string(),
+            first_date: date,
+            versions: Vec::new(),
+            primary_key: Vec::new(),
+        };
+        r.add(schema, date, run_id, at);
+        r
+    }
+
     /// Add `schema` as a new version unless its fingerprint is known; keep the earliest
     /// date. Returns whether anything changed.
     fn add(&mut self, schema: &Schema, date: NaiveDate, run_id: &str, at: DateTime<Utc>) -> bool {
@@ -170,13 +188,7 @@ impl SchemaStore {
                         "{source}/{stream}: no schema to record"
                     )));
                 };
-                let mut r = SchemaRecord {
-                    stream: stream.to_string(),
-                    first_date,
-                    versions: Vec::new(),
-                    primary_key: Vec::new(),
-                };
-                r.add(first, first_date, run_id, now);
+                let r = SchemaRecord::first(stream, first, first_date, run_id, now);
                 (r, true)
             }
         };
@@ -230,16 +242,7 @@ impl SchemaStore {
                 Some(r) => {
                     r.add(&schema, date, &run_id, at);
                 }
-                None => {
-                    let mut r = SchemaRecord {
-                        stream: stream.to_string(),
-                        first_date: date,
-                        versions: Vec::new(),
-                        primary_key: Vec::new(),
-                    };
-                    r.add(&schema, date, &run_id, at);
-                    record = Some(r);
-                }
+                None => record = Some(SchemaRecord::first(stream, &schema, date, &run_id, at)),
             }
         }
         Ok(record)
