@@ -1,6 +1,7 @@
 //! The `inlet` command: arguments, wiring, output. Everything it does is in the
 //! libraries; this file only chooses what to call and how to print it.
 
+mod catalog;
 mod logging;
 mod output;
 mod plugin;
@@ -93,6 +94,9 @@ enum Command {
     /// Make, build and install WebAssembly plugin connectors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Raw streams as tables: DDL for query engines.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// Run every scheduled connection on its schedule until SIGTERM/SIGINT.
     Daemon {
         /// Connections running at once.
@@ -598,6 +602,7 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
         }
         Command::State(cmd) => state(cli, &registry, &out, cmd).await,
         Command::Plugin(cmd) => plugin_command(cli, cmd),
+        Command::Catalog(cmd) => catalog::run(&cli.project, &registry, cli.json, cmd).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "inlet", &mut std::io::stdout());
