@@ -516,6 +516,50 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_landed_before_the_text_defaults_records_the_new_landed_types() {
+        let col = |name: &str, pg: &str, kind: Kind| ColumnType {
+            name: name.into(),
+            pg_type: pg.into(),
+            kind,
+            cast_to_text: false,
+            nullable: true,
+        };
+        let wide = Kind::WideNumericText {
+            precision: 48,
+            scale: 10,
+        };
+        let columns = vec![
+            col("id", "integer", Kind::Int4),
+            col("n", "numeric(48,10)", wide.clone()),
+            col("t", "time without time zone", Kind::TimeText),
+            col("a", "numeric(48,10)[]", Kind::Array(Box::new(wide))),
+        ];
+        let shape = shape(&columns);
+        // A state without landed types: the defaults then.
+        let changes = landed_diff(&shape, &landed_before_record(&columns), &columns);
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| &c[..c.find(" (the").unwrap()])
+                .collect::<Vec<_>>(),
+            vec![
+                "column `n` (numeric(48,10)) lands as Utf8, was Decimal256(48, 10)",
+                "column `t` (time without time zone) lands as Utf8, was Time64(µs)",
+                "column `a` (numeric(48,10)[]) lands as List(Utf8), was List(Decimal256(48, 10))",
+            ]
+        );
+        // Recorded: nothing more changes.
+        assert!(landed_diff(&shape, &landed(&columns), &columns).is_empty());
+        // A retyped column is the shape diff's to report, not this one's.
+        let mut retyped = shape.clone();
+        retyped[1].1 = "numeric(60,10)".into();
+        assert_eq!(
+            landed_diff(&retyped, &landed_before_record(&columns), &columns).len(),
+            2
+        );
+    }
+
+    #[test]
     fn shape_diff_names_each_change() {
         let before = vec![
             ("id".to_string(), "bigint".to_string()),
