@@ -408,7 +408,7 @@ fn portable_fields(fields: &Fields) -> Fields {
     fields
         .iter()
         .filter(|f| all_null || f.data_type() != &DataType::Null)
-        .map(|f| portable_field(f))
+        .map(portable_field)
         .collect()
 }
 

@@ -2,6 +2,7 @@
 //! names, microsecond timestamps with the UTC flag, no Null columns; and a file written the
 //! old way (arrow-rs' defaults: `item` lists, Decimal256, Time64, a Null column) stays
 //! readable beside the new ones by DuckDB and pyarrow.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::{collections::HashMap, sync::Arc};
 
