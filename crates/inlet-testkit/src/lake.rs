@@ -149,23 +149,31 @@ pub fn outside_python() -> Option<String> {
         std::env::var("INLET_TEST_PYTHON").ok(),
         Some("python3".to_string()),
     ];
-    for py in candidates.into_iter().flatten() {
-        let ok = Command::new(&py)
-            .args(["-c", "import duckdb, pyarrow, prometheus_client"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return Some(py);
-        }
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
-    );
-    eprintln!(
-        "skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
-    );
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .find(|py| imports(py, "duckdb, pyarrow, prometheus_client"));
+    found.or_else(|| {
+        skip_unless_ci(
+            "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)",
+            "skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)",
+        )
+    })
+}
+
+/// Whether `py` imports `modules` (a comma-separated list).
+fn imports(py: &str, modules: &str) -> bool {
+    Command::new(py)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A missing reader: a failure under CI (env `CI` set), else a skip said on stderr.
+fn skip_unless_ci(ci_message: &str, skip_message: &str) -> Option<String> {
+    assert!(std::env::var_os("CI").is_none(), "{ci_message}");
+    eprintln!("{skip_message}");
     None
 }
 
@@ -203,20 +211,13 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 /// available. Under CI it must be, as for the other outside readers.
 pub fn spark_python() -> Option<String> {
     let py = outside_python()?;
-    let ok = Command::new(&py)
-        .args(["-c", "import pyspark"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
+    if imports(&py, "pyspark") {
         return Some(py);
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must provide pyspark (and Java) in INLET_TEST_PYTHON; scripts/test installs it"
-    );
-    eprintln!("skipping the Spark check: no pyspark in {py} (scripts/test installs it)");
-    None
+    skip_unless_ci(
+        "CI must provide pyspark (and Java) in INLET_TEST_PYTHON; scripts/test installs it",
+        &format!("skipping the Spark check: no pyspark in {py} (scripts/test installs it)"),
+    )
 }
 
 /// What Spark and pyarrow read in one folder of Parquet files ([`spark_and_pyarrow`]).
