@@ -19,7 +19,10 @@ use arrow_schema::DataType;
 use inlet_testkit::postgres::{PASSWORD, PgPair, project};
 use inlet_testkit::{
     TestProject, free_port,
-    lake::{column, downcast, outside_python, parquet_files, python, read_batches},
+    lake::{
+        column, downcast, outside_python, parquet_files, python, read_batches, spark_and_pyarrow,
+        spark_python,
+    },
 };
 
 fn ids_by_run(batches: &[RecordBatch], key: &str) -> BTreeMap<String, Vec<i64>> {
@@ -481,7 +484,9 @@ break', 'x', '', 'a', true, NULL, '00000000-0000-0000-0000-000000000000',
     let schema = batches[0].schema();
     let ty = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
     assert_eq!(ty("c_num"), DataType::Decimal128(12, 2));
-    assert_eq!(ty("c_num_wide"), DataType::Decimal256(60, 10));
+    // Wider than decimal(38) and `time`: their exact text by default (see types.rs).
+    assert_eq!(ty("c_num_wide"), DataType::Utf8);
+    assert_eq!(ty("c_time"), DataType::Utf8);
     assert_eq!(ty("c_num_free"), DataType::Utf8);
     assert_eq!(ty("c_money"), DataType::Decimal128(19, 2));
     assert_eq!(ty("c_domain"), DataType::Int32);
@@ -563,6 +568,97 @@ print(duckdb.sql("select c_date::varchar, c_ts::varchar, c_tstz::varchar from re
             ],
             "{out}"
         );
+    }
+
+    // Spark reads every column of every row as pyarrow does.
+    if let Some(py) = spark_python() {
+        let dir = p.stream_dir("public.corpus");
+        let (readings, secs) = spark_and_pyarrow(&py, &[&dir]);
+        eprintln!("Spark check of the type corpus: {secs:.1} s");
+        let r = &readings[0];
+        assert_eq!(r.spark_error, None, "{r:?}");
+        assert!(r.mismatches.is_empty(), "{:#?}", r.mismatches);
+        assert_eq!((r.rows, r.columns.len()), (4, 37 + 2), "{r:?}");
+    }
+}
+
+#[test]
+fn a_type_that_lands_differently_is_recorded_and_old_files_stay_readable_beside_new_ones() {
+    let pair = PgPair::start("");
+    pair.seed(
+        "wide",
+        "CREATE TABLE t (id int PRIMARY KEY, n numeric(48,10), clock time, ns numeric(48,10)[]);
+         INSERT INTO t VALUES (1, 12345678901234567890123456789012345678.0123456789, '23:59:59.999999', '{1.5,NULL}');",
+    );
+    // The old types, on request.
+    let p = pair.standby_project(
+        "wide",
+        "wide_numeric = \"decimal256\"\ntime = \"time64\"\n",
+        "",
+        "",
+    );
+    p.sync_json(&[]);
+    let old = read_batches(&p.stream_dir("public.t"));
+    assert_eq!(
+        old[0].schema().field_with_name("n").unwrap().data_type(),
+        &DataType::Decimal256(48, 10)
+    );
+    pair.primary(
+        "wide",
+        "INSERT INTO t VALUES (2, -0.0000000001, '24:00:00', '{}')",
+    );
+    pair.wait_replay();
+    // The defaults: text. The stream's history says what changed and why.
+    p.write_toml(
+        p.config_text()
+            .replace("wide_numeric = \"decimal256\"\ntime = \"time64\"\n", ""),
+    );
+    let report = p.sync_json(&[]);
+    assert_eq!(report["streams"]["public.t"]["rows"], 2, "{report}");
+    let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
+    let changes = state["streams"]["public.t"]["cursor"]["schema_changes"].to_string();
+    for change in [
+        "column `n` (numeric(48,10)) lands as Utf8, was Decimal256(48, 10)",
+        "column `clock` (time without time zone) lands as Utf8, was Time64(µs)",
+        "column `ns` (numeric(48,10)[]) lands as List(Utf8), was List(Decimal256(48, 10))",
+    ] {
+        assert!(changes.contains(change), "{change}: {changes}");
+    }
+    // A third run with nothing changed records nothing more.
+    p.sync_json(&[]);
+    let again: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
+    assert_eq!(
+        again["streams"]["public.t"]["cursor"]["schema_changes"],
+        state["streams"]["public.t"]["cursor"]["schema_changes"]
+    );
+
+    // Old and new files, read as one stream.
+    let Some(py) = outside_python() else { return };
+    let dir = p.stream_dir("public.t");
+    let out = python(
+        &py,
+        &format!(
+            r#"
+import duckdb, pyarrow as pa, pyarrow.dataset as ds, glob
+d = "{d}"
+files = sorted(glob.glob(d + "/**/*.parquet", recursive=True))
+# DuckDB has no decimal wider than 38 digits: the Decimal256 files are pyarrow's to read.
+for r in duckdb.sql(f"select id, clock::varchar from read_parquet('{{d}}/**/*.parquet', union_by_name=true, hive_partitioning=true) order by id, _inlet_run_id").fetchall(): print("duckdb", r)
+for f in files:
+    for r in ds.dataset(f, format="parquet").to_table(columns=["id", "n", "clock", "ns"]).to_pylist():
+        print("pyarrow", r["id"], str(r["n"]), str(r["clock"]), [None if x is None else str(x) for x in r["ns"]])
+"#,
+            d = dir.display()
+        ),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&"duckdb (1, '23:59:59.999999')"), "{out}");
+    assert!(lines.contains(&"duckdb (2, '24:00:00')"), "{out}");
+    for line in [
+        "pyarrow 1 12345678901234567890123456789012345678.0123456789 23:59:59.999999 ['1.5000000000', None]",
+        "pyarrow 2 -0.0000000001 24:00:00 []",
+    ] {
+        assert!(lines.contains(&line), "{line}: {out}");
     }
 }
 
@@ -1305,7 +1401,7 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
     assert_eq!(rows(&first, "public.keyless"), 3000, "{first}");
     let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
     let keyed = &state["streams"]["public.keyed"]["cursor"];
-    assert_eq!(keyed["version"], 2, "{keyed}");
+    assert_eq!(keyed["version"], 3, "{keyed}");
     assert_eq!(keyed["boundary"]["rows"], 100_000);
     let size = serde_json::to_string(keyed).unwrap().len();
     let file = p.lake().join("_inlet/connections/c/state.json");

@@ -730,9 +730,13 @@ fn stripe_customers_follow_starting_after_and_reruns_ask_created_gte() {
     assert_eq!(ids.len(), 230);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 230);
     let schema = b[0].schema();
+    // A unix timestamp lands as microseconds, the unit every engine reads.
     assert_eq!(
         schema.field_with_name("created").unwrap().data_type(),
-        &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Second, Some("+00:00".into()))
+        &arrow_schema::DataType::Timestamp(
+            arrow_schema::TimeUnit::Microsecond,
+            Some("+00:00".into())
+        )
     );
     // `metadata` is declared `json`: one text column, whatever keys merchants use.
     assert_eq!(

@@ -21,7 +21,7 @@ use arrow_schema::{DataType, Field, Fields};
 use inlet_testkit::http::{ReplayServer, Reply, Req};
 use inlet_testkit::{
     TestProject,
-    lake::{outside_python, python, read_batches},
+    lake::{outside_python, python, read_batches, spark_and_pyarrow, spark_python},
 };
 use serde_json::Value;
 
@@ -325,6 +325,27 @@ fn every_github_stream_lands_githubs_own_example_objects() {
         }
         if let Some(n) = outside_rows(&p, name) {
             assert_eq!(n as usize, rows, "{name}: DuckDB and pyarrow rows");
+        }
+    }
+
+    // Spark reads every stream (structs, lists, timestamps) as pyarrow does.
+    if let Some(py) = spark_python() {
+        let dirs: Vec<PathBuf> = streams.keys().map(|n| p.lake().join("c").join(n)).collect();
+        let folders: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
+        let (readings, secs) = spark_and_pyarrow(&py, &folders);
+        eprintln!(
+            "Spark check of {} GitHub streams: {secs:.1} s",
+            readings.len()
+        );
+        for r in &readings {
+            assert_eq!(r.spark_error, None, "{r:?}");
+            assert!(
+                r.mismatches.is_empty(),
+                "{}: {:#?}",
+                r.folder.display(),
+                r.mismatches
+            );
+            assert!(r.rows > 0 && r.columns.len() > 2, "{r:?}");
         }
     }
 }

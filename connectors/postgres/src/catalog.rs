@@ -7,7 +7,7 @@ use inlet_core::SourceError;
 use tokio_postgres::Client;
 
 use crate::{
-    config::{ArrayPolicy, NumericPolicy, PostgresConfig, matches},
+    config::{ArrayPolicy, NumericPolicy, PostgresConfig, TimePolicy, WideNumericPolicy, matches},
     session::Connect,
     types::{ColumnType, Kind},
 };
@@ -324,7 +324,7 @@ fn resolve(
         "oid" => Kind::Oid,
         "float4" => Kind::Float4,
         "float8" => Kind::Float8,
-        "numeric" => numeric_kind(typmod, cfg.numeric),
+        "numeric" => numeric_kind(typmod, cfg.numeric, cfg.wide_numeric),
         "money" => Kind::Money {
             scale: i8::try_from(money_scale).ok()?,
         },
@@ -333,7 +333,10 @@ fn resolve(
         "bytea" => Kind::Bytea,
         "uuid" => Kind::Uuid,
         "date" => Kind::Date,
-        "time" => Kind::Time,
+        "time" => match cfg.time {
+            TimePolicy::Text => Kind::TimeText,
+            TimePolicy::Time64 => Kind::Time,
+        },
         "timetz" => Kind::TimeTz,
         "timestamp" => Kind::Timestamp,
         "timestamptz" => Kind::Timestamptz,
@@ -345,7 +348,7 @@ fn resolve(
     })
 }
 
-fn numeric_kind(typmod: i32, policy: NumericPolicy) -> Kind {
+fn numeric_kind(typmod: i32, policy: NumericPolicy, wide: WideNumericPolicy) -> Kind {
     if typmod < 4 || policy == NumericPolicy::Text {
         return Kind::NumericText;
     }
@@ -361,12 +364,66 @@ fn numeric_kind(typmod: i32, policy: NumericPolicy) -> Kind {
             precision: p,
             scale: s,
         },
-        (Ok(p), Ok(s)) if s >= 0 && i32::from(s) <= i32::from(p) && p <= 76 => Kind::Decimal256 {
-            precision: p,
-            scale: s,
+        (Ok(p), Ok(s)) if s >= 0 && i32::from(s) <= i32::from(p) && p <= 76 => match wide {
+            WideNumericPolicy::Text => Kind::WideNumericText {
+                precision: p,
+                scale: s,
+            },
+            WideNumericPolicy::Decimal256 => Kind::Decimal256 {
+                precision: p,
+                scale: s,
+            },
         },
         _ => Kind::NumericText,
     }
+}
+
+/// The Arrow type each column lands as, for detecting a change of the landed type alone
+/// (a new default, or `wide_numeric`/`time` changed) where the Postgres type stayed.
+pub fn landed(columns: &[ColumnType]) -> Vec<(String, String)> {
+    columns
+        .iter()
+        .map(|c| (c.name.clone(), c.kind.data_type().to_string()))
+        .collect()
+}
+
+/// What [`landed`] was before inlet recorded it: the types of the defaults then (wide
+/// numerics as Decimal256, `time` as Time64).
+pub fn landed_before_record(columns: &[ColumnType]) -> Vec<(String, String)> {
+    columns
+        .iter()
+        .map(|c| {
+            let kind = c.kind.before_text_defaults();
+            (c.name.clone(), kind.data_type().to_string())
+        })
+        .collect()
+}
+
+/// Columns whose Postgres type stayed (`previous_shape`, from [`shape`]) but whose landed
+/// Arrow type changed (`previous_landed`, from [`landed`]), in words.
+pub fn landed_diff(
+    previous_shape: &[(String, String)],
+    previous_landed: &[(String, String)],
+    columns: &[ColumnType],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in columns {
+        let same_pg = previous_shape
+            .iter()
+            .any(|(n, t)| n == &c.name && t == &c.pg_type);
+        let old = previous_landed.iter().find(|(n, _)| n == &c.name);
+        let now = c.kind.data_type().to_string();
+        if let (true, Some((_, old))) = (same_pg, old)
+            && old != &now
+        {
+            out.push(format!(
+                "column `{}` ({}) lands as {now}, was {old} (the connector's `wide_numeric` \
+                 and `time` settings choose; files landed before keep {old})",
+                c.name, c.pg_type
+            ));
+        }
+    }
+    out
 }
 
 /// The column names and types, for schema-change detection.
@@ -412,23 +469,93 @@ mod tests {
     fn numeric_typmods() {
         // numeric(12,2): typmod = (12 << 16 | 2) + 4
         assert_eq!(
-            numeric_kind((12 << 16 | 2) + 4, NumericPolicy::Decimal),
+            numeric_kind(
+                (12 << 16 | 2) + 4,
+                NumericPolicy::Decimal,
+                WideNumericPolicy::Text
+            ),
             Kind::Decimal128 {
                 precision: 12,
                 scale: 2
             }
         );
         assert_eq!(
-            numeric_kind((60 << 16 | 10) + 4, NumericPolicy::Decimal),
+            numeric_kind(
+                (60 << 16 | 10) + 4,
+                NumericPolicy::Decimal,
+                WideNumericPolicy::Text
+            ),
+            Kind::WideNumericText {
+                precision: 60,
+                scale: 10
+            }
+        );
+        assert_eq!(
+            numeric_kind(
+                (60 << 16 | 10) + 4,
+                NumericPolicy::Decimal,
+                WideNumericPolicy::Decimal256
+            ),
             Kind::Decimal256 {
                 precision: 60,
                 scale: 10
             }
         );
-        assert_eq!(numeric_kind(-1, NumericPolicy::Decimal), Kind::NumericText);
         assert_eq!(
-            numeric_kind((12 << 16 | 2) + 4, NumericPolicy::Text),
+            numeric_kind(-1, NumericPolicy::Decimal, WideNumericPolicy::Text),
             Kind::NumericText
+        );
+        assert_eq!(
+            numeric_kind(
+                (12 << 16 | 2) + 4,
+                NumericPolicy::Text,
+                WideNumericPolicy::Text
+            ),
+            Kind::NumericText
+        );
+    }
+
+    #[test]
+    fn a_stream_landed_before_the_text_defaults_records_the_new_landed_types() {
+        let col = |name: &str, pg: &str, kind: Kind| ColumnType {
+            name: name.into(),
+            pg_type: pg.into(),
+            kind,
+            cast_to_text: false,
+            nullable: true,
+        };
+        let wide = Kind::WideNumericText {
+            precision: 48,
+            scale: 10,
+        };
+        let columns = vec![
+            col("id", "integer", Kind::Int4),
+            col("n", "numeric(48,10)", wide.clone()),
+            col("t", "time without time zone", Kind::TimeText),
+            col("a", "numeric(48,10)[]", Kind::Array(Box::new(wide))),
+        ];
+        let shape = shape(&columns);
+        // A state without landed types: the defaults then.
+        let changes = landed_diff(&shape, &landed_before_record(&columns), &columns);
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| &c[..c.find(" (the").unwrap()])
+                .collect::<Vec<_>>(),
+            vec![
+                "column `n` (numeric(48,10)) lands as Utf8, was Decimal256(48, 10)",
+                "column `t` (time without time zone) lands as Utf8, was Time64(µs)",
+                "column `a` (numeric(48,10)[]) lands as List(Utf8), was List(Decimal256(48, 10))",
+            ]
+        );
+        // Recorded: nothing more changes.
+        assert!(landed_diff(&shape, &landed(&columns), &columns).is_empty());
+        // A retyped column is the shape diff's to report, not this one's.
+        let mut retyped = shape.clone();
+        retyped[1].1 = "numeric(60,10)".into();
+        assert_eq!(
+            landed_diff(&retyped, &landed_before_record(&columns), &columns).len(),
+            2
         );
     }
 

@@ -84,6 +84,17 @@ pub struct PostgresConfig {
     /// or `text` (every numeric as its exact text).
     #[serde(default)]
     pub numeric: NumericPolicy,
+    /// `numeric(p,s)` wider than 38 digits (and with `numeric = "decimal"`): `text`
+    /// (default: the exact Postgres text, which every engine reads; Spark, Athena, Trino
+    /// and Redshift have no decimal wider than 38) or `decimal256` (Decimal256(p, s), read
+    /// by DuckDB and pyarrow only).
+    #[serde(default)]
+    pub wide_numeric: WideNumericPolicy,
+    /// `time` columns: `text` (default: `HH:MM:SS[.ffffff]` as Postgres prints it; Spark
+    /// and Athena have no TIME type) or `time64` (Arrow Time64 in microseconds, read by
+    /// DuckDB, pyarrow and Trino).
+    #[serde(default)]
+    pub time: TimePolicy,
     /// `list` (default: one-dimensional arrays as Arrow lists) or `text` (Postgres'
     /// array text, which keeps any dimensions and lower bounds).
     #[serde(default)]
@@ -129,6 +140,28 @@ pub enum NumericPolicy {
     Decimal,
     /// Exact text.
     Text,
+}
+
+/// How `numeric(p,s)` with p > 38 lands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WideNumericPolicy {
+    /// The exact Postgres text (Utf8).
+    #[default]
+    Text,
+    /// Decimal256(p, s).
+    Decimal256,
+}
+
+/// How `time` lands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePolicy {
+    /// `HH:MM:SS[.ffffff]` (Utf8).
+    #[default]
+    Text,
+    /// Time64(µs).
+    Time64,
 }
 
 /// How arrays land.

@@ -55,7 +55,10 @@ impl<'a> CursorSql<'a> {
             }
             // NaN sorts above Infinity in a numeric b-tree, so `< 'Infinity'` leaves it
             // out too.
-            Kind::Decimal128 { .. } | Kind::Decimal256 { .. } | Kind::NumericText => {
+            Kind::Decimal128 { .. }
+            | Kind::Decimal256 { .. }
+            | Kind::WideNumericText { .. }
+            | Kind::NumericText => {
                 format!("{c} > '-Infinity'::{ty} AND {c} < 'Infinity'::{ty}")
             }
             _ => format!("{c} IS NOT NULL"),
@@ -125,7 +128,10 @@ pub fn base_type(kind: &Kind) -> &'static str {
 pub fn finite_filter(kind: &Kind, column: &str) -> String {
     match kind {
         Kind::Timestamp | Kind::Timestamptz | Kind::Date => format!("isfinite({column})"),
-        Kind::Decimal128 { .. } | Kind::Decimal256 { .. } | Kind::NumericText => {
+        Kind::Decimal128 { .. }
+        | Kind::Decimal256 { .. }
+        | Kind::WideNumericText { .. }
+        | Kind::NumericText => {
             format!("{column} NOT IN ('NaN', 'Infinity', '-Infinity')")
         }
         _ => "true".to_string(),

@@ -154,7 +154,17 @@ impl PostgresSource {
         let Some(prev) = previous.filter(|p| !p.columns.is_empty()) else {
             return Ok(history);
         };
-        let changes = catalog::diff(&prev.columns, &catalog::shape(&table.columns));
+        let mut changes = catalog::diff(&prev.columns, &catalog::shape(&table.columns));
+        let landed_before = if prev.landed.is_empty() {
+            catalog::landed_before_record(&table.columns)
+        } else {
+            prev.landed.clone()
+        };
+        changes.extend(catalog::landed_diff(
+            &prev.columns,
+            &landed_before,
+            &table.columns,
+        ));
         if changes.is_empty() {
             return Ok(history);
         }
@@ -656,6 +666,7 @@ impl PostgresSource {
             },
         };
         state.columns = catalog::shape(&table.columns);
+        state.landed = catalog::landed(&table.columns);
         state.schema_changes = history;
         Ok(ReadPlan {
             partitions,

@@ -10,8 +10,9 @@ use serde_json::Value;
 use crate::PostgresSource;
 
 /// The format of [`StreamState`] written now. States without a `version` are version 1
-/// (written before boundary sets) and load as they are.
-pub const STATE_VERSION: u32 = 2;
+/// (written before boundary sets) and load as they are; version 3 adds `landed` (states
+/// without it landed the defaults before it: wide numerics as Decimal256, `time` as Time64).
+pub const STATE_VERSION: u32 = 3;
 
 fn state_v1() -> u32 {
     1
@@ -42,6 +43,10 @@ pub struct StreamState {
     /// The columns landed, as `[name, type]`, to detect schema changes.
     #[serde(default)]
     pub columns: Vec<(String, String)>,
+    /// The Arrow type each column landed as, as `[name, type]` (version 3): a change of
+    /// the landed type alone (a new default, a changed setting) is a schema change too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landed: Vec<(String, String)>,
     /// Recorded schema changes, newest last (the last 50).
     #[serde(default, skip_serializing_if = "SchemaHistory::is_empty")]
     pub schema_changes: SchemaHistory<SchemaChange, 50>,
@@ -66,6 +71,7 @@ impl Default for StreamState {
             xmin: None,
             relations: Vec::new(),
             columns: Vec::new(),
+            landed: Vec::new(),
             schema_changes: SchemaHistory::default(),
             boundary: None,
         }

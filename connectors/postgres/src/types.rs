@@ -8,7 +8,7 @@
 //! | `oid` | Int64 |
 //! | `real`, `double precision` | Float32, Float64 (NaN and ±Infinity kept) |
 //! | `numeric(p,s)`, p ≤ 38 | Decimal128(p, s) |
-//! | `numeric(p,s)`, 38 < p ≤ 76 | Decimal256(p, s) |
+//! | `numeric(p,s)`, 38 < p ≤ 76 | Utf8, the exact Postgres text (`wide_numeric = "text"`, the default); Decimal256(p, s) with `wide_numeric = "decimal256"` |
 //! | `numeric` without precision | Utf8, the exact Postgres text (`NaN`, `Infinity` included) |
 //! | `money` | Decimal128(19, frac digits of `lc_monetary`) |
 //! | `text`, `varchar`, `char(n)` (padding kept), `citext`, `name`, enums | Utf8 |
@@ -16,7 +16,7 @@
 //! | `bytea` | Binary |
 //! | `uuid` | Utf8, canonical lower-case form |
 //! | `date` | Date32 (`±infinity` become ±`i32::MAX`, which DuckDB reads as ±infinity) |
-//! | `time` | Time64(µs) |
+//! | `time` | Utf8 `HH:MM:SS[.ffffff]`, Postgres' text (`time = "text"`, the default); Time64(µs) with `time = "time64"` |
 //! | `timetz` | Utf8 `HH:MM:SS[.ffffff]±HH[:MM]` |
 //! | `timestamp` | Timestamp(µs) (`±infinity` become ±`i64::MAX`, DuckDB's ±infinity) |
 //! | `timestamptz` | Timestamp(µs, UTC) (same infinity policy) |
@@ -29,6 +29,23 @@
 //! | anything else (ranges, `tsvector`, geometric, bit strings, multi-dimensional arrays, xml...) | Utf8 holding the Postgres text form (the column is cast to `text` by the server) |
 //!
 //! Every field carries the Postgres type in its metadata (`pg_type`).
+//!
+//! Two defaults are chosen so that every engine reading the lake reads every column as it
+//! is (Spark 3.5, Athena, Trino, Redshift Spectrum, DuckDB, pyarrow), with no value lost:
+//!
+//! - **Decimals wider than 38 digits land as exact text.** Spark, Athena, Trino and Redshift
+//!   stop at decimal(38): Spark 3.5 refuses to read a Parquet decimal of precision 60
+//!   (`Decimal precision 60 exceeds max precision 38`), and Athena/Trino cannot declare its
+//!   column. The text is what Postgres prints (scale digits kept), so nothing is rounded;
+//!   `wide_numeric = "decimal256"` lands Decimal256(p, s) for readers that have it (DuckDB
+//!   and pyarrow do). `numeric(p,s)` with p ≤ 38 stays Decimal128(p, s).
+//! - **`time` lands as its text** `HH:MM:SS[.ffffff]` (`24:00:00` included), which sorts as
+//!   the times do. Spark 3.5 and Athena have no TIME type: Spark refuses the file
+//!   (`Illegal Parquet type: INT64 (TIME(MICROS,false))`), and a Glue column cannot be
+//!   declared as one. `time = "time64"` lands Time64(µs) for DuckDB, pyarrow or Trino.
+//!
+//! A stream whose landed type changes (a new default, or the setting changed) records it in
+//! its schema history, and the files landed before stay readable beside the new ones.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -82,6 +99,13 @@ pub enum Kind {
     },
     /// unconstrained `numeric`, as exact text
     NumericText,
+    /// `numeric(p,s)` with 38 < p ≤ 76, as exact text (`wide_numeric = "text"`)
+    WideNumericText {
+        /// precision
+        precision: u8,
+        /// scale
+        scale: i8,
+    },
     /// `money`, scaled by the frac digits of `lc_monetary`
     Money {
         /// digits after the point
@@ -98,8 +122,10 @@ pub enum Kind {
     Uuid,
     /// `date`
     Date,
-    /// `time`
+    /// `time` as Time64(µs) (`time = "time64"`)
     Time,
+    /// `time` as its text `HH:MM:SS[.ffffff]` (`time = "text"`)
+    TimeText,
     /// `timetz`
     TimeTz,
     /// `timestamp`
@@ -133,6 +159,8 @@ impl Kind {
             Kind::Decimal256 { precision, scale } => DataType::Decimal256(*precision, *scale),
             Kind::Money { scale } => DataType::Decimal128(19, *scale),
             Kind::NumericText
+            | Kind::WideNumericText { .. }
+            | Kind::TimeText
             | Kind::Text
             | Kind::Jsonb
             | Kind::Uuid
@@ -163,7 +191,22 @@ impl Kind {
                 | Kind::Timestamptz
                 | Kind::Decimal128 { .. }
                 | Kind::Decimal256 { .. }
+                | Kind::WideNumericText { .. }
         )
+    }
+
+    /// The kind this column landed as before the text defaults of `wide_numeric` and
+    /// `time` (streams whose state does not record the landed types were landed so).
+    pub fn before_text_defaults(&self) -> Kind {
+        match self {
+            Kind::WideNumericText { precision, scale } => Kind::Decimal256 {
+                precision: *precision,
+                scale: *scale,
+            },
+            Kind::TimeText => Kind::Time,
+            Kind::Array(elem) => Kind::Array(Box::new(elem.before_text_defaults())),
+            other => other.clone(),
+        }
     }
 
     /// Whether this column can split a table into value ranges.
@@ -234,7 +277,7 @@ pub enum Decoder {
     Dec256(Decimal256Builder, u8, i8),
     /// money
     Money(Decimal128Builder, i8),
-    /// numeric as text
+    /// numeric as text (unconstrained, or wider than 38 digits)
     NumericText(StringBuilder),
     /// utf-8 text
     Text(StringBuilder),
@@ -248,6 +291,8 @@ pub enum Decoder {
     Date(Date32Builder),
     /// time
     Time(Time64MicrosecondBuilder),
+    /// time as text
+    TimeText(StringBuilder),
     /// timetz
     TimeTz(StringBuilder),
     /// timestamp / timestamptz
@@ -308,13 +353,18 @@ impl Decoder {
                     .with_data_type(DataType::Decimal128(19, *scale)),
                 *scale,
             ),
-            Kind::NumericText => Decoder::NumericText(StringBuilder::with_capacity(capacity, 0)),
+            Kind::NumericText | Kind::WideNumericText { .. } => {
+                Decoder::NumericText(StringBuilder::with_capacity(capacity, 0))
+            }
             Kind::Text => Decoder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
             Kind::Jsonb => Decoder::Jsonb(StringBuilder::with_capacity(capacity, capacity * 64)),
             Kind::Bytea => Decoder::Bytea(BinaryBuilder::with_capacity(capacity, 0)),
             Kind::Uuid => Decoder::Uuid(StringBuilder::with_capacity(capacity, capacity * 36)),
             Kind::Date => Decoder::Date(Date32Builder::with_capacity(capacity)),
             Kind::Time => Decoder::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
+            Kind::TimeText => {
+                Decoder::TimeText(StringBuilder::with_capacity(capacity, capacity * 15))
+            }
             Kind::TimeTz => Decoder::TimeTz(StringBuilder::with_capacity(capacity, 0)),
             Kind::Timestamp => {
                 Decoder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
@@ -384,6 +434,7 @@ impl Decoder {
                 })
             }
             Decoder::Time(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
+            Decoder::TimeText(b) => b.append_value(time_text(i64::from_be_bytes(fixed(v)?))),
             Decoder::TimeTz(b) => {
                 let raw: [u8; 12] = fixed(v)?;
                 let micros = i64::from_be_bytes(raw[0..8].try_into().map_err(|_| "timetz")?);
@@ -459,6 +510,7 @@ impl Decoder {
             | Decoder::Jsonb(b)
             | Decoder::Uuid(b)
             | Decoder::TimeTz(b)
+            | Decoder::TimeText(b)
             | Decoder::Inet(b, _)
             | Decoder::Mac(b) => b.append_null(),
             Decoder::Bytea(b) => b.append_null(),
@@ -500,6 +552,7 @@ impl Decoder {
             | Decoder::Jsonb(b)
             | Decoder::Uuid(b)
             | Decoder::TimeTz(b)
+            | Decoder::TimeText(b)
             | Decoder::Inet(b, _)
             | Decoder::Mac(b) => Arc::new(b.finish()),
             Decoder::Bytea(b) => Arc::new(b.finish()),
@@ -621,7 +674,8 @@ fn uuid_text(b: &[u8; 16]) -> String {
     s
 }
 
-fn timetz_text(micros: i64, zone_west_secs: i32) -> String {
+/// A `time` value (microseconds since midnight) as Postgres prints it.
+fn time_text(micros: i64) -> String {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
     let mut s = format!(
@@ -635,6 +689,11 @@ fn timetz_text(micros: i64, zone_west_secs: i32) -> String {
         s.push('.');
         s.push_str(f.trim_end_matches('0'));
     }
+    s
+}
+
+fn timetz_text(micros: i64, zone_west_secs: i32) -> String {
+    let mut s = time_text(micros);
     // Postgres stores the offset west of Greenwich; text shows it east.
     let east = -zone_west_secs;
     let sign = if east < 0 { '-' } else { '+' };

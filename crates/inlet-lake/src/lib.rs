@@ -40,7 +40,7 @@ pub use storage::{
     LocalStorage, ObjectMeta, Precondition, S3Options, S3Storage, ServerSideEncryption,
     StagedObject, StagedUpload, Storage, Version,
 };
-pub use writer::{StreamWriter, WriterOptions};
+pub use writer::{StreamWriter, WriterOptions, lineage_schema, portable_schema};
 
 /// Crash-test hook: when `INLET_CRASH_AT` names this point, the process aborts here, as a
 /// `kill -9` would stop it. The crash tests use it to hit each step of a commit exactly.

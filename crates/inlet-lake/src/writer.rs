@@ -3,14 +3,39 @@
 //! Files are zstd-compressed, partitioned by the UTC extraction date, rolled at a target
 //! size, with row groups ended by size so memory stays bounded by the row group, not the
 //! stream. Every row gets two lineage columns; every file carries key-value metadata.
+//!
+//! Files are written so that every engine downstream reads them as they are (Spark 3.5,
+//! Athena/Trino, Redshift Spectrum, DuckDB, pyarrow), without losing a value
+//! ([`portable_schema`]):
+//!
+//! - lists and maps use the Parquet specification's names (`list`/`element`,
+//!   `key_value`/`key`/`value`), not arrow-rs' `item` (the writer's `coerce_types`);
+//! - every timestamp is stored in microseconds, with the UTC flag when the Arrow type has a
+//!   time zone. Seconds and milliseconds convert exactly; a nanosecond value with digits
+//!   below the microsecond fails the write, naming the column, rather than dropping them;
+//! - a column of Arrow type Null (a field that held only nulls so far) is left out of the
+//!   file: it holds no value, no engine has a type for it, and leaving it out lets the
+//!   column take its real type later without two files disagreeing. A Null list or map
+//!   element, or a struct whose fields are all Null, is stored as a (null) string instead,
+//!   since leaving those out would lose the list, map or struct;
+//! - dates and timestamps are in the proleptic Gregorian calendar, and the file says so the
+//!   way Spark understands (key `org.apache.spark.version` = `3.0.0`), so Spark reads
+//!   `0001-01-01` or ±infinity without a calendar rebase setting;
+//! - the Arrow schema (field metadata such as `pg_type` included) and the key-value
+//!   metadata are kept. Types a connector chose on request (Decimal256, Time64) are written
+//!   as they are.
 
 use std::{
     io::Write,
     sync::{Arc, Mutex},
 };
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, LargeListArray, ListArray, MapArray, RecordBatch,
+    StringArray, StructArray, TimestampMicrosecondArray, TimestampNanosecondArray, cast::AsArray,
+    new_null_array,
+};
+use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::{
@@ -241,14 +266,28 @@ impl StreamWriter {
             &self.run_id,
             n,
         )));
-        let mut columns = batch.columns().to_vec();
+        let portable = portable_schema(&batch.schema());
+        let mut columns = Vec::with_capacity(portable.fields().len() + 2);
+        for field in portable.fields() {
+            let Some(column) = batch.column_by_name(field.name()) else {
+                return Err(LakeError::Invalid(format!(
+                    "{}/{}: column `{}` missing from a batch",
+                    self.source,
+                    self.stream,
+                    field.name()
+                )));
+            };
+            columns.push(portable_array(
+                column,
+                field.data_type(),
+                &format!("{}/{} column `{}`", self.source, self.stream, field.name()),
+            )?);
+        }
         columns.push(ts);
         columns.push(run);
-        RecordBatch::try_new(lineage_schema(&batch.schema())?, columns).map_err(|e| {
-            LakeError::Parquet {
-                resource: format!("{}/{}", self.source, self.stream),
-                message: e.to_string(),
-            }
+        RecordBatch::try_new(lineage_schema(&portable)?, columns).map_err(|e| LakeError::Parquet {
+            resource: format!("{}/{}", self.source, self.stream),
+            message: e.to_string(),
         })
     }
 
@@ -266,7 +305,7 @@ impl StreamWriter {
         self.next_file = self.next_file.checked_add(1).ok_or_else(|| {
             LakeError::Invalid(format!("{}: more than 2^32 files in one run", self.stream))
         })?;
-        let schema = lineage_schema(&input_schema)?;
+        let schema = lineage_schema(&portable_schema(&input_schema))?;
         let level =
             ZstdLevel::try_new(self.options.zstd_level).map_err(|e| LakeError::Parquet {
                 resource: key.clone(),
@@ -274,6 +313,9 @@ impl StreamWriter {
             })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
+            // The Parquet specification's LIST and MAP names, which Spark, Hive and
+            // Athena expect; arrow-rs reads either.
+            .set_coerce_types(true)
             .set_max_row_group_row_count(Some(self.options.row_group_rows))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new("inlet.source".into(), self.source.clone()),
@@ -287,6 +329,11 @@ impl StreamWriter {
                     "inlet.extracted_date".into(),
                     date.format("%Y-%m-%d").to_string(),
                 ),
+                // Spark reads dates before 1582 and timestamps before 1900 of a file without
+                // this key only if the reader configures a calendar rebase mode (else it
+                // fails, READ_ANCIENT_DATETIME). The key tells it the truth: like Spark 3,
+                // arrow-rs writes the proleptic Gregorian calendar, so no rebase applies.
+                KeyValue::new("org.apache.spark.version".into(), "3.0.0".to_string()),
             ]))
             .build();
         let buffer = SharedBuffer::default();
@@ -358,6 +405,188 @@ fn summarize_cursor(v: &Value) -> String {
     } else {
         format!("{{\"summary\":\"{} bytes of state\"}}", text.len())
     }
+}
+
+/// The schema of the columns a file holds for a stream whose batches have schema `input`
+/// (before the lineage columns): Null fields left out, timestamps in microseconds, a Null
+/// list, map or struct member as a string (see the module doc). Field metadata and the
+/// schema's metadata are kept. The schema of a written file is
+/// `lineage_schema(&portable_schema(input))`.
+pub fn portable_schema(input: &Schema) -> Schema {
+    Schema::new_with_metadata(portable_fields(input.fields()), input.metadata().clone())
+}
+
+/// The fields of a struct (or a schema), Null ones left out unless all are Null.
+fn portable_fields(fields: &Fields) -> Fields {
+    let all_null = fields.iter().all(|f| f.data_type() == &DataType::Null);
+    fields
+        .iter()
+        .filter(|f| all_null || f.data_type() != &DataType::Null)
+        .map(portable_field)
+        .collect()
+}
+
+/// A field whose value must be kept: a Null type becomes a string.
+fn portable_field(field: &FieldRef) -> FieldRef {
+    let ty = portable_type(field.data_type());
+    if &ty == field.data_type() {
+        field.clone()
+    } else {
+        Arc::new(field.as_ref().clone().with_data_type(ty))
+    }
+}
+
+fn portable_type(ty: &DataType) -> DataType {
+    match ty {
+        DataType::Null => DataType::Utf8,
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::List(f) => DataType::List(portable_field(f)),
+        DataType::LargeList(f) => DataType::LargeList(portable_field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(portable_field(f), *n),
+        DataType::Map(f, sorted) => DataType::Map(portable_field(f), *sorted),
+        // An empty struct stays as it is: there is nothing to keep in its place.
+        DataType::Struct(fields) if !fields.is_empty() => DataType::Struct(portable_fields(fields)),
+        other => other.clone(),
+    }
+}
+
+/// `array` as the portable type `to` (from [`portable_type`] of its own type); `what` names
+/// the column in errors.
+fn portable_array(array: &ArrayRef, to: &DataType, what: &str) -> Result<ArrayRef, LakeError> {
+    if array.data_type() == to {
+        return Ok(array.clone());
+    }
+    let invalid = |message: String| LakeError::Parquet {
+        resource: what.to_string(),
+        message,
+    };
+    let out: ArrayRef = match (array.data_type(), to) {
+        (DataType::Null, _) => new_null_array(to, array.len()),
+        (DataType::Timestamp(unit, _), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+            let micros: TimestampMicrosecondArray = match unit {
+                TimeUnit::Nanosecond => {
+                    let nanos = array.as_primitive::<arrow_array::types::TimestampNanosecondType>();
+                    exact_micros(nanos).map_err(invalid)?
+                }
+                TimeUnit::Second | TimeUnit::Millisecond => {
+                    let per = if *unit == TimeUnit::Second {
+                        1_000_000
+                    } else {
+                        1_000
+                    };
+                    let values = if *unit == TimeUnit::Second {
+                        array
+                            .as_primitive::<arrow_array::types::TimestampSecondType>()
+                            .values()
+                    } else {
+                        array
+                            .as_primitive::<arrow_array::types::TimestampMillisecondType>()
+                            .values()
+                    };
+                    let mut out = Vec::with_capacity(values.len());
+                    for (i, v) in values.iter().enumerate() {
+                        out.push(match v.checked_mul(per) {
+                            Some(m) => m,
+                            None if array.is_null(i) => 0,
+                            None => {
+                                return Err(invalid(format!(
+                                    "timestamp {v} ({unit:?}) does not fit in microseconds                                      (Parquet readers such as Spark keep microseconds); land                                      the column as text in the connector"
+                                )));
+                            }
+                        });
+                    }
+                    TimestampMicrosecondArray::new(out.into(), array.nulls().cloned())
+                }
+                TimeUnit::Microsecond => return Ok(array.clone()),
+            };
+            Arc::new(match tz {
+                Some(tz) => micros.with_timezone(tz.clone()),
+                None => micros,
+            })
+        }
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let s = array.as_struct();
+            let mut columns = Vec::with_capacity(fields.len());
+            for f in fields {
+                let Some(child) = s.column_by_name(f.name()) else {
+                    return Err(invalid(format!("struct field `{}` missing", f.name())));
+                };
+                columns.push(portable_array(
+                    child,
+                    f.data_type(),
+                    &format!("{what}.{}", f.name()),
+                )?);
+            }
+            Arc::new(
+                StructArray::try_new(fields.clone(), columns, s.nulls().cloned())
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+        }
+        (DataType::List(_), DataType::List(f)) => {
+            let l = array.as_list::<i32>();
+            let values = portable_array(l.values(), f.data_type(), &format!("{what}[]"))?;
+            Arc::new(
+                ListArray::try_new(f.clone(), l.offsets().clone(), values, l.nulls().cloned())
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+        }
+        (DataType::LargeList(_), DataType::LargeList(f)) => {
+            let l = array.as_list::<i64>();
+            let values = portable_array(l.values(), f.data_type(), &format!("{what}[]"))?;
+            Arc::new(
+                LargeListArray::try_new(f.clone(), l.offsets().clone(), values, l.nulls().cloned())
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+        }
+        (DataType::FixedSizeList(_, _), DataType::FixedSizeList(f, n)) => {
+            let l = array.as_fixed_size_list();
+            let values = portable_array(l.values(), f.data_type(), &format!("{what}[]"))?;
+            Arc::new(
+                FixedSizeListArray::try_new(f.clone(), *n, values, l.nulls().cloned())
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+        }
+        (DataType::Map(_, _), DataType::Map(f, sorted)) => {
+            let m = array.as_map();
+            let entries: ArrayRef = Arc::new(m.entries().clone());
+            let entries = portable_array(&entries, f.data_type(), what)?;
+            Arc::new(
+                MapArray::try_new(
+                    f.clone(),
+                    m.offsets().clone(),
+                    entries.as_struct().clone(),
+                    m.nulls().cloned(),
+                    *sorted,
+                )
+                .map_err(|e| invalid(e.to_string()))?,
+            )
+        }
+        (from, to) => {
+            return Err(invalid(format!(
+                "no portable conversion from {from} to {to} (a defect in inlet)"
+            )));
+        }
+    };
+    Ok(out)
+}
+
+/// Nanoseconds as microseconds, or an error naming the first value with digits below the
+/// microsecond: Parquet readers such as Spark and Athena keep microseconds, and dropping
+/// digits would change what the source said.
+fn exact_micros(nanos: &TimestampNanosecondArray) -> Result<TimestampMicrosecondArray, String> {
+    let mut out = Vec::with_capacity(nanos.len());
+    for (i, v) in nanos.values().iter().enumerate() {
+        if v % 1_000 != 0 && !nanos.is_null(i) {
+            return Err(format!(
+                "timestamp {v} ns has digits below the microsecond, which Spark, Athena and                  Trino cannot keep; inlet stores timestamps in microseconds and does not drop                  digits: land the column as text (or in microseconds) in the connector"
+            ));
+        }
+        out.push(v.div_euclid(1_000));
+    }
+    Ok(TimestampMicrosecondArray::new(
+        out.into(),
+        nanos.nulls().cloned(),
+    ))
 }
 
 /// The schema of a file: the stream's columns, then the lineage columns.

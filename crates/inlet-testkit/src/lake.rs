@@ -149,23 +149,31 @@ pub fn outside_python() -> Option<String> {
         std::env::var("INLET_TEST_PYTHON").ok(),
         Some("python3".to_string()),
     ];
-    for py in candidates.into_iter().flatten() {
-        let ok = Command::new(&py)
-            .args(["-c", "import duckdb, pyarrow, prometheus_client"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return Some(py);
-        }
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
-    );
-    eprintln!(
-        "skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
-    );
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .find(|py| imports(py, "duckdb, pyarrow, prometheus_client"));
+    found.or_else(|| {
+        skip_unless_ci(
+            "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)",
+            "skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)",
+        )
+    })
+}
+
+/// Whether `py` imports `modules` (a comma-separated list).
+fn imports(py: &str, modules: &str) -> bool {
+    Command::new(py)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A missing reader: a failure under CI (env `CI` set), else a skip said on stderr.
+fn skip_unless_ci(ci_message: &str, skip_message: &str) -> Option<String> {
+    assert!(std::env::var_os("CI").is_none(), "{ci_message}");
+    eprintln!("{skip_message}");
     None
 }
 
@@ -197,4 +205,85 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A Python with pyspark (Spark runs in a local JVM) beside duckdb and pyarrow, if one is
+/// available. Under CI it must be, as for the other outside readers.
+pub fn spark_python() -> Option<String> {
+    let py = outside_python()?;
+    if imports(&py, "pyspark") {
+        return Some(py);
+    }
+    skip_unless_ci(
+        "CI must provide pyspark (and Java) in INLET_TEST_PYTHON; scripts/test installs it",
+        &format!("skipping the Spark check: no pyspark in {py} (scripts/test installs it)"),
+    )
+}
+
+/// What Spark and pyarrow read in one folder of Parquet files ([`spark_and_pyarrow`]).
+#[derive(Debug, Clone)]
+pub struct SparkReading {
+    /// The folder read.
+    pub folder: PathBuf,
+    /// The columns pyarrow read (every column of the files, unified).
+    pub columns: Vec<String>,
+    /// The rows pyarrow read.
+    pub rows: usize,
+    /// Rows (or columns) where Spark's values differ from pyarrow's, as canonical JSON.
+    pub mismatches: Vec<String>,
+    /// Spark's error when it refused to read the folder.
+    pub spark_error: Option<String>,
+}
+
+/// One Spark session (local, UTC) and pyarrow read every Parquet file under each folder,
+/// every column and row, and compare them value by value (timestamps as microseconds since
+/// the epoch, dates as days, so that ±infinity compares; NaN as `NaN`; see
+/// `lake/spark_vs_pyarrow.py`). Returns each folder's reading and the seconds the whole
+/// check took (the JVM's start included).
+pub fn spark_and_pyarrow(py: &str, folders: &[&Path]) -> (Vec<SparkReading>, f64) {
+    let started = std::time::Instant::now();
+    let arg = serde_json::to_string(
+        &folders
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .expect("folders as JSON");
+    let out = Command::new(py)
+        .args(["-c", include_str!("lake/spark_vs_pyarrow.py"), &arg])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "the Spark check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("the Spark check printed no report ({e}): {stdout}"));
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let readings = report["folders"]
+        .as_array()
+        .expect("folders")
+        .iter()
+        .map(|f| SparkReading {
+            folder: PathBuf::from(f["folder"].as_str().unwrap_or_default()),
+            columns: f["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(text)
+                .collect(),
+            rows: f["rows"].as_u64().unwrap_or(0) as usize,
+            mismatches: f["mismatches"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(text)
+                .collect(),
+            spark_error: text(&f["spark_error"]),
+        })
+        .collect();
+    (readings, started.elapsed().as_secs_f64())
 }
