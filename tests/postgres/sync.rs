@@ -20,8 +20,8 @@ use inlet_testkit::postgres::{PASSWORD, PgPair, project};
 use inlet_testkit::{
     TestProject, free_port,
     lake::{
-        column, downcast, outside_python, parquet_files, python, read_batches, spark_and_pyarrow,
-        spark_python,
+        SparkTable, column, downcast, outside_python, parquet_files, python, read_batches,
+        spark_and_pyarrow, spark_python, spark_tables_and_pyarrow,
     },
 };
 
@@ -570,7 +570,8 @@ print(duckdb.sql("select c_date::varchar, c_ts::varchar, c_tstz::varchar from re
         );
     }
 
-    // Spark reads every column of every row as pyarrow does.
+    // Spark reads every column of every row as pyarrow does: once from the files, once
+    // through the table inlet's printed Spark DDL creates (and its current-state view).
     if let Some(py) = spark_python() {
         let dir = p.stream_dir("public.corpus");
         let (readings, secs) = spark_and_pyarrow(&py, &[&dir]);
@@ -579,6 +580,18 @@ print(duckdb.sql("select c_date::varchar, c_ts::varchar, c_tstz::varchar from re
         assert_eq!(r.spark_error, None, "{r:?}");
         assert!(r.mismatches.is_empty(), "{:#?}", r.mismatches);
         assert_eq!((r.rows, r.columns.len()), (4, 37 + 2), "{r:?}");
+        let tables = SparkTable::all_of(&p, "c");
+        let (readings, secs) = spark_tables_and_pyarrow(&py, &tables);
+        eprintln!("Spark check of the type corpus through its DDL: {secs:.1} s");
+        let r = &readings[0];
+        assert_eq!(r.spark_error, None, "{r:?}");
+        assert!(r.mismatches.is_empty(), "{:#?}", r.mismatches);
+        assert_eq!(r.rows, 4, "{r:?}");
+        assert_eq!(
+            r.current,
+            Some((4, 4)),
+            "one row per key in the current-state view"
+        );
     }
 }
 

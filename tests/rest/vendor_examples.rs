@@ -21,7 +21,10 @@ use arrow_schema::{DataType, Field, Fields};
 use inlet_testkit::http::{ReplayServer, Reply, Req};
 use inlet_testkit::{
     TestProject,
-    lake::{outside_python, python, read_batches, spark_and_pyarrow, spark_python},
+    lake::{
+        SparkTable, outside_python, python, read_batches, spark_and_pyarrow, spark_python,
+        spark_tables_and_pyarrow,
+    },
 };
 use serde_json::Value;
 
@@ -347,6 +350,27 @@ fn every_github_stream_lands_githubs_own_example_objects() {
             );
             assert!(r.rows > 0 && r.columns.len() > 2, "{r:?}");
         }
+        // The same through the tables (and current-state views) of the printed Spark DDL.
+        let tables = SparkTable::all_of(&p, "c");
+        assert_eq!(tables.len(), streams.len());
+        let (through, secs) = spark_tables_and_pyarrow(&py, &tables);
+        eprintln!("Spark check of the GitHub streams through their DDL: {secs:.1} s");
+        for r in &through {
+            assert_eq!(r.spark_error, None, "{r:?}");
+            assert!(
+                r.mismatches.is_empty(),
+                "{}: {:#?}",
+                r.folder.display(),
+                r.mismatches
+            );
+            if let Some((rows, keys)) = r.current {
+                assert_eq!(rows, keys, "{}: one row per key", r.folder.display());
+            }
+        }
+        assert!(
+            through.iter().any(|r| r.current.is_some()),
+            "keyed streams have a view"
+        );
     }
 }
 

@@ -37,6 +37,7 @@ fn parse_engine(s: &str) -> Result<Engine, String> {
 struct StreamDdl {
     stream: String,
     table: String,
+    primary_key: Vec<String>,
     ddl: String,
     current_state_view: Option<String>,
 }
@@ -67,6 +68,7 @@ pub async fn run(
                 .map(|(stream, t)| StreamDdl {
                     stream: stream.clone(),
                     table: t.qualified_name(),
+                    primary_key: t.primary_key.clone(),
                     ddl: inlet_catalog::ddl(t, *engine),
                     current_state_view: inlet_catalog::current_state_view(t, *engine),
                 })

@@ -233,6 +233,70 @@ pub struct SparkReading {
     pub mismatches: Vec<String>,
     /// Spark's error when it refused to read the folder.
     pub spark_error: Option<String>,
+    /// Read through a table: the current-state view's rows and the table's distinct keys.
+    pub current: Option<(u64, u64)>,
+}
+
+/// A folder to read in Spark through the table (and current-state view) that inlet's
+/// printed Spark DDL creates, rather than with `spark.read.parquet`.
+#[derive(Debug, Clone)]
+pub struct SparkTable {
+    /// The stream's folder (pyarrow reads its files).
+    pub folder: PathBuf,
+    /// The statements creating the table (`inlet catalog ddl --engine spark`).
+    pub ddl: String,
+    /// The table's qualified name.
+    pub table: String,
+    /// The statement creating `<table>_current`, for a keyed stream.
+    pub current_state_view: Option<String>,
+    /// The primary key.
+    pub key: Vec<String>,
+}
+
+impl SparkTable {
+    /// Every stream of `connection` as `inlet --json catalog ddl <connection> --engine
+    /// spark` prints it, in the project's local lake.
+    pub fn all_of(project: &crate::TestProject, connection: &str) -> Vec<SparkTable> {
+        let text = project.ok(&["--json", "catalog", "ddl", connection, "--engine", "spark"]);
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("catalog ddl --json");
+        doc.as_array()
+            .expect("a list of streams")
+            .iter()
+            .map(|s| SparkTable {
+                folder: project
+                    .lake()
+                    .join(connection)
+                    .join(s["stream"].as_str().expect("stream")),
+                ddl: s["ddl"].as_str().expect("ddl").to_string(),
+                table: s["table"].as_str().expect("table").to_string(),
+                current_state_view: s["current_state_view"].as_str().map(str::to_string),
+                key: s["primary_key"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// [`spark_and_pyarrow`], Spark reading each stream through its table (inlet's printed
+/// Spark DDL) and counting its current-state view's rows against the distinct keys.
+pub fn spark_tables_and_pyarrow(py: &str, tables: &[SparkTable]) -> (Vec<SparkReading>, f64) {
+    let inputs: Vec<serde_json::Value> = tables
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "folder": t.folder.display().to_string(),
+                "ddl": t.ddl,
+                "table": t.table,
+                "view": t.current_state_view,
+                "key": t.key,
+            })
+        })
+        .collect();
+    run_spark_check(py, &serde_json::Value::Array(inputs))
 }
 
 /// One Spark session (local, UTC) and pyarrow read every Parquet file under each folder,
@@ -241,14 +305,16 @@ pub struct SparkReading {
 /// `lake/spark_vs_pyarrow.py`). Returns each folder's reading and the seconds the whole
 /// check took (the JVM's start included).
 pub fn spark_and_pyarrow(py: &str, folders: &[&Path]) -> (Vec<SparkReading>, f64) {
+    let folders: Vec<serde_json::Value> = folders
+        .iter()
+        .map(|f| serde_json::Value::String(f.display().to_string()))
+        .collect();
+    run_spark_check(py, &serde_json::Value::Array(folders))
+}
+
+fn run_spark_check(py: &str, inputs: &serde_json::Value) -> (Vec<SparkReading>, f64) {
     let started = std::time::Instant::now();
-    let arg = serde_json::to_string(
-        &folders
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>(),
-    )
-    .expect("folders as JSON");
+    let arg = inputs.to_string();
     let out = Command::new(py)
         .args(["-c", include_str!("lake/spark_vs_pyarrow.py"), &arg])
         .output()
@@ -283,6 +349,9 @@ pub fn spark_and_pyarrow(py: &str, folders: &[&Path]) -> (Vec<SparkReading>, f64
                 .filter_map(text)
                 .collect(),
             spark_error: text(&f["spark_error"]),
+            current: f["current"]
+                .as_array()
+                .map(|c| (c[0].as_u64().unwrap_or(0), c[1].as_u64().unwrap_or(0))),
         })
         .collect();
     (readings, started.elapsed().as_secs_f64())

@@ -1,4 +1,6 @@
-# Reads every Parquet file under each folder given (argv[1], a JSON list) with Spark
+# Reads every Parquet file under each folder given (argv[1], a JSON list of folders, or of
+# {"folder", "ddl", "table", "view", "key"} to read through the table that inlet's printed
+# Spark DDL creates, and count the current-state view's rows and keys) with Spark
 # (spark.read.parquet, one local session for all) and with pyarrow, renders each row as
 # canonical JSON and prints, per folder, the columns, the row count, the rows where the two
 # differ, or Spark's error. Timestamps compare as their microseconds since the epoch and
@@ -15,7 +17,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.types as pt
 
-folders = json.loads(sys.argv[1])
+import tempfile
+
+inputs = [f if isinstance(f, dict) else {"folder": f} for f in json.loads(sys.argv[1])]
+warehouse = tempfile.mkdtemp(prefix="inlet-spark-")
 
 
 def files(folder):
@@ -93,6 +98,8 @@ spark = (
     .config("spark.driver.memory", "512m")
     .config("spark.ui.enabled", "false")
     .config("spark.sql.shuffle.partitions", "1")
+    .config("spark.sql.warehouse.dir", warehouse)
+    .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
     .getOrCreate()
 )
 spark.sparkContext.setLogLevel("ERROR")
@@ -130,12 +137,26 @@ def canon_spark(v, dt):
     return canon_scalar(v)
 
 
-def spark_rows(folder):
-    df = (
-        spark.read.option("recursiveFileLookup", "true")
-        .option("mergeSchema", "true")
-        .parquet(folder)
-    )
+def run_ddl(text):
+    text = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("--"))
+    for stmt in text.split(";\n"):
+        if stmt.strip():
+            spark.sql(stmt.strip().rstrip(";"))
+
+
+def spark_rows(entry):
+    if entry.get("ddl"):
+        run_ddl(entry["ddl"])
+        df = spark.table(entry["table"])
+        # The partition column comes from the folder names, which pyarrow is not given.
+        assert df.filter(F.col("extracted_at").isNull()).count() == 0, "rows without a partition"
+        df = df.drop("extracted_at")
+    else:
+        df = (
+            spark.read.option("recursiveFileLookup", "true")
+            .option("mergeSchema", "true")
+            .parquet(entry["folder"])
+        )
     df = df.select(*[plain_spark(F.col(f"`{f.name}`"), f.dataType).alias(f.name) for f in df.schema.fields])
     fields = {f.name: f.dataType for f in df.schema.fields}
     rows = [
@@ -145,12 +166,25 @@ def spark_rows(folder):
     return df.columns, sorted(rows)
 
 
+def current_view(given):
+    if not given.get("view"):
+        return None
+    run_ddl(given["view"])
+    view = given["table"] + "_current"
+    keys = ", ".join(f"`{k}`" for k in given["key"])
+    rows = spark.sql(f"SELECT count(*) AS n FROM {view}").collect()[0]["n"]
+    distinct = spark.sql(f"SELECT count(*) AS n FROM (SELECT DISTINCT {keys} FROM {given['table']})").collect()[0]["n"]
+    return [rows, distinct]
+
+
 out = []
-for folder in folders:
+for given in inputs:
+    folder = given["folder"]
     columns, arrow = arrow_rows(folder)
-    entry = {"folder": folder, "columns": columns, "rows": len(arrow), "mismatches": [], "spark_error": None}
+    entry = {"folder": folder, "columns": columns, "rows": len(arrow), "mismatches": [], "spark_error": None, "current": None}
     try:
-        spark_columns, sparked = spark_rows(folder)
+        spark_columns, sparked = spark_rows(given)
+        entry["current"] = current_view(given)
     except Exception as e:  # Spark's refusal is the answer for this folder
         java = getattr(e, "java_exception", None)
         text = java.toString() if java is not None else str(e)
