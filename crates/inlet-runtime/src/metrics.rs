@@ -20,6 +20,7 @@ struct ConnectionMetrics {
     duration_sum: f64,
     duration_count: u64,
     failures: u64,
+    catalog_failures: u64,
     skipped: BTreeMap<String, u64>,
     last_success: Option<f64>,
     consecutive_failures: u32,
@@ -68,6 +69,7 @@ impl Metrics {
         if record.outcome == RunOutcome::Failed {
             m.failures += 1;
         }
+        m.catalog_failures += record.catalog_failures().count() as u64;
         if record.outcome == RunOutcome::Succeeded {
             m.last_success = record
                 .finished_at
@@ -143,6 +145,11 @@ impl Metrics {
             ("inlet_run_failures_total", "Runs that failed.", |m| {
                 m.failures
             }),
+            (
+                "inlet_catalog_failures_total",
+                "Streams whose catalog registration failed after landing (retried at the next run).",
+                |m| m.catalog_failures,
+            ),
         ] {
             family(
                 &mut out,

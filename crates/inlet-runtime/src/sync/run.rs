@@ -98,6 +98,7 @@ async fn run_with_lease(
         outcome: RunOutcome::Running,
         streams: BTreeMap::new(),
         error: None,
+        catalog: BTreeMap::new(),
     };
     runs.save(&record).await.map_err(|e| conn.lake_error(e))?;
 
