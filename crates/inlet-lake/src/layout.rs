@@ -53,6 +53,12 @@ pub fn lease_key(source: &str) -> String {
     format!("{META}/connections/{source}/lease.json")
 }
 
+/// The schema record of a stream: every schema it has landed ([`crate::SchemaRecord`]).
+/// Under the connection's folder, so no source name can collide with `runs/` or `staging/`.
+pub fn schema_key(source: &str, stream: &str) -> String {
+    format!("{META}/connections/{source}/schemas/{stream}.json")
+}
+
 /// A run record.
 pub fn run_key(source: &str, run_id: &str) -> String {
     format!("{META}/runs/{source}/{run_id}.json")

@@ -8,6 +8,7 @@
 //! <root>/_inlet/connections/<source>/state.json                            current state
 //! <root>/_inlet/connections/<source>/history/<seq>.json                    every state change
 //! <root>/_inlet/connections/<source>/lease.json                            one run at a time
+//! <root>/_inlet/connections/<source>/schemas/<stream>.json                 schemas landed
 //! <root>/_inlet/runs/<source>/<run>.json                                   run records
 //! <root>/_inlet/staging/...                                                files not yet landed
 //! ```
@@ -23,6 +24,7 @@ mod error;
 pub mod layout;
 mod lease;
 mod runs;
+mod schemas;
 pub mod state;
 mod storage;
 mod writer;
@@ -32,6 +34,7 @@ pub use lease::{Lease, LeaseInfo};
 pub use runs::{
     CatalogAction, CatalogStreamResult, RunOutcome, RunRecord, RunStore, StreamRunStats,
 };
+pub use schemas::{SchemaRecord, SchemaStore, SchemaVersion};
 pub use state::{
     ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState,
 };

@@ -80,6 +80,8 @@ struct OpenFile {
     upload: Box<dyn StagedUpload>,
     date: NaiveDate,
     input_schema: SchemaRef,
+    /// The schema the file is written with (lineage included).
+    schema: SchemaRef,
     rows: u64,
     cursor_start: Option<Value>,
 }
@@ -97,6 +99,7 @@ pub struct StreamWriter {
     next_file: u32,
     partition: usize,
     last_cursor: Option<Value>,
+    written: Vec<(SchemaRef, NaiveDate)>,
 }
 
 impl std::fmt::Debug for StreamWriter {
@@ -132,6 +135,7 @@ impl StreamWriter {
             next_file: 0,
             partition,
             last_cursor: None,
+            written: Vec::new(),
         }
     }
 
@@ -204,6 +208,13 @@ impl StreamWriter {
     pub async fn take_staged(&mut self) -> Result<Vec<StagedObject>, LakeError> {
         self.close_file().await?;
         Ok(std::mem::take(&mut self.staged))
+    }
+
+    /// The schema (as written, lineage included) and extraction date of every file this
+    /// writer has closed, in order: what the runtime records in the
+    /// [`crate::SchemaStore`] once they are committed.
+    pub fn written(&self) -> Vec<(SchemaRef, NaiveDate)> {
+        self.written.clone()
     }
 
     /// Drop the open file and every staged file not handed out.
@@ -279,12 +290,13 @@ impl StreamWriter {
             ]))
             .build();
         let buffer = SharedBuffer::default();
-        let writer = ArrowWriter::try_new(buffer.clone(), schema, Some(props)).map_err(|e| {
-            LakeError::Parquet {
-                resource: key.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let writer =
+            ArrowWriter::try_new(buffer.clone(), schema.clone(), Some(props)).map_err(|e| {
+                LakeError::Parquet {
+                    resource: key.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         let upload = self.storage.stage(&key).await?;
         self.open = Some(OpenFile {
             writer,
@@ -292,6 +304,7 @@ impl StreamWriter {
             upload,
             date,
             input_schema,
+            schema,
             rows: 0,
             cursor_start: self.last_cursor.clone(),
         });
@@ -330,6 +343,7 @@ impl StreamWriter {
         }
         let mut staged = open.upload.finish().await?;
         staged.rows = open.rows;
+        self.written.push((open.schema, open.date));
         self.staged.push(staged);
         Ok(())
     }

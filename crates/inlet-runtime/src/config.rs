@@ -72,6 +72,10 @@ pub struct DestinationConfig {
     /// S3: multipart part size in MiB (default 8, at least 5); memory per open file.
     #[serde(default)]
     pub part_size_mb: Option<u64>,
+    /// A catalog every stream of the destination is registered in as a table after each
+    /// sync: `catalog = { type = "glue", database = "raw_shop", region = "eu-west-1" }`.
+    #[serde(default)]
+    pub catalog: Option<inlet_catalog::CatalogConfig>,
 }
 
 impl DestinationConfig {
@@ -220,14 +224,27 @@ impl Project {
                 ));
             }
             self.check_s3_fields(name, dest)?;
+            if let Some(catalog) = &dest.catalog {
+                catalog
+                    .validate()
+                    .map_err(|m| self.error_at(&["destinations", name, "catalog"], m))?;
+            }
         }
         for (name, conn) in &self.file.connections {
             inlet_lake::layout::check_name("connection", name)
                 .map_err(|m| self.error_at(&["connections", name], m))?;
-            self.destination_of(name, conn)?;
+            let (_, dest) = self.destination_of(name, conn)?;
             for stream in conn.streams.keys() {
                 inlet_lake::layout::check_name("stream", stream)
                     .map_err(|m| self.error_at(&["connections", name, "streams", stream], m))?;
+            }
+            if let Some(catalog) = &dest.catalog {
+                inlet_catalog::check_table_names(
+                    name,
+                    conn.streams.keys().map(String::as_str),
+                    Some(catalog),
+                )
+                .map_err(|e| self.error_at(&["connections", name, "streams"], e.to_string()))?;
             }
             if conn.batch_rows == Some(0) {
                 return Err(
@@ -521,6 +538,47 @@ mode = "incremental"
                 "{bad}: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn a_catalog_is_checked_and_streams_must_map_to_distinct_tables() {
+        let with = |catalog: &str, streams: &str| {
+            let text = GOOD
+                .replace(
+                    "url = \"file://./lake\"",
+                    &format!("url = \"file://./lake\"\ncatalog = {catalog}"),
+                )
+                .replace("[connections.shop.streams.clicks]", streams);
+            Project::parse(&text, Path::new("inlet.toml"), Path::new("."))
+        };
+        let p = with(
+            r#"{ type = "glue", database = "raw_shop", table_prefix = "shop_" }"#,
+            "[connections.shop.streams.clicks]",
+        )
+        .unwrap();
+        let catalog = p.file.destinations["local"].catalog.clone().unwrap();
+        assert_eq!(catalog.database.as_deref(), Some("raw_shop"));
+        let msg = with(
+            r#"{ type = "glue", databse = "x" }"#,
+            "[connections.shop.streams.clicks]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("databse"), "{msg}");
+        let msg = with(
+            r#"{ type = "glue", database = "Raw-Shop" }"#,
+            "[connections.shop.streams.clicks]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("catalog") && msg.contains("raw_shop"), "{msg}");
+        let msg = with(
+            r#"{ type = "glue" }"#,
+            "[connections.shop.streams.\"a.b\"]\n[connections.shop.streams.a_b]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("`a.b`") && msg.contains("`a_b`"), "{msg}");
     }
 
     #[test]
