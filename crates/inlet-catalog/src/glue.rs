@@ -79,7 +79,7 @@ impl std::fmt::Debug for GlueOptions {
 }
 
 /// A failed Glue call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GlueError {
     /// The credentials may not call the operation.

@@ -1,6 +1,7 @@
 //! The `inlet` command: arguments, wiring, output. Everything it does is in the
 //! libraries; this file only chooses what to call and how to print it.
 
+mod catalog;
 mod output;
 mod plugin;
 
@@ -73,6 +74,9 @@ enum Command {
     /// Inspect and change connection state.
     #[command(subcommand)]
     State(StateCommand),
+    /// The streams of a connection as tables: register them in the catalog, show them.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// Make, build and install WebAssembly plugin connectors.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -222,6 +226,9 @@ mod exit {
     pub const FAILED: u8 = 1;
     pub const CONFIG: u8 = 2;
     pub const CHECK_FAILED: u8 = 3;
+    /// The data landed, but registering a stream in the catalog failed (the next sync
+    /// tries again).
+    pub const CATALOG_FAILED: u8 = 4;
     pub const BUSY: u8 = 75;
     pub const INTERRUPTED: u8 = 130;
 }
@@ -403,6 +410,9 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                     format!("{}: {e}", conn.storage.url()),
                 ),
             }
+            if let Some((config, options)) = &conn.catalog {
+                catalog::check(&mut report, connection, config, options).await;
+            }
             out.check(connection, &report)?;
             if report.ok() {
                 Ok(exit::OK)
@@ -475,6 +485,16 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                         } else if record.outcome != RunOutcome::Succeeded && code == exit::OK {
                             code = exit::FAILED;
                         }
+                        for (stream, c) in record.catalog_failures() {
+                            eprintln!(
+                                "error: {name}: stream `{stream}` landed, but its catalog table {} was not registered (the next sync tries again): {}",
+                                c.table,
+                                c.error.as_deref().unwrap_or("unknown error")
+                            );
+                            if code == exit::OK {
+                                code = exit::CATALOG_FAILED;
+                            }
+                        }
                     }
                     Err(e) if single => return Err(e.into()),
                     Err(e) => {
@@ -489,6 +509,10 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::State(cmd) => state(cli, &registry, &out, cmd).await,
+        Command::Catalog(cmd) => {
+            let project = Project::load(&cli.project)?;
+            catalog::run(&project, &out, cmd).await
+        }
         Command::Plugin(cmd) => plugin_command(cli, cmd),
         Command::Daemon {
             max_concurrent,

@@ -141,6 +141,9 @@ async fn run_with_lease(
             }
             record.streams.insert(stream, s);
         }
+        // Data first, tables after: what landed stays landed whatever the catalog says.
+        let ran: Vec<String> = record.streams.keys().cloned().collect();
+        record.catalog = conn.register_catalog(&ran).await;
         Ok::<_, RuntimeError>((failures, interrupted))
     }
     .await;
