@@ -283,3 +283,48 @@ pub async fn serve(
     });
     Ok(bound)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use inlet_lake::{CatalogAction, CatalogStreamResult, RunOutcome, RunRecord};
+
+    use super::Metrics;
+
+    #[test]
+    fn a_failed_catalog_registration_is_counted_per_stream() {
+        let result = |action| CatalogStreamResult {
+            table: "raw.t".into(),
+            action,
+            changes: Vec::new(),
+            error: None,
+        };
+        let record = RunRecord {
+            run_id: "r".into(),
+            connection: "c".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: None,
+            outcome: RunOutcome::Succeeded,
+            streams: BTreeMap::new(),
+            error: None,
+            catalog: BTreeMap::from([
+                ("a".to_string(), result(CatalogAction::Failed)),
+                ("b".to_string(), result(CatalogAction::Created)),
+                ("c".to_string(), result(CatalogAction::Failed)),
+            ]),
+        };
+        let mut m = Metrics::default();
+        m.record_run("c", &record);
+        m.record_run("c", &record);
+        let text = m.render();
+        assert!(
+            text.contains("inlet_catalog_failures_total{connection=\"c\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inlet_run_failures_total{connection=\"c\"} 0"),
+            "{text}"
+        );
+    }
+}
