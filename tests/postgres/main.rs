@@ -6,6 +6,7 @@
     reason = "end-to-end tests: a failed step should fail the test loudly"
 )]
 
+mod catalog_ddl;
 mod conformance;
 mod sample_db;
 mod sync;

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod ddl;
 mod error;
 pub mod glue;
 pub mod register;
@@ -32,6 +33,7 @@ mod types;
 pub use config::{
     CatalogConfig, CatalogKind, check_table_names, database_name, sanitize, table_name,
 };
+pub use ddl::{create_database, current_state_view, ddl, type_sql};
 pub use error::CatalogError;
 pub use table::{
     Column, ColumnChange, EXTRACTED_AT, INPUT_FORMAT, LSN, OP, OUTPUT_FORMAT, PARTITION_COLUMN,

@@ -324,3 +324,341 @@ impl Table {
         format!("{}.{}", self.database, self.name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, sync::Arc};
+
+    use arrow_schema::{DataType, Field, TimeUnit};
+    use chrono::{NaiveDate, Utc};
+    use inlet_lake::{SchemaRecord, SchemaVersion};
+
+    use super::*;
+    use crate::{Engine, current_state_view, ddl};
+
+    fn version(n: u64, fields: Vec<Field>) -> SchemaVersion {
+        let mut fields = fields;
+        fields.push(Field::new(
+            EXTRACTED_AT,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ));
+        fields.push(Field::new(RUN_ID, DataType::Utf8, false));
+        let schema = Schema::new(fields);
+        SchemaVersion {
+            version: n,
+            fingerprint: format!("f{n}"),
+            schema,
+            run_id: format!("r{n}"),
+            at: Utc::now(),
+        }
+    }
+
+    fn record(versions: Vec<SchemaVersion>) -> SchemaRecord {
+        SchemaRecord {
+            stream: "public.orders".into(),
+            first_date: NaiveDate::from_ymd_opt(2026, 11, 3).unwrap(),
+            versions,
+            primary_key: vec!["id".into()],
+        }
+    }
+
+    fn pg(name: &str, ty: DataType, pg_type: &str) -> Field {
+        Field::new(name, ty, true).with_metadata(HashMap::from([(
+            "pg_type".to_string(),
+            pg_type.to_string(),
+        )]))
+    }
+
+    fn table(r: &SchemaRecord) -> Result<Table, CatalogError> {
+        Table::for_stream(&StreamTable {
+            connection: "shop-eu",
+            stream: "public.orders",
+            record: r,
+            primary_key: &r.primary_key,
+            lake_url: "s3://bucket/raw/",
+            config: None,
+        })
+    }
+
+    #[test]
+    fn a_stream_becomes_a_partitioned_projected_table() {
+        let r = record(vec![
+            version(
+                1,
+                vec![
+                    pg("id", DataType::Int32, "integer"),
+                    pg("total", DataType::Decimal128(12, 2), "numeric(12,2)"),
+                    Field::new("gone", DataType::Utf8, true),
+                    Field::new("nothing", DataType::Null, true),
+                ],
+            ),
+            version(
+                2,
+                vec![
+                    pg("id", DataType::Int64, "bigint"),
+                    pg("total", DataType::Decimal128(12, 2), "numeric(12,2)"),
+                    Field::new("note", DataType::Utf8, true),
+                ],
+            ),
+        ]);
+        let t = table(&r).unwrap();
+        assert_eq!(
+            (t.database.as_str(), t.name.as_str()),
+            ("shop_eu", "public_orders")
+        );
+        assert_eq!(t.location, "s3://bucket/raw/shop-eu/public.orders/");
+        let cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{}:{}", c.name, c.ty))
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                "id:bigint",
+                "total:decimal(12,2)",
+                "gone:string",
+                "_inlet_extracted_at:timestamp",
+                "_inlet_run_id:string",
+                "note:string"
+            ]
+        );
+        assert_eq!(t.columns[0].comment.as_deref(), Some("bigint"));
+        assert_eq!(t.partition_key.name, "extracted_at");
+        assert_eq!(t.partition_key.ty, HiveType::Date);
+        let p = |k: &str| t.parameters.get(k).map(String::as_str);
+        assert_eq!(p("projection.extracted_at.range"), Some("2026-11-03,NOW"));
+        assert_eq!(
+            p("storage.location.template"),
+            Some("s3://bucket/raw/shop-eu/public.orders/extracted_at=${extracted_at}/")
+        );
+        assert_eq!(p("inlet.schema_version"), Some("2"));
+        assert_eq!(p("inlet.primary_key"), Some("id"));
+        assert_eq!(p("classification"), Some("parquet"));
+        assert_eq!(p("EXTERNAL"), Some("TRUE"));
+        assert_eq!(p("created_by"), Some("inlet"));
+        for key in [
+            "projection.enabled",
+            "projection.extracted_at.type",
+            "projection.extracted_at.format",
+            "projection.extracted_at.interval",
+            "projection.extracted_at.interval.unit",
+            "inlet.connection",
+            "inlet.stream",
+        ] {
+            assert!(p(key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn unsafe_changes_and_case_clashes_are_refused_with_names() {
+        let r = record(vec![
+            version(1, vec![Field::new("id", DataType::Int64, true)]),
+            version(2, vec![Field::new("id", DataType::Utf8, true)]),
+        ]);
+        let err = table(&r).unwrap_err().to_string();
+        assert!(
+            err.contains("`id`") && err.contains("bigint") && err.contains("string"),
+            "{err}"
+        );
+        let r = record(vec![version(
+            1,
+            vec![
+                Field::new("Id", DataType::Int64, true),
+                Field::new("id", DataType::Int64, true),
+            ],
+        )]);
+        let err = table(&r).unwrap_err().to_string();
+        assert!(
+            err.contains("`Id`") && err.contains("`id`") && err.contains("case"),
+            "{err}"
+        );
+        let r = record(vec![version(
+            1,
+            vec![Field::new(
+                "t",
+                DataType::Time64(TimeUnit::Microsecond),
+                true,
+            )],
+        )]);
+        let err = table(&r).unwrap_err().to_string();
+        assert!(err.contains("column `t`") && err.contains("text"), "{err}");
+    }
+
+    #[test]
+    fn evolve_reports_what_it_changed_and_keeps_vanished_columns() {
+        let old = table(&record(vec![version(
+            1,
+            vec![
+                Field::new("a", DataType::Int32, true),
+                Field::new("b", DataType::Utf8, true),
+            ],
+        )]))
+        .unwrap();
+        let new = table(&record(vec![version(
+            1,
+            vec![
+                Field::new("a", DataType::Int64, true),
+                Field::new("c", DataType::Float64, true),
+            ],
+        )]))
+        .unwrap();
+        let (t, changes) = Table::evolve(&old, &new).unwrap();
+        assert_eq!(
+            changes,
+            [
+                ColumnChange::Widened {
+                    column: "a".into(),
+                    from: HiveType::Int,
+                    to: HiveType::BigInt
+                },
+                ColumnChange::Added("c".into())
+            ]
+        );
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "b", "_inlet_extracted_at", "_inlet_run_id", "c"]
+        );
+        let (again, none) = Table::evolve(&t, &new).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(again, t);
+    }
+
+    #[test]
+    fn every_engine_gets_the_same_columns_and_partitioning() {
+        let mut r = record(vec![version(
+            1,
+            vec![
+                pg("id", DataType::Int64, "bigint"),
+                Field::new("it's", DataType::Utf8, true),
+                Field::new(
+                    "tags",
+                    DataType::List(Arc::new(Field::new("element", DataType::Utf8, true))),
+                    true,
+                ),
+            ],
+        )]);
+        let t = table(&r).unwrap();
+        for engine in Engine::ALL {
+            let sql = ddl(&t, engine);
+            for c in [
+                "id",
+                "it's",
+                "tags",
+                "_inlet_extracted_at",
+                "_inlet_run_id",
+                "extracted_at",
+            ] {
+                assert!(sql.contains(c), "{engine}: {c} in {sql}");
+            }
+            assert!(
+                sql.contains("shop_eu") && sql.contains("public_orders"),
+                "{engine}: {sql}"
+            );
+            let view = current_state_view(&t, engine).unwrap();
+            assert!(view.contains("public_orders_current"), "{engine}: {view}");
+            assert!(
+                view.contains("PARTITION BY")
+                    && view.contains("_inlet_run_id")
+                    && view.contains("DESC"),
+                "{engine}: {view}"
+            );
+            assert!(
+                !view.contains("delete"),
+                "{engine}: no CDC columns, no delete filter"
+            );
+        }
+        let athena = ddl(&t, Engine::Athena);
+        assert!(
+            athena.contains("CREATE EXTERNAL TABLE IF NOT EXISTS `shop_eu`.`public_orders`"),
+            "{athena}"
+        );
+        assert!(
+            athena.contains("PARTITIONED BY (`extracted_at` date"),
+            "{athena}"
+        );
+        assert!(athena.contains("`tags` array<string>"), "{athena}");
+        assert!(athena.contains("`id` bigint COMMENT 'bigint'"), "{athena}");
+        assert!(
+            athena.contains(&format!("ROW FORMAT SERDE '{SERDE}'")),
+            "{athena}"
+        );
+        assert!(
+            athena.contains("'projection.extracted_at.range'='2026-11-03,NOW'"),
+            "{athena}"
+        );
+        assert!(
+            athena.contains("LOCATION 's3://bucket/raw/shop-eu/public.orders/'"),
+            "{athena}"
+        );
+        assert!(!athena.contains("'EXTERNAL'"), "{athena}");
+        assert!(!athena.contains("MSCK"), "{athena}");
+        assert!(
+            current_state_view(&t, Engine::Athena)
+                .unwrap()
+                .contains("\"shop_eu\".\"public_orders_current\"")
+        );
+        let hive = ddl(&t, Engine::Hive);
+        assert!(
+            hive.contains("MSCK REPAIR TABLE `shop_eu`.`public_orders`;"),
+            "{hive}"
+        );
+        let trino = ddl(&t, Engine::Trino);
+        assert!(
+            trino.contains("\"tags\" array(varchar)") && trino.contains("\"id\" bigint"),
+            "{trino}"
+        );
+        assert!(
+            trino.contains("partitioned_by = ARRAY['extracted_at']"),
+            "{trino}"
+        );
+        assert!(
+            trino.contains("external_location = 's3://bucket/raw/shop-eu/public.orders/'"),
+            "{trino}"
+        );
+        assert!(
+            trino.contains("partition_projection_range = ARRAY['2026-11-03', 'NOW']"),
+            "{trino}"
+        );
+        let spark = ddl(&t, Engine::Spark);
+        assert!(
+            spark.contains("USING parquet") && spark.contains("PARTITIONED BY (`extracted_at`)"),
+            "{spark}"
+        );
+        let duck = ddl(&t, Engine::Duckdb);
+        assert!(
+            duck.contains("read_parquet('s3://bucket/raw/shop-eu/public.orders/*/*.parquet'"),
+            "{duck}"
+        );
+        assert!(
+            duck.contains("CAST(\"tags\" AS VARCHAR[]) AS \"tags\""),
+            "{duck}"
+        );
+        assert!(
+            duck.contains("hive_types = {'extracted_at': DATE}"),
+            "{duck}"
+        );
+
+        r.primary_key.clear();
+        let keyless = table(&r).unwrap();
+        assert!(current_state_view(&keyless, Engine::Duckdb).is_none());
+
+        let cdc = table(&record(vec![version(
+            1,
+            vec![
+                Field::new("id", DataType::Int64, true),
+                Field::new(LSN, DataType::Utf8, true),
+                Field::new(OP, DataType::Utf8, true),
+            ],
+        )]))
+        .unwrap();
+        let view = current_state_view(&cdc, Engine::Spark).unwrap();
+        assert!(
+            view.contains("`_inlet_extracted_at` DESC, `_inlet_lsn` DESC"),
+            "{view}"
+        );
+        assert!(view.contains("`_inlet_op` <> 'delete'"), "{view}");
+    }
+}

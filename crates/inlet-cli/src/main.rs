@@ -74,12 +74,12 @@ enum Command {
     /// Inspect and change connection state.
     #[command(subcommand)]
     State(StateCommand),
-    /// The streams of a connection as tables: register them in the catalog, show them.
-    #[command(subcommand)]
-    Catalog(catalog::CatalogCommand),
     /// Make, build and install WebAssembly plugin connectors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Raw streams as tables: register them in the catalog, show them, DDL for engines.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// Run every scheduled connection on its schedule until SIGTERM/SIGINT.
     Daemon {
         /// Connections running at once.
@@ -509,11 +509,8 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::State(cmd) => state(cli, &registry, &out, cmd).await,
-        Command::Catalog(cmd) => {
-            let project = Project::load(&cli.project)?;
-            catalog::run(&project, &out, cmd).await
-        }
         Command::Plugin(cmd) => plugin_command(cli, cmd),
+        Command::Catalog(cmd) => catalog::run(&cli.project, &registry, cli.json, cmd).await,
         Command::Daemon {
             max_concurrent,
             metrics_addr,

@@ -56,7 +56,12 @@ pub fn lease_key(source: &str) -> String {
 /// The schema record of a stream: every schema it has landed ([`crate::SchemaRecord`]).
 /// Under the connection's folder, so no source name can collide with `runs/` or `staging/`.
 pub fn schema_key(source: &str, stream: &str) -> String {
-    format!("{META}/connections/{source}/schemas/{stream}.json")
+    format!("{}{stream}.json", schemas_prefix(source))
+}
+
+/// Prefix of a source's schema records.
+pub fn schemas_prefix(source: &str) -> String {
+    format!("{META}/connections/{source}/schemas/")
 }
 
 /// A run record.

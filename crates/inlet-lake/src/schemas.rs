@@ -50,6 +50,24 @@ impl SchemaRecord {
         &self.versions[self.versions.len() - 1]
     }
 
+    /// A record whose first version is `schema`.
+    fn first(
+        stream: &str,
+        schema: &Schema,
+        date: NaiveDate,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> SchemaRecord {
+        let mut r = SchemaRecord {
+            stream: stream.to_string(),
+            first_date: date,
+            versions: Vec::new(),
+            primary_key: Vec::new(),
+        };
+        r.add(schema, date, run_id, at);
+        r
+    }
+
     /// Add `schema` as a new version unless its fingerprint is known; keep the earliest
     /// date. Returns whether anything changed.
     fn add(&mut self, schema: &Schema, date: NaiveDate, run_id: &str, at: DateTime<Utc>) -> bool {
@@ -110,6 +128,23 @@ impl SchemaStore {
         Ok(Some(record))
     }
 
+    /// The streams of a source that have a schema record.
+    pub async fn streams(&self, source: &str) -> Result<Vec<String>, LakeError> {
+        let prefix = layout::schemas_prefix(source);
+        Ok(self
+            .storage
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix(&prefix)
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
     /// Add what a run landed: each schema (as written) whose fingerprint is new becomes a
     /// version; `first_date` stays the earliest. Writes only when something changed.
     pub async fn record(
@@ -153,13 +188,7 @@ impl SchemaStore {
                         "{source}/{stream}: no schema to record"
                     )));
                 };
-                let mut r = SchemaRecord {
-                    stream: stream.to_string(),
-                    first_date,
-                    versions: Vec::new(),
-                    primary_key: Vec::new(),
-                };
-                r.add(first, first_date, run_id, now);
+                let r = SchemaRecord::first(stream, first, first_date, run_id, now);
                 (r, true)
             }
         };
@@ -213,16 +242,7 @@ impl SchemaStore {
                 Some(r) => {
                     r.add(&schema, date, &run_id, at);
                 }
-                None => {
-                    let mut r = SchemaRecord {
-                        stream: stream.to_string(),
-                        first_date: date,
-                        versions: Vec::new(),
-                        primary_key: Vec::new(),
-                    };
-                    r.add(&schema, date, &run_id, at);
-                    record = Some(r);
-                }
+                None => record = Some(SchemaRecord::first(stream, &schema, date, &run_id, at)),
             }
         }
         Ok(record)

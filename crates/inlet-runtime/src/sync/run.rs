@@ -121,6 +121,12 @@ async fn run_with_lease(
                 stats: stats.clone(),
                 run_id,
                 stream: stream.clone(),
+                primary_key: catalog
+                    .streams
+                    .iter()
+                    .find(|d| d.name == stream)
+                    .map(|d| d.primary_key.clone())
+                    .unwrap_or_default(),
                 progress: options.progress.clone(),
                 rows_read: Default::default(),
                 stop: options.stop.clone(),

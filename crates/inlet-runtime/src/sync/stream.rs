@@ -11,11 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arrow_schema::SchemaRef;
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use inlet_core::{Partition, ReadEvent, ReadRequest, Source, SourceError, SyncMode};
 use inlet_lake::{
-    StagedObject, StateAction, StateStore, StreamRunStats, StreamState, StreamWriter, state::Change,
+    SchemaStore, StagedObject, StateAction, StateStore, StreamRunStats, StreamState, StreamWriter,
+    state::Change,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -35,6 +37,8 @@ pub(super) struct StreamRun<'a> {
     pub(super) stats: Arc<Mutex<StreamRunStats>>,
     pub(super) run_id: &'a str,
     pub(super) stream: String,
+    /// The stream's primary key as discovered, recorded with its schemas.
+    pub(super) primary_key: Vec<String>,
     pub(super) progress: Option<ProgressFn>,
     pub(super) rows_read: AtomicU64,
     pub(super) stop: Option<Arc<AtomicBool>>,
@@ -284,6 +288,9 @@ impl StreamRun<'_> {
         );
         self.commit_locked(&mut store, step.state, staged).await?;
         drop(store);
+        if files > 0 {
+            self.record_schemas(writer.written()).await;
+        }
         let mut stats = self.stats.lock().await;
         stats.rows += rows;
         stats.bytes += bytes;
@@ -291,6 +298,34 @@ impl StreamRun<'_> {
         stats.commits += 1;
         tracing::debug!(connection = %self.conn.name, stream = %self.stream, rows, files, "committed a checkpoint");
         Ok(())
+    }
+
+    /// Record the schemas of the files the writer has landed in the lake's
+    /// [`SchemaStore`]. A failure is logged and does not fail the sync: the next commit
+    /// (or `SchemaStore::scan`) repairs the record.
+    async fn record_schemas(&self, written: Vec<(SchemaRef, chrono::NaiveDate)>) {
+        let Some(first_date) = written.iter().map(|(_, d)| *d).min() else {
+            return;
+        };
+        let mut schemas: Vec<SchemaRef> = Vec::new();
+        for (schema, _) in written {
+            if !schemas.iter().any(|s| s.fields() == schema.fields()) {
+                schemas.push(schema);
+            }
+        }
+        let result = SchemaStore::new(self.conn.storage.clone())
+            .record_keyed(
+                &self.conn.name,
+                &self.stream,
+                &schemas,
+                first_date,
+                self.run_id,
+                Some(&self.primary_key),
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(connection = %self.conn.name, stream = %self.stream, error = %e, "could not record the stream's schemas; the next sync records them again");
+        }
     }
 
     async fn commit_state(
