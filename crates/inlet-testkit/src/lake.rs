@@ -145,13 +145,23 @@ fn arrow_cast_text(col: &dyn Array, row: usize) -> String {
 
 /// A Python with duckdb and pyarrow, if one is available. Under CI it must be.
 pub fn outside_python() -> Option<String> {
+    find_python(
+        "import duckdb, pyarrow, prometheus_client",
+        "duckdb and pyarrow",
+        "the outside-reader check",
+    )
+}
+
+/// `INLET_TEST_PYTHON`, else `python3`, if it runs `imports`; `None` (and a line saying
+/// `skipping` is skipped) when neither does. Under CI (env `CI` set) one must.
+pub fn find_python(imports: &str, what: &str, skipping: &str) -> Option<String> {
     let candidates = [
         std::env::var("INLET_TEST_PYTHON").ok(),
         Some("python3".to_string()),
     ];
     for py in candidates.into_iter().flatten() {
         let ok = Command::new(&py)
-            .args(["-c", "import duckdb, pyarrow, prometheus_client"])
+            .args(["-c", imports])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
@@ -161,11 +171,9 @@ pub fn outside_python() -> Option<String> {
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
+        "CI must provide a Python with {what} (set INLET_TEST_PYTHON)"
     );
-    eprintln!(
-        "skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)"
-    );
+    eprintln!("skipping {skipping}: no Python with {what} (set INLET_TEST_PYTHON)");
     None
 }
 

@@ -38,26 +38,11 @@ pub struct MotoServer {
 
 /// A Python with moto's server, if one is available. Under CI (env `CI` set) it must be.
 pub fn moto_python() -> Option<String> {
-    let candidates = [
-        std::env::var("INLET_TEST_PYTHON").ok(),
-        Some("python3".to_string()),
-    ];
-    for py in candidates.into_iter().flatten() {
-        let ok = Command::new(&py)
-            .args(["-c", "import moto.server, boto3, flask"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return Some(py);
-        }
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must provide a Python with moto[server] (set INLET_TEST_PYTHON)"
-    );
-    eprintln!("skipping the Glue checks: no Python with moto[server] (set INLET_TEST_PYTHON)");
-    None
+    crate::lake::find_python(
+        "import moto.server, boto3, flask",
+        "moto[server]",
+        "the Glue checks",
+    )
 }
 
 /// The launcher: moto's server, ended when the test process (holding stdin) goes away.
