@@ -100,7 +100,7 @@ fn plugin_commands_honour_json() {
 fn help_lists_exit_codes_and_completions_and_man_page_are_generated() {
     let p = TestProject::empty();
     let help = p.ok(&["--help"]);
-    for code in ["0 ", "1 ", "2 ", "3 ", "75 ", "130 "] {
+    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "75 ", "130 "] {
         assert!(
             help.contains(&format!("  {code}")),
             "exit code {code}in --help: {help}"

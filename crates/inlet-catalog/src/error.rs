@@ -84,4 +84,27 @@ pub enum CatalogError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A call to the Glue Data Catalog failed (after its retries).
+    #[error(transparent)]
+    Glue(#[from] crate::glue::GlueError),
+    /// The table exists in the catalog but another connection (or not inlet) made it.
+    #[error(
+        "table `{table}` exists in the catalog but belongs to {owner}, not connection `{connection}`; the table is left as it was. Set `table_prefix` or `database` in the destination's catalog to register under another name, or drop the other table"
+    )]
+    Owned {
+        /// `database.table`.
+        table: String,
+        /// Who made it (`connection \`x\`` or `something other than inlet`).
+        owner: String,
+        /// The connection registering.
+        connection: String,
+    },
+    /// What a stream landed could not be read from the lake.
+    #[error("stream `{stream}`: cannot read what it landed: {message}")]
+    Lake {
+        /// The stream.
+        stream: String,
+        /// The lake's error.
+        message: String,
+    },
 }

@@ -16,12 +16,17 @@
 //! - partitioning: `extracted_at` (date) with partition projection parameters, so no
 //!   engine that reads them needs a per-partition call;
 //! - evolution: added columns appended, widened widened, vanished kept, anything else
-//!   refused ([`Table::evolve`]).
+//!   refused ([`Table::evolve`]);
+//! - registration: [`register`] makes each stream a table of the Glue Data Catalog
+//!   through the small client in [`glue`], creating or updating it only when something
+//!   changed.
 #![deny(missing_docs)]
 
 mod config;
 mod ddl;
 mod error;
+pub mod glue;
+pub mod register;
 mod table;
 mod types;
 

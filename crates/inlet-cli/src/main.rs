@@ -94,7 +94,7 @@ enum Command {
     /// Make, build and install WebAssembly plugin connectors.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Raw streams as tables: DDL for query engines.
+    /// Raw streams as tables: register them in the catalog, show them, DDL for engines.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
     /// Run every scheduled connection on its schedule until SIGTERM/SIGINT.
@@ -284,6 +284,7 @@ Exit codes:
   1    a sync or stream failed
   2    configuration or usage error
   3    `check` found a problem
+  4    the data landed, but a stream's catalog table was not registered (retried next sync)
   75   the connection is being synced by another process (try again later)
   130  interrupted (SIGINT/SIGTERM); the next run resumes from the last commit";
 
@@ -293,6 +294,9 @@ mod exit {
     pub const FAILED: u8 = 1;
     pub const CONFIG: u8 = 2;
     pub const CHECK_FAILED: u8 = 3;
+    /// The data landed, but registering a stream in the catalog failed (the next sync
+    /// tries again).
+    pub const CATALOG_FAILED: u8 = 4;
     pub const BUSY: u8 = 75;
     pub const INTERRUPTED: u8 = 130;
 
@@ -302,6 +306,7 @@ mod exit {
             OK => "ok",
             CONFIG => "config",
             CHECK_FAILED => "check_failed",
+            CATALOG_FAILED => "catalog_failed",
             BUSY => "busy",
             INTERRUPTED => "interrupted",
             _ => "failed",
@@ -494,6 +499,9 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                     format!("{}: {e}", conn.storage.url()),
                 ),
             }
+            if let Some((config, options)) = &conn.catalog {
+                catalog::check(&mut report, connection, config, options).await;
+            }
             out.check(connection, &report)?;
             if report.ok() {
                 Ok(exit::OK)
@@ -561,20 +569,26 @@ async fn run(cli: &Cli, stop: &Stop) -> anyhow::Result<u8> {
                     b.finish_and_clear();
                 }
                 match result {
-                    Ok(record) if *all && cli.json => {
-                        output::json_line(&serde_json::to_value(&record)?)?;
+                    Ok(record) => {
+                        if *all && cli.json {
+                            output::json_line(&serde_json::to_value(&record)?)?;
+                        } else {
+                            out.run(&record)?;
+                        }
                         if record.outcome == RunOutcome::Interrupted {
                             code = exit::INTERRUPTED;
                         } else if record.outcome != RunOutcome::Succeeded && code == exit::OK {
                             code = exit::FAILED;
                         }
-                    }
-                    Ok(record) => {
-                        out.run(&record)?;
-                        if record.outcome == RunOutcome::Interrupted {
-                            code = exit::INTERRUPTED;
-                        } else if record.outcome != RunOutcome::Succeeded && code == exit::OK {
-                            code = exit::FAILED;
+                        for (stream, c) in record.catalog_failures() {
+                            eprintln!(
+                                "error: {name}: stream `{stream}` landed, but its catalog table {} was not registered (the next sync tries again): {}",
+                                c.table,
+                                c.error.as_deref().unwrap_or("unknown error")
+                            );
+                            if code == exit::OK {
+                                code = exit::CATALOG_FAILED;
+                            }
                         }
                     }
                     Err(RuntimeError::Busy(why)) if *if_busy == IfBusy::Skip => {

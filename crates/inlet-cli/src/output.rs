@@ -1,9 +1,9 @@
 //! Human and JSON output of each command.
 
-use std::io::Write;
+use std::{collections::BTreeMap, io::Write};
 
 use inlet_core::{Catalog, CheckReport, ConnectorInfo};
-use inlet_lake::{ConnectionState, HistoryEntry, RunRecord};
+use inlet_lake::{CatalogStreamResult, ConnectionState, HistoryEntry, RunRecord};
 use inlet_runtime::ops::StatePlan;
 use serde_json::json;
 
@@ -231,7 +231,23 @@ impl Output {
                 println!("  {:<24} warning: {w}", "");
             }
         }
+        self.catalog_lines(&r.catalog);
         Ok(())
+    }
+
+    /// Each stream's table and what registration did (`inlet sync`, `inlet catalog sync`).
+    pub fn catalog_lines(&self, results: &BTreeMap<String, CatalogStreamResult>) {
+        if !results.is_empty() {
+            println!("catalog:");
+        }
+        for (stream, c) in results {
+            let extra = match (&c.error, c.changes.is_empty()) {
+                (Some(e), _) => format!(": {e}"),
+                (None, false) => format!(" ({})", c.changes.join(", ")),
+                (None, true) => String::new(),
+            };
+            println!("  {stream:<24} {:<9} {}{extra}", c.action.as_str(), c.table);
+        }
     }
 
     pub fn runs(&self, runs: &[RunRecord]) -> anyhow::Result<()> {

@@ -31,7 +31,9 @@ mod writer;
 
 pub use error::LakeError;
 pub use lease::{Lease, LeaseInfo};
-pub use runs::{RunOutcome, RunRecord, RunStore, StreamRunStats};
+pub use runs::{
+    CatalogAction, CatalogStreamResult, RunOutcome, RunRecord, RunStore, StreamRunStats,
+};
 pub use schemas::{SchemaRecord, SchemaStore, SchemaVersion};
 pub use state::{
     ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState,

@@ -96,6 +96,53 @@ impl StreamRunStats {
     }
 }
 
+/// What catalog registration did with one stream's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogAction {
+    /// The table did not exist and was created.
+    Created,
+    /// The table existed and got a new version (columns added or widened).
+    Updated,
+    /// The table already matched what landed: no call changed it.
+    Unchanged,
+    /// Registration failed; the landed data stays and the next sync tries again.
+    Failed,
+}
+
+impl CatalogAction {
+    /// The name used in run records and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatalogAction::Created => "created",
+            CatalogAction::Updated => "updated",
+            CatalogAction::Unchanged => "unchanged",
+            CatalogAction::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for CatalogAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// One stream's table in the catalog after a run (or `inlet catalog sync`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogStreamResult {
+    /// `database.table`.
+    pub table: String,
+    /// What registration did.
+    pub action: CatalogAction,
+    /// The changes of an update (`added column x`, `widened y int -> bigint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// Why it failed, what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// One run of one connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -116,9 +163,19 @@ pub struct RunRecord {
     /// Error message of a failed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Catalog registration after the streams, per stream; empty without a catalog.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub catalog: BTreeMap<String, CatalogStreamResult>,
 }
 
 impl RunRecord {
+    /// The streams whose catalog registration failed.
+    pub fn catalog_failures(&self) -> impl Iterator<Item = (&String, &CatalogStreamResult)> {
+        self.catalog
+            .iter()
+            .filter(|(_, r)| r.action == CatalogAction::Failed)
+    }
+
     /// Total rows landed.
     pub fn rows(&self) -> u64 {
         self.streams.values().map(|s| s.rows).sum()
@@ -358,6 +415,7 @@ mod tests {
             outcome,
             streams: BTreeMap::new(),
             error: None,
+            catalog: Default::default(),
         }
     }
 

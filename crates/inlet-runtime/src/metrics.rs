@@ -20,6 +20,7 @@ struct ConnectionMetrics {
     duration_sum: f64,
     duration_count: u64,
     failures: u64,
+    catalog_failures: u64,
     skipped: BTreeMap<String, u64>,
     last_success: Option<f64>,
     consecutive_failures: u32,
@@ -68,6 +69,7 @@ impl Metrics {
         if record.outcome == RunOutcome::Failed {
             m.failures += 1;
         }
+        m.catalog_failures += record.catalog_failures().count() as u64;
         if record.outcome == RunOutcome::Succeeded {
             m.last_success = record
                 .finished_at
@@ -143,6 +145,11 @@ impl Metrics {
             ("inlet_run_failures_total", "Runs that failed.", |m| {
                 m.failures
             }),
+            (
+                "inlet_catalog_failures_total",
+                "Streams whose catalog registration failed after landing (retried at the next run).",
+                |m| m.catalog_failures,
+            ),
         ] {
             family(
                 &mut out,
@@ -275,4 +282,49 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use inlet_lake::{CatalogAction, CatalogStreamResult, RunOutcome, RunRecord};
+
+    use super::Metrics;
+
+    #[test]
+    fn a_failed_catalog_registration_is_counted_per_stream() {
+        let result = |action| CatalogStreamResult {
+            table: "raw.t".into(),
+            action,
+            changes: Vec::new(),
+            error: None,
+        };
+        let record = RunRecord {
+            run_id: "r".into(),
+            connection: "c".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: None,
+            outcome: RunOutcome::Succeeded,
+            streams: BTreeMap::new(),
+            error: None,
+            catalog: BTreeMap::from([
+                ("a".to_string(), result(CatalogAction::Failed)),
+                ("b".to_string(), result(CatalogAction::Created)),
+                ("c".to_string(), result(CatalogAction::Failed)),
+            ]),
+        };
+        let mut m = Metrics::default();
+        m.record_run("c", &record);
+        m.record_run("c", &record);
+        let text = m.render();
+        assert!(
+            text.contains("inlet_catalog_failures_total{connection=\"c\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inlet_run_failures_total{connection=\"c\"} 0"),
+            "{text}"
+        );
+    }
 }

@@ -145,35 +145,35 @@ fn arrow_cast_text(col: &dyn Array, row: usize) -> String {
 
 /// A Python with duckdb and pyarrow, if one is available. Under CI it must be.
 pub fn outside_python() -> Option<String> {
+    find_python(
+        "import duckdb, pyarrow, prometheus_client",
+        "duckdb and pyarrow",
+        "the outside-reader check",
+    )
+}
+
+/// `INLET_TEST_PYTHON`, else `python3`, if it runs `imports`; `None` (and a line saying
+/// `skipping` is skipped) when neither does. Under CI (env `CI` set) one must.
+pub fn find_python(imports: &str, what: &str, skipping: &str) -> Option<String> {
     let candidates = [
         std::env::var("INLET_TEST_PYTHON").ok(),
         Some("python3".to_string()),
     ];
-    let found = candidates
-        .into_iter()
-        .flatten()
-        .find(|py| imports(py, "duckdb, pyarrow, prometheus_client"));
-    found.or_else(|| {
-        skip_unless_ci(
-            "CI must provide a Python with duckdb and pyarrow (set INLET_TEST_PYTHON)",
-            "skipping the outside-reader check: no Python with duckdb and pyarrow (set INLET_TEST_PYTHON)",
-        )
-    })
-}
-
-/// Whether `py` imports `modules` (a comma-separated list).
-fn imports(py: &str, modules: &str) -> bool {
-    Command::new(py)
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// A missing reader: a failure under CI (env `CI` set), else a skip said on stderr.
-fn skip_unless_ci(ci_message: &str, skip_message: &str) -> Option<String> {
-    assert!(std::env::var_os("CI").is_none(), "{ci_message}");
-    eprintln!("{skip_message}");
+    for py in candidates.into_iter().flatten() {
+        let ok = Command::new(&py)
+            .args(["-c", imports])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(py);
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must provide a Python with {what} (set INLET_TEST_PYTHON)"
+    );
+    eprintln!("skipping {skipping}: no Python with {what} (set INLET_TEST_PYTHON)");
     None
 }
 
@@ -210,13 +210,10 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 /// A Python with pyspark (Spark runs in a local JVM) beside duckdb and pyarrow, if one is
 /// available. Under CI it must be, as for the other outside readers.
 pub fn spark_python() -> Option<String> {
-    let py = outside_python()?;
-    if imports(&py, "pyspark") {
-        return Some(py);
-    }
-    skip_unless_ci(
-        "CI must provide pyspark (and Java) in INLET_TEST_PYTHON; scripts/test installs it",
-        &format!("skipping the Spark check: no pyspark in {py} (scripts/test installs it)"),
+    find_python(
+        "import duckdb, pyarrow, prometheus_client, pyspark",
+        "pyspark (and Java) beside duckdb and pyarrow; scripts/test installs it",
+        "the Spark check",
     )
 }
 

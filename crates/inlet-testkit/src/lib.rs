@@ -6,6 +6,7 @@
 //! - [`http::ReplayServer`]: an HTTP server answering from a handler (or from a recorded
 //!   API, [`http::ReplayServer::recording`]), logging every request it saw;
 //! - [`s3::S3Server`]: an S3-compatible server (s3s-fs, SigV4 checked) over a temp dir;
+//! - [`moto::MotoServer`]: moto in server mode, a real Glue, S3 and IAM API (IAM enforced);
 //! - [`postgres::PgPair`]: a throwaway Postgres primary and streaming hot standby;
 //! - [`project::TestProject`]: a project folder with `inlet.toml`, runs of the binary,
 //!   and [`lake`] readers of the Parquet it landed (ours and an outside one);
@@ -24,6 +25,7 @@
 pub mod conformance;
 pub mod http;
 pub mod lake;
+pub mod moto;
 pub mod postgres;
 pub mod project;
 pub mod s3;

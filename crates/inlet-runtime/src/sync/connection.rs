@@ -1,10 +1,12 @@
 //! The connection: its destination's storage opened, its source built from validated
 //! config.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
+use inlet_catalog::{CatalogConfig, glue::GlueOptions};
 use inlet_core::{Registry, Source, SourceContext, SourceError};
 use inlet_lake::{LocalStorage, Storage, WriterOptions};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     ConnectionConfig, Project, RuntimeError,
@@ -22,6 +24,8 @@ pub struct Connection {
     pub storage: Arc<dyn Storage>,
     /// How files are cut.
     pub writer: WriterOptions,
+    /// The destination's catalog and how to reach it (credentials resolved), if any.
+    pub catalog: Option<(CatalogConfig, GlueOptions)>,
     base_dir: PathBuf,
 }
 
@@ -42,11 +46,23 @@ impl Connection {
         if let Some(level) = dest.zstd_level {
             writer.zstd_level = level;
         }
+        let catalog = match &dest.catalog {
+            Some(c) => Some((
+                c.clone(),
+                inlet_catalog::register::glue_options(
+                    c,
+                    dest.region.as_deref(),
+                    destination_credentials(project, dest_name, dest)?,
+                ),
+            )),
+            None => None,
+        };
         Ok(Connection {
             name: name.to_string(),
             config,
             storage,
             writer,
+            catalog,
             base_dir: project.base_dir.clone(),
         })
     }
@@ -84,6 +100,49 @@ impl Connection {
         connector.build(json, ctx).await.map_err(located)
     }
 
+    /// Register every stream that landed something in the destination's catalog (none:
+    /// an empty map). Never fails the run: a failure is a `failed` entry per stream, and
+    /// the next sync tries again. `streams` are named in the failure when the lake itself
+    /// could not be listed or no client could be made.
+    pub async fn register_catalog(
+        &self,
+        streams: &[String],
+    ) -> BTreeMap<String, inlet_lake::CatalogStreamResult> {
+        let Some((config, options)) = &self.catalog else {
+            return BTreeMap::new();
+        };
+        let lake = inlet_catalog::register::Lake {
+            connection: &self.name,
+            storage: self.storage.clone(),
+            config,
+        };
+        let result = match inlet_catalog::glue::GlueClient::connect(options.clone()).await {
+            Ok(glue) => inlet_catalog::register::register(&glue, &lake).await,
+            Err(e) => Err(e.into()),
+        };
+        result.unwrap_or_else(|e| {
+            tracing::warn!(connection = %self.name, error = %e, "catalog registration failed; the next sync tries again");
+            streams
+                .iter()
+                .map(|s| {
+                    (
+                        s.clone(),
+                        inlet_lake::CatalogStreamResult {
+                            table: format!(
+                                "{}.{}",
+                                inlet_catalog::database_name(&self.name, Some(config)),
+                                inlet_catalog::table_name(s, Some(config))
+                            ),
+                            action: inlet_lake::CatalogAction::Failed,
+                            changes: Vec::new(),
+                            error: Some(e.to_string()),
+                        },
+                    )
+                })
+                .collect()
+        })
+    }
+
     /// Wrap a source error with this connection's name.
     pub fn source_error(&self, stream: Option<&str>, source: SourceError) -> RuntimeError {
         RuntimeError::Source {
@@ -106,6 +165,33 @@ impl Connection {
     }
 }
 
+/// A destination's explicit AWS keys (access key id, secret, session token), resolved;
+/// `None` when they are not set (the AWS credential chain applies).
+pub fn destination_credentials(
+    project: &Project,
+    dest: &str,
+    config: &DestinationConfig,
+) -> Result<Option<(String, SecretString, Option<SecretString>)>, RuntimeError> {
+    let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) else {
+        return Ok(None);
+    };
+    let resolve = |field: &str, v: &inlet_core::secret::SecretValue| {
+        v.resolve(field, &project.base_dir).map_err(|e| match e {
+            SourceError::Config { message, .. } => {
+                project.error_at(&["destinations", dest, field], message)
+            }
+            other => project.error_at(&["destinations", dest, field], other.to_string()),
+        })
+    };
+    let id = resolve("access_key_id", id)?;
+    let secret = resolve("secret_access_key", secret)?;
+    let token = match &config.session_token {
+        Some(t) => Some(resolve("session_token", t)?),
+        None => None,
+    };
+    Ok(Some((id.expose_secret().to_string(), secret, token)))
+}
+
 /// The storage of a destination: a local directory, or an S3 bucket.
 pub async fn open_storage(
     project: &Project,
@@ -119,24 +205,7 @@ pub async fn open_storage(
         options.region = config.region.clone();
         options.endpoint = config.endpoint.clone();
         options.path_style = config.path_style;
-        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-            let resolve = |field: &str, v: &inlet_core::secret::SecretValue| {
-                v.resolve(field, &project.base_dir).map_err(|e| match e {
-                    SourceError::Config { message, .. } => {
-                        project.error_at(&["destinations", dest, field], message)
-                    }
-                    other => project.error_at(&["destinations", dest, field], other.to_string()),
-                })
-            };
-            let id = resolve("access_key_id", id)?;
-            let secret = resolve("secret_access_key", secret)?;
-            let token = match &config.session_token {
-                Some(t) => Some(resolve("session_token", t)?),
-                None => None,
-            };
-            use secrecy::ExposeSecret;
-            options.credentials = Some((id.expose_secret().to_string(), secret, token));
-        }
+        options.credentials = destination_credentials(project, dest, config)?;
         options.sse = match config.server_side_encryption.as_deref() {
             Some("AES256") => Some(inlet_lake::ServerSideEncryption::S3),
             Some("aws:kms") => Some(inlet_lake::ServerSideEncryption::Kms(

@@ -116,6 +116,7 @@ async fn run_with_lease(
         outcome: RunOutcome::Running,
         streams: BTreeMap::new(),
         error: None,
+        catalog: BTreeMap::new(),
     };
     runs.save(&record).await.map_err(|e| conn.lake_error(e))?;
 
@@ -167,6 +168,9 @@ async fn run_with_lease(
             }
             record.streams.insert(stream, s);
         }
+        // Data first, tables after: what landed stays landed whatever the catalog says.
+        let ran: Vec<String> = record.streams.keys().cloned().collect();
+        record.catalog = conn.register_catalog(&ran).await;
         Ok::<_, RuntimeError>((failures, interrupted))
     }
     .await;
