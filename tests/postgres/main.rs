@@ -7,6 +7,7 @@
 )]
 
 mod catalog_ddl;
+mod catalog_glue;
 mod conformance;
 mod sample_db;
 mod sync;

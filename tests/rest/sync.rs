@@ -1243,3 +1243,64 @@ fn a_rest_reader_that_panics_fails_the_run_and_neither_rows_nor_state_move() {
     let report = p.sync_json(&[]);
     assert_eq!(stream_rows(&report, "items"), 47, "{report}");
 }
+
+#[test]
+fn github_issues_land_on_s3_and_are_a_glue_table_with_structs_lists_and_timestamps() {
+    let Some(moto) = inlet_testkit::moto::MotoServer::shared() else {
+        return;
+    };
+    let world = Arc::new(Mutex::new(GithubWorld {
+        issues: (1..=30).map(|n| (n, n as i64 * 60)).collect(),
+        ..GithubWorld::default()
+    }));
+    let server = github_server(world, Arc::new(Mutex::new(vec![])));
+    let p = github_project(&server, &["issues"]);
+    let text = p.config_text().replace(
+        "connector = \"github\"",
+        "connector = \"github\"\ndestination = \"raw\"",
+    );
+    p.write_toml(text + &moto.destination_toml("raw", "lake-gh", "raw_github"));
+    let run = p.sync_json(&[]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(stream_rows(&run, "issues"), 30);
+    assert_eq!(run["catalog"]["issues"]["action"], "created", "{run}");
+    let t = moto.glue_table("raw_github", "issues");
+    let columns: Vec<(String, String, Option<String>)> =
+        serde_json::from_value(t["columns"].clone()).unwrap();
+    let ty = |n: &str| {
+        columns
+            .iter()
+            .find(|(c, _, _)| c == n)
+            .map(|(_, t, _)| t.clone())
+            .unwrap_or_else(|| panic!("no column {n} in {columns:?}"))
+    };
+    assert_eq!(ty("id"), "bigint");
+    assert_eq!(ty("number"), "bigint");
+    assert_eq!(ty("updated_at"), "timestamp");
+    assert!(
+        ty("user").starts_with("struct<") && ty("user").contains("login:string"),
+        "{}",
+        ty("user")
+    );
+    assert!(
+        ty("labels").starts_with("array<struct<"),
+        "{}",
+        ty("labels")
+    );
+    assert_eq!(
+        t["partition_keys"],
+        serde_json::json!([["extracted_at", "date"]])
+    );
+    assert_eq!(t["parameters"]["inlet.primary_key"], "id");
+    assert_eq!(t["location"], "s3://lake-gh/raw/c/issues/");
+    // An unchanged re-sync writes no new table version.
+    let versions = t["versions"].as_u64().unwrap();
+    let run = p.sync_json(&[]);
+    assert_eq!(run["catalog"]["issues"]["action"], "unchanged", "{run}");
+    assert_eq!(
+        moto.glue_table("raw_github", "issues")["versions"]
+            .as_u64()
+            .unwrap(),
+        versions
+    );
+}

@@ -160,6 +160,37 @@ print(k["AccessKeyId"], k["SecretAccessKey"])
         ));
     }
 
+    /// A `[destinations.<name>]` table landing in `s3://<bucket>/raw` on this server (the
+    /// bucket is created), with its Glue catalog in `database`, as the admin (whose secret
+    /// is a test value).
+    pub fn destination_toml(&self, name: &str, bucket: &str, database: &str) -> String {
+        self.bucket(bucket);
+        format!(
+            "[destinations.{name}]\nurl = \"s3://{bucket}/raw\"\nendpoint = \"{endpoint}\"\npath_style = true\nregion = \"{REGION}\"\naccess_key_id = \"{id}\"\nsecret_access_key = \"{secret}\"\ncatalog = {{ type = \"glue\", database = \"{database}\", endpoint = \"{endpoint}\" }}\n\n",
+            endpoint = self.endpoint(),
+            id = self.admin.0,
+            secret = self.admin.1,
+        )
+    }
+
+    /// A Glue table as boto3 reads it: columns `[name, type, comment]`, partition keys
+    /// `[name, type]`, the SerDe, the location, the parameters and the number of versions.
+    pub fn glue_table(&self, database: &str, table: &str) -> serde_json::Value {
+        let out = self.boto(&format!(
+            r#"
+g = boto3.client("glue", **kw)
+t = g.get_table(DatabaseName={database:?}, Name={table:?})["Table"]
+sd = t["StorageDescriptor"]
+v = g.get_table_versions(DatabaseName={database:?}, TableName={table:?})["TableVersions"]
+print(json.dumps({{"columns": [[c["Name"], c["Type"], c.get("Comment")] for c in sd["Columns"]],
+                  "partition_keys": [[k["Name"], k["Type"]] for k in t.get("PartitionKeys", [])],
+                  "serde": sd["SerdeInfo"]["SerializationLibrary"], "location": sd["Location"],
+                  "parameters": t.get("Parameters", {{}}), "versions": len(v)}}))
+"#
+        ));
+        serde_json::from_str(&out).expect("boto3's JSON")
+    }
+
     /// Run Python `code` as the admin with `boto3`, `json` imported and `kw` holding the
     /// client arguments (endpoint, region, keys); returns its stdout, trimmed.
     pub fn boto(&self, code: &str) -> String {
