@@ -11,7 +11,7 @@
 //! refused when the project is loaded. Across a daylight-saving change a time that does not
 //! exist locally runs at the first existing time after it; a time that exists twice runs once.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -127,8 +127,12 @@ impl Schedule {
 
 impl CronSchedule {
     fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // croner keeps the sub-second part of the time it starts from (10:00:01.856 gives
+        // 10:00:03.856 for `*/3 * * * * *`): start from the whole second, so due times
+        // fall on the second the expression names.
+        let whole = after.with_nanosecond(0).unwrap_or(after);
         self.cron
-            .find_next_occurrence(&after.with_timezone(&self.zone), false)
+            .find_next_occurrence(&whole.with_timezone(&self.zone), false)
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
@@ -200,6 +204,30 @@ mod tests {
             next("*/5 * * * * *", "2026-11-23T10:00:03Z"),
             at("2026-11-23T10:00:05Z")
         );
+    }
+
+    #[test]
+    fn due_times_fall_on_whole_seconds_whatever_the_time_they_follow() {
+        let after = at("2026-12-02T06:00:01.856Z");
+        assert_eq!(
+            next("*/3 * * * * *", "2026-12-02T06:00:01.856Z"),
+            at("2026-12-02T06:00:03Z")
+        );
+        assert_eq!(
+            next("0 * * * *", "2026-12-02T06:59:59.999Z"),
+            at("2026-12-02T07:00:00Z")
+        );
+        // Strictly after: a due time is never the instant it follows, nor before it.
+        assert_eq!(
+            next("*/3 * * * * *", "2026-12-02T06:00:03Z"),
+            at("2026-12-02T06:00:06Z")
+        );
+        assert_eq!(
+            next("*/3 * * * * *", "2026-12-02T06:00:03.5Z"),
+            at("2026-12-02T06:00:06Z")
+        );
+        let s = Schedule::parse_in("0 2 * * *", Some("Europe/Berlin")).unwrap();
+        assert_eq!(s.next_after(after).unwrap(), at("2026-12-03T01:00:00Z"));
     }
 
     #[test]
