@@ -348,22 +348,48 @@ impl StateStore {
     /// rollback to any of the last `keep` versions works as before. Returns how many
     /// entries were deleted. Only the lease holder may prune.
     pub async fn prune_history(&self, keep: usize) -> Result<usize, LakeError> {
-        let history = self.history().await?;
         let keep = keep.max(1);
-        if history.len() <= keep {
+        // The sequence numbers come from the listing: the kept window is never read, and
+        // below the recorded floor only the entries an earlier prune kept remain.
+        let mut seqs: Vec<u64> = self
+            .storage
+            .list(&layout::history_prefix(&self.connection))
+            .await?
+            .iter()
+            .filter_map(|o| {
+                o.key
+                    .rsplit('/')
+                    .next()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        seqs.sort_unstable();
+        if seqs.len() <= keep {
             return Ok(0);
         }
-        let cutoff = history[history.len() - keep].seq;
+        let cutoff = seqs[seqs.len() - keep];
+        let floor = self.restorable_from().await?;
+        if !seqs.iter().any(|s| (floor..cutoff).contains(s)) {
+            return Ok(0);
+        }
+        let mut history = Vec::new();
+        for seq in seqs.into_iter().filter(|s| *s < cutoff) {
+            if let Some(entry) = self.read_entry(seq).await? {
+                history.push(entry);
+            }
+        }
         // The newest older entry of each stream carries its state into the kept window.
         let mut base: BTreeMap<&str, u64> = BTreeMap::new();
-        for entry in history.iter().filter(|e| e.seq < cutoff) {
+        for entry in &history {
             for stream in entry.changes.keys() {
                 base.insert(stream, entry.seq);
             }
         }
         let needed: std::collections::BTreeSet<u64> = base.into_values().collect();
         // Versions before the cutoff cannot be rebuilt once entries go: say so first.
-        if self.restorable_from().await? < cutoff {
+        if floor < cutoff {
             let bytes = serde_json::to_vec(&serde_json::json!({ "restorable_from": cutoff }))
                 .map_err(|e| LakeError::Invalid(e.to_string()))?;
             self.storage
@@ -375,7 +401,7 @@ impl StateStore {
         }
         let mut removed = 0;
         // Oldest first: a prune cut short leaves a shorter, still consistent history.
-        for entry in history.iter().filter(|e| e.seq < cutoff) {
+        for entry in &history {
             if !needed.contains(&entry.seq) {
                 self.storage
                     .delete(&layout::history_key(&self.connection, entry.seq))
