@@ -185,21 +185,162 @@ fn three_connections_run_on_schedule_and_metrics_match_the_runs() {
         let lag = sample(&body, "inlet_lag_seconds", &[("connection", name)]);
         assert!((0.0..period + 2.0).contains(&lag), "{name}: lag {lag}");
     }
-    // An outside parser accepts the exposition.
+    // The duration histogram counts the same runs, and its buckets add up.
+    for name in ["fast", "slow", "cron"] {
+        let ended = sample(
+            &body,
+            "inlet_runs_total",
+            &[("connection", name), ("outcome", "succeeded")],
+        );
+        let count = sample(
+            &body,
+            "inlet_run_duration_seconds_count",
+            &[("connection", name)],
+        );
+        assert_eq!(count, ended, "{name}: histogram count vs runs");
+        let inf = sample(
+            &body,
+            "inlet_run_duration_seconds_bucket",
+            &[("connection", name), ("le", "+Inf")],
+        );
+        assert_eq!(inf, count, "{name}: +Inf bucket");
+    }
+    assert!(
+        metrics.contains("application/openmetrics-text"),
+        "{metrics}"
+    );
+    // Prometheus' own parser (strict OpenMetrics) accepts the exposition.
     if let Some(py) = outside_python() {
         let path = p.root().join("metrics.txt");
         fs::write(&path, &body).unwrap();
-        let n = python(
-            &py,
-            &format!(
-                "from prometheus_client.parser import text_string_to_metric_families as f\n\
-                 fams = list(f(open('{}').read()))\n\
-                 print(sum(len(x.samples) for x in fams))",
-                path.display()
-            ),
+        let out = python(&py, &openmetrics_check(&path));
+        assert!(
+            out.contains("inlet_build_info version=")
+                && out.contains("histogram inlet_run_duration_seconds"),
+            "{out}"
         );
-        assert!(n.parse::<usize>().unwrap() >= 27, "{n}");
     }
+}
+
+/// A Python program that parses an exposition with `prometheus_client`'s OpenMetrics parser
+/// and prints each family's type and name, and the labels of `inlet_build_info`; no sample
+/// may be negative.
+fn openmetrics_check(path: &std::path::Path) -> String {
+    format!(
+        "from prometheus_client.openmetrics.parser import text_string_to_metric_families as f\n\
+         fams = list(f(open('{}').read()))\n\
+         for fam in fams:\n\
+         \x20   print(fam.type, fam.name)\n\
+         \x20   for s in fam.samples:\n\
+         \x20       assert s.value >= 0, s\n\
+         \x20       if s.name == 'inlet_build_info': print('inlet_build_info version=' + s.labels['version'])\n",
+        path.display()
+    )
+}
+
+#[test]
+fn metrics_are_seeded_from_the_run_records_and_only_get_is_served() {
+    let _serial = serial();
+    // Yearly: the daemon never runs it during the test, so every value comes from the lake.
+    let p = project_with(
+        &[
+            files_connection("seen", "@yearly", "data/seen", ""),
+            files_connection("never", "@yearly", "data/never", ""),
+        ]
+        .concat(),
+    );
+    fs::write(p.data("seen/a.jsonl"), "{\"id\": 1}\n").unwrap();
+    fs::create_dir_all(p.data("never")).unwrap();
+    p.ok(&["sync", "seen"]);
+    let finished = ts(&runs(&p)[0]["finished_at"]);
+    let scrape = |p: &TestProject| {
+        let port = free_port();
+        let mut daemon = p
+            .command(&["daemon", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        let body = http_get(port, "/metrics");
+        let post = http_request(
+            port,
+            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        );
+        let other = http_get(port, "/");
+        signal(&daemon, "TERM");
+        assert!(wait_exit(&mut daemon, Duration::from_secs(15)).success());
+        (body, post, other)
+    };
+    let (metrics, post, other) = scrape(&p);
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert!(
+        post.to_ascii_lowercase().contains("allow: get, head"),
+        "{post}"
+    );
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    let body = metrics.split("\r\n\r\n").nth(1).unwrap().to_string();
+    let seeded = sample(
+        &body,
+        "inlet_last_success_timestamp_seconds",
+        &[("connection", "seen")],
+    );
+    assert!(
+        (seeded - finished).abs() < 0.01,
+        "seeded {seeded}, run record {finished}"
+    );
+    let lag = sample(&body, "inlet_lag_seconds", &[("connection", "seen")]);
+    assert!((0.0..120.0).contains(&lag), "lag {lag}");
+    assert!(
+        !body.contains("inlet_lag_seconds{connection=\"never\"}")
+            && !body.contains("inlet_last_success_timestamp_seconds{connection=\"never\"}"),
+        "no success yet: no sample, not a -1:\n{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "inlet_runs_total",
+            &[("connection", "never"), ("outcome", "failed")]
+        ),
+        0.0
+    );
+    if let Some(py) = outside_python() {
+        let path = p.root().join("metrics.txt");
+        fs::write(&path, &body).unwrap();
+        let out = python(&py, &openmetrics_check(&path));
+        assert!(out.contains("gauge inlet_lag_seconds"), "{out}");
+    }
+
+    // Two failed runs after it (a malformed file): a restarted daemon says so too.
+    fs::write(p.data("seen/b.jsonl"), "{\"id\": 2}\n{not json\n").unwrap();
+    for _ in 0..2 {
+        p.command(&["sync", "seen"]).output().unwrap();
+    }
+    let failed = runs(&p).iter().filter(|r| r["outcome"] == "failed").count();
+    assert_eq!(failed, 2, "{:?}", runs(&p));
+    let (metrics, _, _) = scrape(&p);
+    let body = metrics.split("\r\n\r\n").nth(1).unwrap().to_string();
+    assert_eq!(
+        sample(
+            &body,
+            "inlet_consecutive_failures",
+            &[("connection", "seen")]
+        ),
+        2.0
+    );
+    let again = sample(
+        &body,
+        "inlet_last_success_timestamp_seconds",
+        &[("connection", "seen")],
+    );
+    assert!((again - finished).abs() < 0.01, "{again} vs {finished}");
+}
+
+fn http_request(port: u16, raw: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// The value of one sample of the exposition.

@@ -32,7 +32,7 @@ mod writer;
 pub use error::LakeError;
 pub use lease::{Lease, LeaseInfo};
 pub use runs::{
-    CatalogAction, CatalogStreamResult, RunOutcome, RunRecord, RunStore, StreamRunStats,
+    CatalogAction, CatalogStreamResult, RunOutcome, RunRecord, RunStore, RunSummary, StreamRunStats,
 };
 pub use schemas::{SchemaRecord, SchemaStore, SchemaVersion};
 pub use state::{

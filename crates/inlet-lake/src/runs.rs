@@ -279,6 +279,37 @@ impl RunStore {
         self.read_all(keys).await
     }
 
+    /// When `connection` last succeeded and how many of its runs failed in a row since,
+    /// from the outcome index: one listing and at most one record read.
+    pub async fn summary(&self, connection: &str) -> Result<RunSummary, LakeError> {
+        let index = self.index(connection).await?;
+        let mut ids: Vec<&String> = index.outcome_of.keys().collect();
+        ids.sort_by(|a, b| b.cmp(a));
+        let mut consecutive_failures = 0u32;
+        let mut last_success = None;
+        for id in ids {
+            match index.outcome_of[id] {
+                RunOutcome::Succeeded => {
+                    last_success = Some(id);
+                    break;
+                }
+                RunOutcome::Failed => consecutive_failures += 1,
+                RunOutcome::Interrupted | RunOutcome::Running => {}
+            }
+        }
+        let last_success = match last_success {
+            Some(id) => self
+                .read_all(std::iter::once(layout::run_key(connection, id)))
+                .await?
+                .pop(),
+            None => None,
+        };
+        Ok(RunSummary {
+            last_success,
+            consecutive_failures,
+        })
+    }
+
     /// Delete the records (and their outcome markers) of `connection` whose run started
     /// before `before`, keeping the newest record of each outcome however old, so that
     /// "when did it last succeed" survives. Old records without an outcome (a process that
@@ -381,6 +412,15 @@ impl RunStore {
     }
 }
 
+/// What the run records say of a connection's health (see [`RunStore::summary`]).
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// The newest run that succeeded.
+    pub last_success: Option<RunRecord>,
+    /// Runs that failed after it (interrupted runs do not count either way).
+    pub consecutive_failures: u32,
+}
+
 #[derive(Default)]
 struct RunIndex {
     /// Every run id with a record.
@@ -464,6 +504,39 @@ mod tests {
         async fn list_staged(&self, source: &str) -> Result<Vec<crate::StagedObject>, LakeError> {
             self.inner.list_staged(source).await
         }
+    }
+
+    #[tokio::test]
+    async fn the_summary_reads_one_record_and_counts_failures_since_the_last_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(CountingGets {
+            inner: crate::LocalStorage::new(dir.path()).unwrap(),
+            gets: Default::default(),
+        });
+        let runs = RunStore::new(storage.clone());
+        assert!(runs.summary("c").await.unwrap().last_success.is_none());
+        let start = DateTime::parse_from_rfc3339("2026-03-01T06:00:00Z")
+            .unwrap()
+            .to_utc();
+        let outcomes = [
+            RunOutcome::Failed,
+            RunOutcome::Succeeded,
+            RunOutcome::Failed,
+            RunOutcome::Interrupted,
+            RunOutcome::Failed,
+            RunOutcome::Running,
+        ];
+        let mut ids = Vec::new();
+        for (i, o) in outcomes.into_iter().enumerate() {
+            let id = crate::layout::new_run_id(start + chrono::Duration::hours(i as i64));
+            runs.save(&record(&id, o)).await.unwrap();
+            ids.push(id);
+        }
+        storage.gets.store(0, std::sync::atomic::Ordering::SeqCst);
+        let s = runs.summary("c").await.unwrap();
+        assert_eq!(s.last_success.unwrap().run_id, ids[1]);
+        assert_eq!(s.consecutive_failures, 2);
+        assert_eq!(storage.gets.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use inlet_core::Registry;
 use inlet_lake::{RunOutcome, RunRecord};
-use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::{
     Project, RuntimeError, SyncOptions, metrics::Metrics, schedule::Schedule, sync_connection,
@@ -105,7 +105,7 @@ pub async fn run_daemon(
     options: DaemonOptions,
     stop: Stop,
 ) -> Result<(), RuntimeError> {
-    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let metrics = Arc::new(Metrics::new());
     let mut slots = Vec::new();
     let now = Utc::now();
     for (name, conn) in &project.file.connections {
@@ -116,7 +116,10 @@ pub async fn run_daemon(
         let schedule = schedule_of(&project, name, text, conn.timezone.as_deref())?;
         let jitter_max = Duration::from_secs(conn.jitter_secs.unwrap_or(0));
         let first = due_after(&schedule, now) + jitter(jitter_max);
-        metrics.lock().await.register(name);
+        // What the run records say (from this daemon before a restart, or another replica),
+        // so that every process reports the same last success and failures in a row.
+        let seed = run_summary(&project, name).await;
+        metrics.register(name, &seed);
         slots.push(Slot {
             name: name.clone(),
             schedule,
@@ -124,7 +127,7 @@ pub async fn run_daemon(
             jitter: jitter_max,
             next_due: first,
             running: false,
-            failures: 0,
+            failures: seed.consecutive_failures,
         });
     }
     if slots.is_empty() {
@@ -193,7 +196,7 @@ pub async fn run_daemon(
             _ = tokio::time::sleep(sleep) => {}
             Some((i, result)) = done_rx.recv() => {
                 in_flight -= 1;
-                finish(&mut slots[i], result, &metrics).await;
+                finish(&project, &mut slots[i], result, &metrics).await;
             }
             _ = stop.wait() => {}
         }
@@ -208,7 +211,7 @@ pub async fn run_daemon(
         match tokio::time::timeout_at(deadline, done_rx.recv()).await {
             Ok(Some((i, result))) => {
                 in_flight -= 1;
-                finish(&mut slots[i], result, &metrics).await;
+                finish(&project, &mut slots[i], result, &metrics).await;
             }
             _ => {
                 tracing::warn!(
@@ -222,14 +225,33 @@ pub async fn run_daemon(
     Ok(())
 }
 
+/// The run records' summary of a connection; a lake that cannot be read yet gives an empty
+/// one (the run itself will report the error).
+async fn run_summary(project: &Project, name: &str) -> inlet_lake::RunSummary {
+    let summary = async {
+        let conn = crate::sync::Connection::open(project, name).await?;
+        inlet_lake::RunStore::new(conn.storage.clone())
+            .summary(name)
+            .await
+            .map_err(|e| conn.lake_error(e))
+    };
+    match summary.await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(connection = %name, error = %e, "cannot read the run records; metrics start empty");
+            inlet_lake::RunSummary::default()
+        }
+    }
+}
+
 async fn finish(
+    project: &Project,
     slot: &mut Slot,
     result: Result<RunRecord, RuntimeError>,
-    metrics: &Mutex<Metrics>,
+    m: &Metrics,
 ) {
     slot.running = false;
     let now = Utc::now();
-    let mut m = metrics.lock().await;
     match &result {
         Ok(record) => {
             m.record_run(&slot.name, record);
@@ -242,6 +264,10 @@ async fn finish(
         }
         Err(RuntimeError::Busy(e)) => {
             m.record_skip(&slot.name, "busy");
+            // Another process runs it: take its outcomes from the run records.
+            let seed = run_summary(project, &slot.name).await;
+            slot.failures = seed.consecutive_failures;
+            m.refresh(&slot.name, &seed);
             tracing::info!(connection = %slot.name, reason = %e, "skipped: another process holds the connection");
         }
         Err(e) => {
