@@ -21,7 +21,8 @@ fi
 for name in hackernews redteam; do
   mkdir -p "$OUT/$name"
   [ "$OUT" = "$ROOT/connectors/plugins" ] || cp "connectors/plugins/$name/plugin.toml" "$OUT/$name/"
-  cargo run --quiet -p inlet-wasm --example componentize -- \
+  # The test profile: the build scripts/test makes next anyway, so nothing is built twice.
+  cargo run --quiet --profile test -p inlet-wasm --example componentize -- \
     "$PLUGIN_TARGET/wasm32-unknown-unknown/release/inlet_plugin_$name.wasm" "$OUT/$name/plugin.wasm"
   echo "build-plugins: $OUT/$name/plugin.wasm ($(stat -c %s "$OUT/$name/plugin.wasm") bytes)"
 done

@@ -94,6 +94,18 @@ print(json.dumps({{"kinds": kinds, "images": sorted(images), "secrets": secret_k
         );
     }
     assert_eq!(report["images"].as_array().unwrap().len(), 1, "{report}");
+    // The image is this version's, the one the Dockerfile builds (`-t ...:<version>`).
+    let image = report["images"][0].as_str().unwrap();
+    assert_eq!(
+        image.rsplit_once(':').map(|(_, tag)| tag),
+        Some(env!("CARGO_PKG_VERSION")),
+        "the manifests name {image}, not this version's image"
+    );
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("-t {image} .")),
+        "the Dockerfile's build command does not make {image}"
+    );
     // The project of the ConfigMap loads with the real inlet, with the Secret's variables,
     // and the daemon would run both connections.
     let mut cmd = Command::new(inlet_testkit::project::inlet_bin());
@@ -107,6 +119,45 @@ print(json.dumps({{"kinds": kinds, "images": sorted(images), "secrets": secret_k
     assert!(out.status.success(), "{out:?}");
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan.as_array().unwrap().len(), 2, "{plan}");
+}
+
+/// The Dockerfile: multi-stage, the runtime stage runs as the manifests' user (non-root,
+/// uid and gid 10001) with the CLI as entrypoint, and the build context leaves out build
+/// output and lakes.
+#[test]
+fn the_dockerfile_is_multi_stage_non_root_with_the_cli_as_entrypoint() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let stages: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
+    let runtime = &lines[stages[1]..];
+    assert!(runtime.iter().any(|l| l.starts_with("COPY --from=build ")));
+    assert!(runtime.contains(&"USER 10001:10001"), "{runtime:?}");
+    assert!(
+        runtime.contains(&r#"ENTRYPOINT ["/usr/local/bin/inlet"]"#),
+        "{runtime:?}"
+    );
+    // What the manifests run as.
+    for f in ["cronjob.yaml", "daemon.yaml"] {
+        let m = std::fs::read_to_string(repo().join("deploy/kubernetes").join(f)).unwrap();
+        assert!(
+            m.contains("runAsUser: 10001") && m.contains("runAsGroup: 10001"),
+            "{f}"
+        );
+    }
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    for left_out in ["target", "lake", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l == left_out),
+            ".dockerignore: {left_out}"
+        );
+    }
 }
 
 #[test]

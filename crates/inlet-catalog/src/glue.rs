@@ -287,6 +287,13 @@ impl GlueClient {
                     "inlet-config",
                 )),
             ),
+            #[cfg(not(feature = "aws-chain"))]
+            None => {
+                return Err(GlueError::Credentials(
+                    "this inlet was built without the AWS SDK (the `s3` feature of inlet-cli), so only keys given in the destination (`access_key_id`, `secret_access_key`) reach Glue: rebuild with default features to use the AWS credential chain".into(),
+                ));
+            }
+            #[cfg(feature = "aws-chain")]
             None => {
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
                 if let Some(r) = &options.region {

@@ -4,6 +4,7 @@
 mod catalog;
 mod logging;
 mod output;
+#[cfg(feature = "plugins")]
 mod plugin;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
@@ -231,6 +232,21 @@ enum StateCommand {
     },
 }
 
+/// A build without the `plugins` feature has no plugin host.
+#[cfg(not(feature = "plugins"))]
+fn plugin_command(_: &Cli, _: &PluginCommand) -> anyhow::Result<u8> {
+    Err(RuntimeError::Config {
+        location: "inlet plugin".into(),
+        message: WITHOUT_PLUGINS.into(),
+    }
+    .into())
+}
+
+/// What plugin commands and a plugins folder say in a build without the `plugins` feature.
+#[cfg(not(feature = "plugins"))]
+const WITHOUT_PLUGINS: &str = "this inlet was built without plugin support (`--no-default-features`); rebuild with the `plugins` feature (on by default): cargo install --locked --path crates/inlet-cli";
+
+#[cfg(feature = "plugins")]
 fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
     match cmd {
         PluginCommand::New { name, dir, pdk } => {
@@ -325,6 +341,7 @@ fn plugins_dir(cli: &Cli) -> PathBuf {
 }
 
 /// The plugin host, caching compiled plugins in `<plugins>/.cache`.
+#[cfg(feature = "plugins")]
 fn plugin_host(cli: &Cli) -> anyhow::Result<inlet_wasm::PluginHost> {
     Ok(inlet_wasm::PluginHost::new(Some(
         plugins_dir(cli).join(".cache"),
@@ -336,7 +353,13 @@ fn plugin_host(cli: &Cli) -> anyhow::Result<inlet_wasm::PluginHost> {
 fn registry(cli: &Cli) -> Registry {
     let mut r = Registry::new();
     r.register(Arc::new(inlet_connector_files::FilesConnector));
+    #[cfg(feature = "postgres")]
     r.register(Arc::new(inlet_connector_postgres::PostgresConnector));
+    #[cfg(not(feature = "postgres"))]
+    r.left_out(
+        "postgres",
+        "this inlet was built without the `postgres` feature (`--no-default-features`); rebuild with it (on by default): cargo install --locked --path crates/inlet-cli",
+    );
     r.register(Arc::new(inlet_connector_rest::ManifestConnector::rest()));
     // The compiled-in manifests are checked by the rest crate's tests; an invalid one is a
     // build defect, reported without taking the other connectors down.
@@ -350,6 +373,14 @@ fn registry(cli: &Cli) -> Registry {
         }
     }
     let dir = plugins_dir(cli);
+    #[cfg(not(feature = "plugins"))]
+    if dir.is_dir() {
+        eprintln!(
+            "warning: plugins in {} not loaded: {WITHOUT_PLUGINS}",
+            dir.display()
+        );
+    }
+    #[cfg(feature = "plugins")]
     if dir.is_dir() {
         match plugin_host(cli) {
             Ok(host) => {

@@ -8,6 +8,8 @@ use crate::Connector;
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     connectors: BTreeMap<String, Arc<dyn Connector>>,
+    /// Built-in connectors this build leaves out, with what brings them back.
+    left_out: BTreeMap<String, String>,
 }
 
 impl Registry {
@@ -30,6 +32,17 @@ impl Registry {
     /// All connectors, by name.
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
         self.connectors.values()
+    }
+
+    /// Record that the built-in connector `name` is not in this build, and why (a cargo
+    /// feature that was off), so a project naming it is told how to get it.
+    pub fn left_out(&mut self, name: &str, why: &str) {
+        self.left_out.insert(name.to_string(), why.to_string());
+    }
+
+    /// Why the connector `name` is not in this build, if it is a built-in left out.
+    pub fn why_left_out(&self, name: &str) -> Option<&str> {
+        self.left_out.get(name).map(String::as_str)
     }
 
     /// Their names, for messages.

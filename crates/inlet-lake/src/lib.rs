@@ -39,9 +39,10 @@ pub use state::{
     ConnectionState, HistoryEntry, PartitionProgress, StateAction, StateStore, StreamState,
 };
 pub use storage::{
-    LocalStorage, ObjectMeta, Precondition, S3Options, S3Storage, ServerSideEncryption,
-    StagedObject, StagedUpload, Storage, Version,
+    LocalStorage, ObjectMeta, Precondition, StagedObject, StagedUpload, Storage, Version,
 };
+#[cfg(feature = "s3")]
+pub use storage::{S3Options, S3Storage, ServerSideEncryption};
 pub use writer::{StreamWriter, WriterOptions, lineage_schema, portable_schema};
 
 /// Crash-test hook: when `INLET_CRASH_AT` names this point, the process aborts here, as a

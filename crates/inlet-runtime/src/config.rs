@@ -11,6 +11,22 @@ use serde::Deserialize;
 
 use crate::RuntimeError;
 
+/// Whether `url` is a valid S3 destination.
+#[cfg(feature = "s3")]
+fn check_s3_url(url: &str) -> Result<(), String> {
+    inlet_lake::S3Options::from_url(url).map(|_| ())
+}
+
+/// A build without the `s3` feature has no S3 destinations.
+#[cfg(not(feature = "s3"))]
+fn check_s3_url(url: &str) -> Result<(), String> {
+    Err(format!("`{url}`: {WITHOUT_S3}"))
+}
+
+/// What an `s3://` destination says in a build without the `s3` feature.
+#[cfg(not(feature = "s3"))]
+pub(crate) const WITHOUT_S3: &str = "this inlet was built without S3 support (`--no-default-features`); rebuild with the `s3` feature (on by default): cargo install --locked --path crates/inlet-cli";
+
 /// The whole project file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,7 +332,7 @@ impl Project {
             }
             return Ok(());
         }
-        if let Err(m) = inlet_lake::S3Options::from_url(&dest.url) {
+        if let Err(m) = check_s3_url(&dest.url) {
             return Err(at("url", &m));
         }
         if dest.access_key_id.is_some() != dest.secret_access_key.is_some() {

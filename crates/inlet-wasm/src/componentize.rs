@@ -3,10 +3,10 @@
 
 /// Encode a core wasm module (with wit-bindgen's component-type section) as a component.
 pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
-    let mut enc = wit_component::ComponentEncoder::default();
-    enc.module(core)
-        .map_err(|e| format!("not a wit-bindgen module: {e:#}"))?;
-    enc.validate(true);
-    enc.encode()
+    wit_component::ComponentEncoder::default()
+        .module(core)
+        .map_err(|e| format!("not a wit-bindgen module: {e:#}"))?
+        .validate(true)
+        .encode()
         .map_err(|e| format!("cannot make a component: {e:#}"))
 }

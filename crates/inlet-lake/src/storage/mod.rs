@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::LakeError;
 
 mod local;
+#[cfg(feature = "s3")]
 pub mod s3;
 
 pub use local::LocalStorage;
+#[cfg(feature = "s3")]
 pub use s3::{S3Options, S3Storage, ServerSideEncryption};
 
 /// An opaque object version (an ETag on S3, a content digest on disk).

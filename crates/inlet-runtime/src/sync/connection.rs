@@ -74,13 +74,16 @@ impl Connection {
         registry: &Registry,
     ) -> Result<Arc<dyn Source>, RuntimeError> {
         let connector = registry.get(&self.config.connector).ok_or_else(|| {
+            let name = &self.config.connector;
             project.error_at(
                 &["connections", &self.name, "connector"],
-                format!(
-                    "unknown connector `{}`; available: {}",
-                    self.config.connector,
-                    registry.names().join(", ")
-                ),
+                match registry.why_left_out(name) {
+                    Some(why) => format!("connector `{name}` is not in this build: {why}"),
+                    None => format!(
+                        "unknown connector `{name}`; available: {}",
+                        registry.names().join(", ")
+                    ),
+                },
             )
         })?;
         let json = config_json(&self.config.config);
@@ -199,6 +202,14 @@ pub async fn open_storage(
     config: &DestinationConfig,
 ) -> Result<Arc<dyn Storage>, RuntimeError> {
     let url = config.url.as_str();
+    #[cfg(not(feature = "s3"))]
+    if config.is_s3() {
+        return Err(project.error_at(
+            &["destinations", dest, "url"],
+            crate::config::WITHOUT_S3.to_string(),
+        ));
+    }
+    #[cfg(feature = "s3")]
     if config.is_s3() {
         let mut options = inlet_lake::S3Options::from_url(url)
             .map_err(|m| project.error_at(&["destinations", dest, "url"], m))?;
