@@ -37,10 +37,16 @@ echo "image-bases: builder with $version from $toolchain" >&2
 ctx="$work/rust"
 mkdir -p "$ctx"
 tar -C "$toolchain" --exclude=./share/doc -c . > "$ctx/toolchain.tar"
+# This machine's own CA certificates (a TLS-inspecting proxy in front of crates.io, say), so
+# that cargo in the build stage trusts what the host trusts. Only the builder has them.
+mkdir -p "$ctx/ca"
+cp /usr/local/share/ca-certificates/*.crt "$ctx/ca/" 2>/dev/null || true
 cat > "$ctx/Containerfile" <<'CONTAINERFILE'
 FROM localhost/debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
 ADD toolchain.tar /usr/local/rust/
 ENV CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN mkdir -p /usr/local/cargo/bin && rustc --version && cargo --version

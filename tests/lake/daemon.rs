@@ -62,6 +62,21 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// `inlet daemon` on `p` in the background (stderr dropped); with a port, serving
+/// `/metrics` there, returned once the port answers.
+fn spawn_daemon(p: &TestProject, metrics_port: Option<u16>) -> Child {
+    let addr = metrics_port.map(|port| format!("127.0.0.1:{port}"));
+    let mut args = vec!["daemon"];
+    if let Some(addr) = &addr {
+        args.extend(["--metrics-addr", addr.as_str()]);
+    }
+    let child = p.command(&args).stderr(Stdio::null()).spawn().unwrap();
+    if let Some(port) = metrics_port {
+        wait_for_port(port);
+    }
+    child
+}
+
 fn runs(p: &TestProject) -> Vec<serde_json::Value> {
     serde_json::from_str::<serde_json::Value>(&p.ok(&["--json", "runs", "--limit", "1000"]))
         .unwrap()
@@ -107,12 +122,7 @@ fn three_connections_run_on_schedule_and_metrics_match_the_runs() {
         .unwrap();
     }
     let port = free_port();
-    let mut daemon = p
-        .command(&["daemon", "--metrics-addr", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
+    let mut daemon = spawn_daemon(&p, Some(port));
     assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
     std::thread::sleep(Duration::from_millis(7500));
     let before = Instant::now();
@@ -255,12 +265,7 @@ fn metrics_are_seeded_from_the_run_records_and_only_get_is_served() {
     let finished = ts(&runs(&p)[0]["finished_at"]);
     let scrape = |p: &TestProject| {
         let port = free_port();
-        let mut daemon = p
-            .command(&["daemon", "--metrics-addr", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
+        let mut daemon = spawn_daemon(p, Some(port));
         let body = http_get(port, "/metrics");
         let post = http_request(
             port,
@@ -385,13 +390,7 @@ fn two_daemons_on_one_lake_never_run_a_connection_at_once() {
         "lease_ttl_secs = 6\n[connections.shared.streams.events]\nmode = \"full_refresh\"",
     ));
     big_input(&p, "shared", 150_000);
-    let spawn = || {
-        p.command(&["daemon"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let (mut a, mut b) = (spawn(), spawn());
+    let (mut a, mut b) = (spawn_daemon(&p, None), spawn_daemon(&p, None));
     // Wait for three finished runs (a loaded machine makes each run slower), at most 60 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline
@@ -435,11 +434,7 @@ fn a_killed_lease_holder_is_taken_over_by_another_daemon() {
     ));
     big_input(&p, "c", 300_000);
     let lease = p.lake().join("_inlet/connections/c/lease.json");
-    let mut a = p
-        .command(&["daemon"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut a = spawn_daemon(&p, None);
     let t = Instant::now();
     while !lease.exists() {
         assert!(
@@ -451,11 +446,7 @@ fn a_killed_lease_holder_is_taken_over_by_another_daemon() {
     a.kill().unwrap(); // SIGKILL while holding the lease
     a.wait().unwrap();
     assert!(lease.exists(), "the killed holder's lease stays behind");
-    let mut b = p
-        .command(&["daemon"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut b = spawn_daemon(&p, None);
     let t = Instant::now();
     loop {
         let done = runs(&p).iter().any(|r| r["outcome"] == "succeeded");
