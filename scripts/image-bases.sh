@@ -25,7 +25,7 @@ if [ ! -x "$rootfs/bin/sh" ]; then
   debootstrap --variant=minbase bookworm "$rootfs" "$mirror"
 fi
 # What debian:bookworm-slim leaves out too: apt lists, docs, man pages.
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
 tar -C "$rootfs" -c . | "${podman[@]}" import \
   --change 'CMD ["bash"]' - localhost/debian:bookworm-slim
 
