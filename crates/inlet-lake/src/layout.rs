@@ -93,13 +93,16 @@ pub fn runs_prefix(source: Option<&str>) -> String {
     }
 }
 
-/// A new run id: UTC start time (sortable) and 8 random hex digits.
+/// A new run id: the UTC start time to the second, then the millisecond (3 digits) and 5
+/// random hex digits: `20261202T054944Z-123a1b2c`. Ids sort by start time to the
+/// millisecond, so two runs within one second list in the order they started.
 pub fn new_run_id(now: DateTime<Utc>) -> String {
     let random = uuid::Uuid::now_v7().simple().to_string();
     format!(
-        "{}-{}",
+        "{}-{:03}{}",
         now.format("%Y%m%dT%H%M%SZ"),
-        &random[random.len() - 8..]
+        now.timestamp_subsec_millis().min(999),
+        &random[random.len() - 5..]
     )
 }
 
@@ -125,6 +128,24 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_sort_by_start_time_within_a_second() {
+        let start = DateTime::parse_from_rfc3339("2026-12-02T05:49:44.001Z")
+            .unwrap()
+            .to_utc();
+        let ids: Vec<String> = [0, 9, 10, 99, 100, 998]
+            .iter()
+            .map(|ms| new_run_id(start + chrono::Duration::milliseconds(*ms)))
+            .chain([new_run_id(start + chrono::Duration::seconds(1))])
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+        assert!(ids[0].starts_with("20261202T054944Z-001"), "{}", ids[0]);
+        assert_eq!(ids[0].len(), "20261202T054944Z-".len() + 8);
+        assert_ne!(new_run_id(start), new_run_id(start), "random part");
+    }
 
     #[test]
     fn data_files_are_hive_partitioned_and_staging_is_not_parquet() {

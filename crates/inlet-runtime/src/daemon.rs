@@ -13,6 +13,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use inlet_core::Registry;
 use inlet_lake::{RunOutcome, RunRecord};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -116,10 +117,6 @@ pub async fn run_daemon(
         let schedule = schedule_of(&project, name, text, conn.timezone.as_deref())?;
         let jitter_max = Duration::from_secs(conn.jitter_secs.unwrap_or(0));
         let first = due_after(&schedule, now) + jitter(jitter_max);
-        // What the run records say (from this daemon before a restart, or another replica),
-        // so that every process reports the same last success and failures in a row.
-        let seed = run_summary(&project, name).await;
-        metrics.register(name, &seed);
         slots.push(Slot {
             name: name.clone(),
             schedule,
@@ -127,8 +124,24 @@ pub async fn run_daemon(
             jitter: jitter_max,
             next_due: first,
             running: false,
-            failures: seed.consecutive_failures,
+            failures: 0,
         });
+    }
+    // What the run records say (from this daemon before a restart, or another replica), so
+    // that every process reports the same last success and failures in a row; read for
+    // several connections at once (one listing and one read each).
+    let seeds: Vec<inlet_lake::RunSummary> = futures::stream::iter(
+        slots
+            .iter()
+            .map(|slot| run_summary(&project, &slot.name))
+            .collect::<Vec<_>>(),
+    )
+    .buffered(SEED_CONCURRENCY)
+    .collect()
+    .await;
+    for (slot, seed) in slots.iter_mut().zip(seeds) {
+        metrics.register(&slot.name, &seed);
+        slot.failures = seed.consecutive_failures;
     }
     if slots.is_empty() {
         return Err(RuntimeError::Config {
@@ -224,6 +237,9 @@ pub async fn run_daemon(
     }
     Ok(())
 }
+
+/// How many connections' run records the daemon reads at once when it starts.
+const SEED_CONCURRENCY: usize = 8;
 
 /// The run records' summary of a connection; a lake that cannot be read yet gives an empty
 /// one (the run itself will report the error).
