@@ -237,14 +237,16 @@ enum StateCommand {
 fn plugin_command(_: &Cli, _: &PluginCommand) -> anyhow::Result<u8> {
     Err(RuntimeError::Config {
         location: "inlet plugin".into(),
-        message: WITHOUT_PLUGINS.into(),
+        message: without_plugins(),
     }
     .into())
 }
 
 /// What plugin commands and a plugins folder say in a build without the `plugins` feature.
 #[cfg(not(feature = "plugins"))]
-const WITHOUT_PLUGINS: &str = "this inlet was built without plugin support (`--no-default-features`); rebuild with the `plugins` feature (on by default): cargo install --locked --path crates/inlet-cli";
+fn without_plugins() -> String {
+    inlet_core::left_out_of_build("plugin support", "plugins")
+}
 
 #[cfg(feature = "plugins")]
 fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
@@ -356,10 +358,7 @@ fn registry(cli: &Cli) -> Registry {
     #[cfg(feature = "postgres")]
     r.register(Arc::new(inlet_connector_postgres::PostgresConnector));
     #[cfg(not(feature = "postgres"))]
-    r.left_out(
-        "postgres",
-        "this inlet was built without the `postgres` feature (`--no-default-features`); rebuild with it (on by default): cargo install --locked --path crates/inlet-cli",
-    );
+    r.left_out("postgres", "postgres");
     r.register(Arc::new(inlet_connector_rest::ManifestConnector::rest()));
     // The compiled-in manifests are checked by the rest crate's tests; an invalid one is a
     // build defect, reported without taking the other connectors down.
@@ -376,8 +375,9 @@ fn registry(cli: &Cli) -> Registry {
     #[cfg(not(feature = "plugins"))]
     if dir.is_dir() {
         eprintln!(
-            "warning: plugins in {} not loaded: {WITHOUT_PLUGINS}",
-            dir.display()
+            "warning: plugins in {} not loaded: {}",
+            dir.display(),
+            without_plugins()
         );
     }
     #[cfg(feature = "plugins")]

@@ -64,7 +64,7 @@ pub use catalog::{Catalog, StreamDescriptor, SyncMode};
 pub use error::SourceError;
 pub use kit::TypedConnector;
 pub use read::{EventStream, Partition, ReadEvent, ReadPlan, ReadRequest};
-pub use registry::Registry;
+pub use registry::{Registry, left_out_of_build};
 pub use source::{
     CheckItem, CheckReport, Connector, ConnectorInfo, ConnectorKind, Source, SourceContext,
 };

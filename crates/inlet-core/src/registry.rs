@@ -8,8 +8,16 @@ use crate::Connector;
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     connectors: BTreeMap<String, Arc<dyn Connector>>,
-    /// Built-in connectors this build leaves out, with what brings them back.
+    /// Built-in connectors this build leaves out, with the cargo feature that has them.
     left_out: BTreeMap<String, String>,
+}
+
+/// What a part of inlet that this build left out says: which cargo feature of `inlet-cli`
+/// has it, and how to rebuild with it.
+pub fn left_out_of_build(what: &str, feature: &str) -> String {
+    format!(
+        "this inlet was built without {what} (the `{feature}` feature, off under `--no-default-features`); rebuild with it: cargo install --locked --path crates/inlet-cli"
+    )
 }
 
 impl Registry {
@@ -34,19 +42,41 @@ impl Registry {
         self.connectors.values()
     }
 
-    /// Record that the built-in connector `name` is not in this build, and why (a cargo
-    /// feature that was off), so a project naming it is told how to get it.
-    pub fn left_out(&mut self, name: &str, why: &str) {
-        self.left_out.insert(name.to_string(), why.to_string());
+    /// Record that the built-in connector `name` is not in this build (its cargo
+    /// `feature` was off), so a project naming it is told how to get it.
+    pub fn left_out(&mut self, name: &str, feature: &str) {
+        self.left_out.insert(name.to_string(), feature.to_string());
     }
 
     /// Why the connector `name` is not in this build, if it is a built-in left out.
-    pub fn why_left_out(&self, name: &str) -> Option<&str> {
-        self.left_out.get(name).map(String::as_str)
+    pub fn why_left_out(&self, name: &str) -> Option<String> {
+        self.left_out
+            .get(name)
+            .map(|feature| left_out_of_build(&format!("the `{name}` connector"), feature))
     }
 
     /// Their names, for messages.
     pub fn names(&self) -> Vec<String> {
         self.connectors.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_left_out_connector_names_its_feature_and_an_unknown_one_nothing() {
+        let mut r = Registry::new();
+        r.left_out("postgres", "postgres");
+        let why = r.why_left_out("postgres").unwrap();
+        assert!(why.contains("the `postgres` connector"), "{why}");
+        assert!(why.contains("the `postgres` feature"), "{why}");
+        assert!(
+            why.contains("cargo install --locked --path crates/inlet-cli"),
+            "{why}"
+        );
+        assert!(r.why_left_out("mysql").is_none());
+        assert!(r.get("postgres").is_none() && r.names().is_empty());
     }
 }

@@ -20,12 +20,11 @@ fn check_s3_url(url: &str) -> Result<(), String> {
 /// A build without the `s3` feature has no S3 destinations.
 #[cfg(not(feature = "s3"))]
 fn check_s3_url(url: &str) -> Result<(), String> {
-    Err(format!("`{url}`: {WITHOUT_S3}"))
+    Err(format!(
+        "`{url}`: {}",
+        inlet_core::left_out_of_build("S3 support", "s3")
+    ))
 }
-
-/// What an `s3://` destination says in a build without the `s3` feature.
-#[cfg(not(feature = "s3"))]
-pub(crate) const WITHOUT_S3: &str = "this inlet was built without S3 support (`--no-default-features`); rebuild with the `s3` feature (on by default): cargo install --locked --path crates/inlet-cli";
 
 /// The whole project file.
 #[derive(Debug, Clone, Deserialize)]

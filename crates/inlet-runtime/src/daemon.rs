@@ -130,15 +130,11 @@ pub async fn run_daemon(
     // What the run records say (from this daemon before a restart, or another replica), so
     // that every process reports the same last success and failures in a row; read for
     // several connections at once (one listing and one read each).
-    let seeds: Vec<inlet_lake::RunSummary> = futures::stream::iter(
-        slots
-            .iter()
-            .map(|slot| run_summary(&project, &slot.name))
-            .collect::<Vec<_>>(),
-    )
-    .buffered(SEED_CONCURRENCY)
-    .collect()
-    .await;
+    let seeds: Vec<inlet_lake::RunSummary> =
+        futures::stream::iter(slots.iter().map(|slot| run_summary(&project, &slot.name)))
+            .buffered(SEED_CONCURRENCY)
+            .collect()
+            .await;
     for (slot, seed) in slots.iter_mut().zip(seeds) {
         metrics.register(&slot.name, &seed);
         slot.failures = seed.consecutive_failures;

@@ -206,7 +206,7 @@ pub async fn open_storage(
     if config.is_s3() {
         return Err(project.error_at(
             &["destinations", dest, "url"],
-            crate::config::WITHOUT_S3.to_string(),
+            inlet_core::left_out_of_build("S3 support", "s3"),
         ));
     }
     #[cfg(feature = "s3")]
