@@ -149,6 +149,15 @@ enum IfBusy {
     Skip,
 }
 
+/// The language of a new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    /// A Rust crate on inlet-pdk, built for wasm32-unknown-unknown.
+    Rust,
+    /// A Python module on inlet_pdk, built by componentize-py.
+    Python,
+}
+
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Create a plugin project from the template.
@@ -158,9 +167,13 @@ enum PluginCommand {
         /// Where to create it (default: ./<name>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The inlet-pdk crate to depend on (default: the one of this inlet's source tree).
+        /// The inlet-pdk crate to depend on (default: the one of this inlet's source tree;
+        /// Rust plugins only).
         #[arg(long)]
         pdk: Option<PathBuf>,
+        /// The plugin's language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
     },
     /// Build a plugin project into a component (`plugin.wasm`).
     Build {
@@ -251,15 +264,30 @@ fn without_plugins() -> String {
 #[cfg(feature = "plugins")]
 fn plugin_command(cli: &Cli, cmd: &PluginCommand) -> anyhow::Result<u8> {
     match cmd {
-        PluginCommand::New { name, dir, pdk } => {
-            let at = plugin::new(name, dir.as_deref(), pdk.as_deref())?;
+        PluginCommand::New {
+            name,
+            dir,
+            pdk,
+            lang,
+        } => {
+            let at = plugin::new(name, dir.as_deref(), pdk.as_deref(), *lang)?;
             if cli.json {
                 output::json_line(&serde_json::json!({"created": name, "path": at}))?;
                 return Ok(exit::OK);
             }
             println!("created plugin `{name}` in {}", at.display());
+            let (code, test) = match lang {
+                Lang::Rust => ("src/lib.rs", String::new()),
+                Lang::Python => (
+                    "plugin.py",
+                    format!(
+                        " (test it with `python3 {}`)",
+                        at.join("test_plugin.py").display()
+                    ),
+                ),
+            };
             println!(
-                "next: edit src/lib.rs and plugin.toml, then `inlet plugin build {}`",
+                "next: edit {code} and plugin.toml{test}, then `inlet plugin build {}`",
                 at.display()
             );
         }

@@ -1,4 +1,7 @@
-//! `inlet plugin new|build|install`: scaffold, build and install WebAssembly plugins.
+//! `inlet plugin new|build|install`: scaffold, build and install WebAssembly plugins,
+//! written in Rust (this file) or Python ([`python`]).
+
+pub mod python;
 
 use std::{
     path::{Path, PathBuf},
@@ -6,6 +9,8 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+
+use crate::Lang;
 
 /// Where the plugin SDK lives when this inlet was built from a source checkout.
 fn default_pdk() -> PathBuf {
@@ -15,7 +20,12 @@ fn default_pdk() -> PathBuf {
 }
 
 /// `inlet plugin new <name>`: a plugin project from the template.
-pub fn new(name: &str, dir: Option<&Path>, pdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn new(
+    name: &str,
+    dir: Option<&Path>,
+    pdk: Option<&Path>,
+    lang: Lang,
+) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name
             .chars()
@@ -34,6 +44,10 @@ pub fn new(name: &str, dir: Option<&Path>, pdk: Option<&Path>) -> anyhow::Result
             "{}: exists and is not empty; choose another --dir",
             dir.display()
         );
+    }
+    if lang == Lang::Python {
+        python::new(name, &dir)?;
+        return Ok(dir);
     }
     let pdk = pdk.map(Path::to_path_buf).unwrap_or_else(default_pdk);
     let pdk = std::fs::canonicalize(&pdk).with_context(|| {
@@ -236,9 +250,13 @@ fn wasm_target_installed() -> bool {
         .unwrap_or(false)
 }
 
-/// `inlet plugin build [dir]`: cargo build for wasm32-unknown-unknown, then make a
-/// component and write `<dir>/<manifest wasm>` (default `plugin.wasm`).
+/// `inlet plugin build [dir]`: a Python plugin (`plugin.py`) through componentize-py;
+/// a Rust one by cargo build for wasm32-unknown-unknown, then made a component. Writes
+/// `<dir>/<manifest wasm>` (default `plugin.wasm`).
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    if python::is_python(dir) {
+        return python::build(dir);
+    }
     let manifest_path = dir.join("Cargo.toml");
     let cargo_toml: toml::Value = toml::from_str(
         &std::fs::read_to_string(&manifest_path)

@@ -4,7 +4,10 @@
 //! time spent in HTTP (the plugin's own work, comparable with the native build of the
 //! same logic in connectors/plugins/hackernews/examples/native_bench.rs).
 //!
-//! `cargo run --release -p inlet-wasm --example bench -- N`
+//! `cargo run --release -p inlet-wasm --example bench -- N`; `BENCH_PLUGIN_DIR` picks
+//! the plugin (default: the Rust Hacker News plugin; bench/plugins.sh runs the Python
+//! port too). Peak RSS is the process's (`VmHWM`): the host, the compiled code and one
+//! instance.
 
 use std::{
     collections::BTreeMap,
@@ -47,7 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();
-        let inst = warm.instantiate(&SandboxConfig::default(), Vec::new())?;
+        let inst = warm.instantiate(
+            &SandboxConfig {
+                memory_mb: 256,
+                ..SandboxConfig::default()
+            },
+            Vec::new(),
+        )?;
         times.push(t.elapsed());
         drop(inst);
     }
@@ -78,7 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .header("content-type", "application/json")
         .header("connection", "close")
     }));
+    let rss_before = status_kb("VmRSS");
     let sandbox: SandboxConfig = serde_json::from_value(serde_json::json!({
+        "memory_mb": 256,
         "allow_hosts": ["hacker-news.firebaseio.com"],
         "allow_private": ["127.0.0.1"],
         "allow_http": true,
@@ -121,7 +132,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows as f64 / secs,
         rows as f64 / compute
     );
+    println!(
+        "peak RSS of the process: {} MB (RSS before the read instance: {} MB)",
+        status_kb("VmHWM") / 1024,
+        rss_before / 1024
+    );
     Ok(())
+}
+
+/// A `kB` line of /proc/self/status (0 where there is none).
+fn status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn ms(d: Duration) -> f64 {

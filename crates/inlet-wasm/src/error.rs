@@ -50,11 +50,31 @@ pub enum Rule {
         /// Its name.
         name: String,
     },
-    /// The component imports something other than the inlet host interface (WASI,
-    /// files, sockets...).
+    /// The component imports something the host does not offer: anything but the inlet
+    /// host interface and the locked-down WASI 0.2 set (`wasi:http`, a newer WASI...).
     ForbiddenImport {
         /// The import.
         import: String,
+    },
+    /// The plugin tried to open a file or directory (WASI plugins: every path is refused).
+    Filesystem {
+        /// The path asked for.
+        path: String,
+    },
+    /// The plugin tried to create a socket (WASI plugins; HTTP goes through the host).
+    Socket {
+        /// `tcp` or `udp`.
+        kind: String,
+    },
+    /// The plugin tried to resolve a host name itself (WASI plugins).
+    NameLookup {
+        /// The name asked for.
+        name: String,
+    },
+    /// The plugin wrote more to stdout and stderr than the limit.
+    OutputLimit {
+        /// The limit in bytes, per instance.
+        bytes: u64,
     },
 }
 
@@ -71,6 +91,10 @@ impl Rule {
             Rule::ResponseTooLarge { .. } => "response-too-large",
             Rule::UnknownSecret { .. } => "unknown-secret",
             Rule::ForbiddenImport { .. } => "forbidden-import",
+            Rule::Filesystem { .. } => "filesystem",
+            Rule::Socket { .. } => "socket",
+            Rule::NameLookup { .. } => "name-lookup",
+            Rule::OutputLimit { .. } => "output-limit",
         }
     }
 }
@@ -113,7 +137,23 @@ impl fmt::Display for Rule {
             ),
             Rule::ForbiddenImport { import } => write!(
                 f,
-                "forbidden-import: the component imports `{import}`; plugins may import only inlet:plugin/host (build for wasm32-unknown-unknown, without WASI)"
+                "forbidden-import: the component imports `{import}`; plugins may import only inlet:plugin/host and the WASI 0.2 interfaces of a libc (cli, clocks, random, io, filesystem, sockets), which the host locks down"
+            ),
+            Rule::Filesystem { path } => write!(
+                f,
+                "filesystem: the plugin tried to open `{path}`; plugins have no files (import every module at the top of the plugin, keep data in memory or in the state)"
+            ),
+            Rule::Socket { kind } => write!(
+                f,
+                "socket: the plugin tried to open a {kind} socket; plugins reach the network only through the host's HTTP (inlet_pdk.http), to the hosts its manifest declares"
+            ),
+            Rule::NameLookup { name } => write!(
+                f,
+                "name-lookup: the plugin tried to resolve `{name}` itself; plugins reach the network only through the host's HTTP (inlet_pdk.http)"
+            ),
+            Rule::OutputLimit { bytes } => write!(
+                f,
+                "output-limit: the plugin wrote more than {bytes} bytes to stdout and stderr (log less, or through inlet_pdk.log)"
             ),
         }
     }

@@ -10,8 +10,9 @@ use std::{
 use sha2::{Digest, Sha256};
 use wasmtime::{
     Engine, ResourceLimiter, Store, UpdateDeadline,
-    component::{Component, HasSelf, Linker},
+    component::{Component, HasSelf, Linker, ResourceTable},
 };
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::{
     Manifest, Rule, WasmError,
@@ -21,19 +22,23 @@ use crate::{
     },
     net::PluginNet,
     sandbox::SandboxConfig,
+    wasi::{self, OutputBudget},
 };
 
 /// Where log lines of plugins also go (besides `tracing`), already redacted.
 pub type LogSink = Arc<Mutex<Vec<String>>>;
 
 /// The plugin host: one wasmtime engine shared by every plugin, a linker that offers only
-/// the `inlet:plugin/host` interface, and a cache of compiled plugins on disk.
+/// the `inlet:plugin/host` interface and the locked-down WASI of [`crate::wasi`], and a
+/// cache of compiled plugins on disk.
 #[derive(Clone)]
 pub struct PluginHost {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     cache_dir: Option<PathBuf>,
     log_sink: Option<LogSink>,
+    /// The empty directory WASI plugins see as `/` (removed when the last host is dropped).
+    empty_root: Option<Arc<tempfile::TempDir>>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -53,6 +58,9 @@ pub struct LoadedPlugin {
     pub load: LoadInfo,
     pre: PluginPre<HostState>,
     host: PluginHost,
+    /// Whether the component imports WASI (a Python plugin): its instances get the
+    /// locked-down WASI context.
+    uses_wasi: bool,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -93,6 +101,18 @@ impl PluginHost {
                 message: format!("cannot define the host interface: {e}"),
             },
         )?;
+        wasi::add_to_linker(&mut linker).map_err(|e| WasmError::Load {
+            plugin: "(engine)".into(),
+            message: format!("cannot define the WASI interfaces: {e}"),
+        })?;
+        // Best effort: without it a WASI plugin's file opens fail inside its libc rather
+        // than breaking the filesystem rule.
+        let empty_root = tempfile::Builder::new()
+            .prefix("inlet-plugin-root-")
+            .tempdir()
+            .map_err(|e| tracing::warn!(error = %e, "cannot make the empty root for WASI plugins"))
+            .ok()
+            .map(Arc::new);
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("inlet-plugin-epoch".into())
@@ -112,6 +132,7 @@ impl PluginHost {
             linker: Arc::new(linker),
             cache_dir,
             log_sink: None,
+            empty_root,
         })
     }
 
@@ -141,14 +162,17 @@ impl PluginHost {
         let started = Instant::now();
         let (component, from_cache) = self.compile_cached(&name, bytes)?;
         let elapsed = started.elapsed();
-        // Deny by default: the only import allowed is the host interface (and the types
-        // interface it uses). A WASI import (files, env, sockets, clocks) is refused
-        // before anything runs.
+        // Deny by default: the imports allowed are the host interface (and the types
+        // interface it uses) and the locked-down WASI 0.2 interfaces of a libc. Anything
+        // else is refused before anything runs.
         let ty = component.component_type();
+        let mut uses_wasi = false;
         for (import, _) in ty.imports(&self.engine) {
-            let ok = import.starts_with("inlet:plugin/host@0.1")
+            let inlet = import.starts_with("inlet:plugin/host@0.1")
                 || import.starts_with("inlet:plugin/types@0.1");
-            if !ok {
+            let wasi = wasi::allowed_import(import);
+            uses_wasi |= wasi::is_wasi(import);
+            if !(inlet || wasi) {
                 return Err(WasmError::Violation {
                     plugin: name.clone(),
                     rule: Rule::ForbiddenImport {
@@ -170,6 +194,7 @@ impl PluginHost {
             },
             pre,
             host: self.clone(),
+            uses_wasi,
         })
     }
 
@@ -249,8 +274,7 @@ fn ticks(d: Duration) -> u64 {
 }
 
 /// What an instance's host functions see: the network (policy, secrets, client), the
-/// limits.
-#[derive(Debug)]
+/// limits, and (for WASI plugins) the locked-down WASI context.
 pub struct HostState {
     plugin: String,
     net: Arc<PluginNet>,
@@ -263,6 +287,30 @@ pub struct HostState {
     call_limit: Duration,
     /// The thread's CPU time when the call began (calls run on the calling thread).
     call_cpu_start: Duration,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// What the instance wrote to stdout and stderr (WASI plugins).
+    output: Arc<Mutex<OutputBudget>>,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("plugin", &self.plugin)
+            .field("memory_limit", &self.memory_limit)
+            .field("violation", &self.violation)
+            .field("call_limit", &self.call_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl HostState {
@@ -271,7 +319,7 @@ impl HostState {
     }
 
     /// Record a violation and abort the call: the plugin cannot catch it.
-    fn violate(&mut self, rule: Rule) -> wasmtime::Error {
+    pub(crate) fn violate(&mut self, rule: Rule) -> wasmtime::Error {
         let msg = rule.to_string();
         self.violation = Some(rule);
         wasmtime::format_err!("sandbox: {msg}")
@@ -392,6 +440,18 @@ impl LoadedPlugin {
         net: Arc<PluginNet>,
     ) -> Result<PluginInstance, WasmError> {
         let name = self.manifest.name.clone();
+        let output = Arc::new(Mutex::new(OutputBudget::default()));
+        let wasi = if self.uses_wasi {
+            wasi::context(
+                &name,
+                self.host.empty_root.as_deref().map(|d| d.path()),
+                net.clone(),
+                self.host.log_sink.clone(),
+                output.clone(),
+            )
+        } else {
+            WasiCtx::builder().build()
+        };
         let state = HostState {
             plugin: name.clone(),
             net,
@@ -401,6 +461,9 @@ impl LoadedPlugin {
             http_time: Duration::ZERO,
             call_limit: Duration::from_millis(sandbox.max_call_ms),
             call_cpu_start: thread_cpu_time(),
+            wasi,
+            table: ResourceTable::new(),
+            output,
         };
         let call_limit = state.call_limit;
         let mut store = Store::new(&self.host.engine, state);
@@ -442,7 +505,13 @@ fn classify(
     store: &mut Store<HostState>,
     e: wasmtime::Error,
 ) -> WasmError {
-    if let Some(rule) = store.data_mut().violation.take() {
+    let output = store
+        .data()
+        .output
+        .lock()
+        .ok()
+        .and_then(|mut o| o.exceeded.take());
+    if let Some(rule) = store.data_mut().violation.take().or(output) {
         return WasmError::Violation {
             plugin: plugin.to_string(),
             rule,

@@ -45,6 +45,7 @@ mod host;
 mod manifest;
 mod net;
 pub mod sandbox;
+pub mod wasi;
 
 pub use connector::{PluginConnector, PluginSource, load_plugins};
 pub use error::{Rule, WasmError};

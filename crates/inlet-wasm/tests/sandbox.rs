@@ -546,23 +546,25 @@ fn a_cached_plugin_instantiates_quickly_and_loads_from_the_cache() {
 }
 
 #[test]
-fn a_component_with_wasi_imports_is_refused_at_load() {
+fn a_rust_component_importing_wasi_gets_the_locked_down_wasi() {
+    // The red team built for wasm32-wasip2: Rust's std imports WASI 0.2 (as a Python
+    // component does); the host links it locked down, so reading a file breaks the
+    // filesystem rule and the environment is empty.
     let path = repo().join("connectors/plugins/redteam/wasi/plugin.wasm");
     let bytes = std::fs::read(&path).unwrap();
     let manifest = inlet_wasm::Manifest::parse(
-        "name = \"redteam-wasi\"\nversion = \"0.1.0\"\ninterface = \"inlet:plugin@0.1.0\"",
+        "name = \"redteam\"\nversion = \"0.1.0\"\ninterface = \"inlet:plugin@0.1.0\"",
         "test",
     )
     .unwrap();
-    let e = host(None).load(manifest, &bytes).unwrap_err();
-    match e {
-        WasmError::Violation {
-            plugin,
-            rule: Rule::ForbiddenImport { import },
-        } => {
-            assert_eq!(plugin, "redteam-wasi");
-            assert!(import.starts_with("wasi:"), "{import}");
+    let red = host(None).load(manifest, &bytes).unwrap();
+    let (r, _) = attack(&red, "env_file", "", SandboxConfig::default());
+    assert_eq!(
+        rule_of(&r),
+        Rule::Filesystem {
+            path: "/etc/passwd".into()
         }
-        other => panic!("expected a forbidden import, got {other}"),
-    }
+    );
+    let (r, _) = attack(&red, "env_vars", "", SandboxConfig::default());
+    assert_eq!(loot(r), "", "the environment is empty");
 }
