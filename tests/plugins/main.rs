@@ -8,3 +8,4 @@
 
 mod conformance;
 mod sync;
+mod python;

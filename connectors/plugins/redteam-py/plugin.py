@@ -24,6 +24,7 @@ Nothing here catches an error: a refusal the plugin may see (an ``OSError``, a
 
 # Every module is imported here, at build time: an import inside a function would run in
 # the sandbox, with no files to import from.
+import encodings.idna  # noqa: F401 - getaddrinfo encodes host names with it (a lazy import)
 import json
 import os
 import socket

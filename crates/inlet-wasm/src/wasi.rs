@@ -5,8 +5,10 @@
 //!
 //! - **files**: one preopened directory, `/`, backed by an empty directory that nobody
 //!   writes; opening anything under it (`open("/etc/passwd")`, `os.listdir("/")`) breaks
-//!   [`Rule::Filesystem`]. Looking a path up (`stat`) finds nothing, so imports that were
-//!   not captured when the component was built fail as a plain `ImportError`.
+//!   [`Rule::Filesystem`]. Looking a path up (`stat`) finds nothing, and the module folders
+//!   of a componentize-py component (`/python`, `/bundled`...) answer "no such file", so an
+//!   import that was not captured when the component was built fails as a plain
+//!   `ImportError`.
 //! - **environment and arguments**: empty; no initial working directory.
 //! - **sockets and name lookups**: creating a TCP or UDP socket breaks [`Rule::Socket`],
 //!   resolving a name breaks [`Rule::NameLookup`]. HTTP goes through `inlet:plugin/host`,
@@ -95,6 +97,15 @@ pub(crate) fn allowed_import(import: &str) -> bool {
     patch_ok && ALLOWED.contains(&name)
 }
 
+/// Whether a path (relative to `/`) lies in one of the module folders componentize-py puts
+/// on a component's `sys.path` (`/python`, `/world`, `/bundled`, `/0`, `/1`...). Those
+/// hold nothing at run time (the modules were captured when the component was built).
+fn module_root(rel: &str) -> bool {
+    let first = rel.split('/').next().unwrap_or("");
+    matches!(first, "python" | "world" | "bundled")
+        || (!first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Whether `import` is a WASI interface (allowed or not).
 pub(crate) fn is_wasi(import: &str) -> bool {
     import.starts_with("wasi:")
@@ -133,10 +144,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     // opens is `/` + the relative path asked for.
     linker
         .instance(&format!("wasi:filesystem/types@{v}"))?
-        .func_new("[method]descriptor.open-at", |mut store, _, params, _| {
-            let path = match params.get(2) {
-                Some(Val::String(s)) if s.as_str() != "." => format!("/{s}"),
-                _ => "/".to_string(),
+        .func_new("[method]descriptor.open-at", |mut store, _, params, results| {
+            let rel = match params.get(2) {
+                Some(Val::String(s)) => s.trim_start_matches("./").to_string(),
+                _ => String::new(),
+            };
+            if module_root(&rel) {
+                // CPython's import system listing a module folder of the component
+                // (a module that was not imported when it was built): not there, so the
+                // import fails as an ImportError, as without a filesystem.
+                if let Some(r) = results.get_mut(0) {
+                    *r = Val::Result(Err(Some(Box::new(Val::Enum("no-entry".into())))));
+                }
+                // A host function given a borrow must end it before it returns.
+                if let Some(Val::Resource(dir)) = params.first() {
+                    dir.resource_drop(&mut store)?;
+                }
+                return Ok(());
+            }
+            let path = if rel.is_empty() || rel == "." {
+                "/".to_string()
+            } else {
+                format!("/{rel}")
             };
             Err(store.data_mut().violate(Rule::Filesystem { path }))
         })?;
@@ -231,7 +260,9 @@ impl PluginOutput {
         for &byte in bytes {
             if byte == b'\n' {
                 let line = std::mem::take(&mut b.line);
-                self.emit(&line);
+                if !line.is_empty() {
+                    self.emit(&line);
+                }
             } else if b.line.len() < LINE_LIMIT {
                 b.line.push(byte);
             }
@@ -239,15 +270,10 @@ impl PluginOutput {
         Ok(())
     }
 
-    fn flush_line(&self) {
-        let Ok(mut b) = self.budget.lock() else {
-            return;
-        };
-        if !b.line.is_empty() {
-            let line = std::mem::take(&mut b.line);
-            self.emit(&line);
-        }
-    }
+    /// Nothing to do: a line is logged when it ends (CPython writes a line and its
+    /// newline separately, each flushed; logging on flush would split every line). A last
+    /// line without a newline is not logged.
+    fn flush_line(&self) {}
 }
 
 impl IsTerminal for PluginOutput {
@@ -314,6 +340,16 @@ impl AsyncWrite for PluginOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_componentize_py_module_folders_are_module_roots() {
+        for yes in ["python", "python/encodings", "bundled/x.py", "world", "0", "12/pkg"] {
+            assert!(module_root(yes), "{yes}");
+        }
+        for no in ["", ".", "etc/passwd", "pythonx", "home/python", "root", "0a"] {
+            assert!(!module_root(no), "{no}");
+        }
+    }
 
     #[test]
     fn wasi_imports_are_allowed_by_interface_and_version() {

@@ -27,6 +27,7 @@ from componentize_py_types import Err, Ok
 from wit_world.imports import host as _host
 from wit_world.imports import types as _t
 
+from ._export import source_class
 from .batch import rows_of
 
 __all__ = ["Replay", "read_all", "discover"]
@@ -90,8 +91,6 @@ class Replay:
 
 
 def _source(module: _types.ModuleType):
-    from ._export import source_class
-
     return source_class(module)()
 
 
