@@ -7,5 +7,5 @@
 )]
 
 mod conformance;
-mod sync;
 mod python;
+mod sync;

@@ -24,7 +24,9 @@ fn the_python_tutorial_from_plugin_new_to_a_landed_sync() {
     let p = TestProject::new("");
     let proj = p.root().join("things");
     let proj_arg = proj.to_str().unwrap();
-    let out = p.ok(&["plugin", "new", "things", "--lang", "python", "--dir", proj_arg]);
+    let out = p.ok(&[
+        "plugin", "new", "things", "--lang", "python", "--dir", proj_arg,
+    ]);
     assert!(out.contains("created plugin `things`"), "{out}");
     assert!(out.contains("test_plugin.py"), "{out}");
     for f in [
@@ -44,7 +46,11 @@ fn the_python_tutorial_from_plugin_new_to_a_landed_sync() {
         .output()
         .unwrap();
     assert!(test.status.success(), "{}", said(&test));
-    assert!(String::from_utf8_lossy(&test.stderr).contains("Ran 3 tests"), "{}", said(&test));
+    assert!(
+        String::from_utf8_lossy(&test.stderr).contains("Ran 3 tests"),
+        "{}",
+        said(&test)
+    );
 
     // Build: componentize-py from inlet's cache (installed from PyPI the first time).
     let build = p.inlet(&["plugin", "build", proj_arg]);
@@ -58,6 +64,7 @@ fn the_python_tutorial_from_plugin_new_to_a_landed_sync() {
         return;
     }
     assert!(proj.join("plugin.wasm").is_file());
+    bindings_match_the_world();
     p.ok(&["plugin", "install", proj_arg]);
     let list = p.ok(&["connectors"]);
     assert!(
@@ -90,10 +97,52 @@ redirect = {{ "https://api.example.com" = "{}" }}
     ids.sort_unstable();
     assert_eq!(ids, vec![1, 2, 3]);
     let state = p.ok(&["state", "show", "t"]);
-    assert!(state.contains("\"page\"") || state.contains("page"), "{state}");
+    assert!(
+        state.contains("\"page\"") || state.contains("page"),
+        "{state}"
+    );
     // Resumed at the last page: it is read again (it may have grown), nothing else.
     let run: serde_json::Value = serde_json::from_str(&p.ok(&["--json", "sync", "t"])).unwrap();
     assert_eq!(run["streams"]["things"]["rows"], 1, "{run}");
+}
+
+/// The componentize-py `inlet plugin build` just used (or installed).
+fn componentize_py() -> PathBuf {
+    if let Some(p) = std::env::var_os("INLET_COMPONENTIZE_PY") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("INLET_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/inlet"));
+    cache.join("componentize-py-0.25.1/bin/componentize-py")
+}
+
+/// The generated bindings kept in crates/inlet-pdk/python/bindings (for plugins' tests in
+/// plain CPython) are what componentize-py generates from the world today.
+fn bindings_match_the_world() {
+    let out = tempfile::tempdir().unwrap();
+    let generated = std::process::Command::new(componentize_py())
+        .arg("-d")
+        .arg(repo().join("crates/inlet-wasm/wit"))
+        .args(["-w", "plugin", "bindings"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", said(&generated));
+    let kept = repo().join("crates/inlet-pdk/python/bindings");
+    for f in walk(&kept) {
+        let rel = f.strip_prefix(&kept).unwrap();
+        if rel.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        let fresh = std::fs::read_to_string(out.path().join(rel)).unwrap_or_default();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            fresh,
+            "{} is out of date: regenerate crates/inlet-pdk/python/bindings (see its README)",
+            rel.display()
+        );
+    }
 }
 
 fn write_project(p: &TestProject, replay: &ReplayServer) {
@@ -145,7 +194,11 @@ fn the_python_hacker_news_plugin_lands_the_same_parquet_as_the_rust_one() {
         assert!(out.contains(&format!("installed plugin `{name}`")), "{out}");
     }
     let list = p.ok(&["connectors"]);
-    assert!(list.lines().any(|l| l.starts_with("hackernews-py") && l.contains("plugin")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("hackernews-py") && l.contains("plugin")),
+        "{list}"
+    );
 
     for conn in ["rust", "py"] {
         let run: serde_json::Value =
@@ -168,7 +221,10 @@ fn the_python_hacker_news_plugin_lands_the_same_parquet_as_the_rust_one() {
         serde_json::from_str(&p.ok(&["state", "show", c])).unwrap()
     };
     let (py_state, rust_state) = (state("py"), state("rust"));
-    assert_eq!(py_state["streams"]["items"], rust_state["streams"]["items"], "{py_state}");
+    assert_eq!(
+        py_state["streams"]["items"], rust_state["streams"]["items"],
+        "{py_state}"
+    );
     assert!(py_state.to_string().contains("41000060"), "{py_state}");
 
     // What landed, read by pyarrow: the same columns, types and values, row by row
@@ -176,7 +232,7 @@ fn the_python_hacker_news_plugin_lands_the_same_parquet_as_the_rust_one() {
     if let Some(py) = outside_python() {
         for stream in ["items", "top_stories"] {
             let rust = p.lake().join("rust").join(stream);
-            let python = p.lake().join("py").join(stream);
+            let ported = p.lake().join("py").join(stream);
             let code = format!(
                 r#"
 import pyarrow.dataset as ds
@@ -191,7 +247,7 @@ assert rr == pr, [(a, b) for a, b in zip(rr, pr) if a != b][:3]
 print(len(rr), rs.names)
 "#,
                 rust = rust.to_str().unwrap(),
-                python = python.to_str().unwrap()
+                python = ported.to_str().unwrap()
             );
             let out = python(&py, &code);
             let n: usize = out.split_whitespace().next().unwrap().parse().unwrap();

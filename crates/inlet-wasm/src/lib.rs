@@ -16,9 +16,12 @@
 //!                                                          log, now-millis
 //! ```
 //!
-//! The sandbox is deny-by-default: a plugin imports only `inlet:plugin/host` (a component
-//! importing WASI or anything else is refused at load), so it has no files, environment,
-//! sockets or clock except through the host. Network requests go through
+//! The sandbox is deny-by-default: a plugin imports `inlet:plugin/host` and, if it needs a
+//! libc (a Python component made by componentize-py), the WASI 0.2 interfaces of a libc,
+//! which [`wasi`] links locked down (opening a file, creating a socket or resolving a name
+//! breaks a rule; the environment is empty; stdout and stderr become bounded log lines). A
+//! component importing anything else is refused at load. So a plugin has no files,
+//! environment, sockets or network except through the host. Network requests go through
 //! [`sandbox::Network`]: the host must be declared in the manifest AND allowed by the
 //! operator, every resolved address must be public unless allowed, and the connection
 //! goes to the checked address. Secrets are named in requests and expanded by the host;

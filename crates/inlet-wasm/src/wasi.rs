@@ -92,7 +92,11 @@ pub(crate) fn allowed_import(import: &str) -> bool {
     let Some(patch) = version.strip_prefix("0.2.") else {
         return false;
     };
-    let linked: u32 = LINKED.rsplit('.').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let linked: u32 = LINKED
+        .rsplit('.')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     let patch_ok = patch.parse::<u32>().is_ok_and(|p| p <= linked);
     patch_ok && ALLOWED.contains(&name)
 }
@@ -120,16 +124,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker
         .instance(&format!("wasi:sockets/tcp-create-socket@{v}"))?
         .func_new("create-tcp-socket", |mut store, _, _, _| {
-            Err(store.data_mut().violate(Rule::Socket {
-                kind: "tcp".into(),
-            }))
+            Err(store
+                .data_mut()
+                .violate(Rule::Socket { kind: "tcp".into() }))
         })?;
     linker
         .instance(&format!("wasi:sockets/udp-create-socket@{v}"))?
         .func_new("create-udp-socket", |mut store, _, _, _| {
-            Err(store.data_mut().violate(Rule::Socket {
-                kind: "udp".into(),
-            }))
+            Err(store
+                .data_mut()
+                .violate(Rule::Socket { kind: "udp".into() }))
         })?;
     linker
         .instance(&format!("wasi:sockets/ip-name-lookup@{v}"))?
@@ -144,31 +148,34 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     // opens is `/` + the relative path asked for.
     linker
         .instance(&format!("wasi:filesystem/types@{v}"))?
-        .func_new("[method]descriptor.open-at", |mut store, _, params, results| {
-            let rel = match params.get(2) {
-                Some(Val::String(s)) => s.trim_start_matches("./").to_string(),
-                _ => String::new(),
-            };
-            if module_root(&rel) {
-                // CPython's import system listing a module folder of the component
-                // (a module that was not imported when it was built): not there, so the
-                // import fails as an ImportError, as without a filesystem.
-                if let Some(r) = results.get_mut(0) {
-                    *r = Val::Result(Err(Some(Box::new(Val::Enum("no-entry".into())))));
+        .func_new(
+            "[method]descriptor.open-at",
+            |mut store, _, params, results| {
+                let rel = match params.get(2) {
+                    Some(Val::String(s)) => s.trim_start_matches("./").to_string(),
+                    _ => String::new(),
+                };
+                if module_root(&rel) {
+                    // CPython's import system listing a module folder of the component
+                    // (a module that was not imported when it was built): not there, so the
+                    // import fails as an ImportError, as without a filesystem.
+                    if let Some(r) = results.get_mut(0) {
+                        *r = Val::Result(Err(Some(Box::new(Val::Enum("no-entry".into())))));
+                    }
+                    // A host function given a borrow must end it before it returns.
+                    if let Some(Val::Resource(dir)) = params.first() {
+                        dir.resource_drop(&mut store)?;
+                    }
+                    return Ok(());
                 }
-                // A host function given a borrow must end it before it returns.
-                if let Some(Val::Resource(dir)) = params.first() {
-                    dir.resource_drop(&mut store)?;
-                }
-                return Ok(());
-            }
-            let path = if rel.is_empty() || rel == "." {
-                "/".to_string()
-            } else {
-                format!("/{rel}")
-            };
-            Err(store.data_mut().violate(Rule::Filesystem { path }))
-        })?;
+                let path = if rel.is_empty() || rel == "." {
+                    "/".to_string()
+                } else {
+                    format!("/{rel}")
+                };
+                Err(store.data_mut().violate(Rule::Filesystem { path }))
+            },
+        )?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -343,10 +350,25 @@ mod tests {
 
     #[test]
     fn only_componentize_py_module_folders_are_module_roots() {
-        for yes in ["python", "python/encodings", "bundled/x.py", "world", "0", "12/pkg"] {
+        for yes in [
+            "python",
+            "python/encodings",
+            "bundled/x.py",
+            "world",
+            "0",
+            "12/pkg",
+        ] {
             assert!(module_root(yes), "{yes}");
         }
-        for no in ["", ".", "etc/passwd", "pythonx", "home/python", "root", "0a"] {
+        for no in [
+            "",
+            ".",
+            "etc/passwd",
+            "pythonx",
+            "home/python",
+            "root",
+            "0a",
+        ] {
             assert!(!module_root(no), "{no}");
         }
     }

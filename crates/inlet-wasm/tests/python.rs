@@ -42,7 +42,9 @@ fn shared() -> &'static (PluginHost, inlet_wasm::LogSink) {
     HOST.get_or_init(|| {
         let cache = std::env::temp_dir().join("inlet-wasm-python-tests-cache");
         let sink: inlet_wasm::LogSink = Arc::new(Mutex::new(Vec::new()));
-        let h = PluginHost::new(Some(cache)).unwrap().with_log_sink(sink.clone());
+        let h = PluginHost::new(Some(cache))
+            .unwrap()
+            .with_log_sink(sink.clone());
         (h, sink)
     })
 }
@@ -118,12 +120,22 @@ async fn the_python_hacker_news_plugin_lands_what_the_rust_one_lands() {
         ("items", SyncMode::Incremental),
         ("top_stories", SyncMode::FullRefresh),
     ] {
-        let (want, want_cp) = read_all(&rust, hn_config(&server, 40), request(stream, mode, 10), None)
-            .await
-            .unwrap();
-        let (got, got_cp) = read_all(&python, hn_config(&server, 40), request(stream, mode, 10), None)
-            .await
-            .unwrap();
+        let (want, want_cp) = read_all(
+            &rust,
+            hn_config(&server, 40),
+            request(stream, mode, 10),
+            None,
+        )
+        .await
+        .unwrap();
+        let (got, got_cp) = read_all(
+            &python,
+            hn_config(&server, 40),
+            request(stream, mode, 10),
+            None,
+        )
+        .await
+        .unwrap();
         assert!(rows(&want) > 0, "{stream}: the recording has rows");
         assert_eq!(rows(&got), rows(&want), "{stream}");
         assert_eq!(got_cp, want_cp, "{stream}: the same checkpoints");
@@ -143,7 +155,10 @@ fn attack(
 ) -> (Result<Option<Vec<types::Event>>, WasmError>, Duration) {
     let mut secrets = Vec::new();
     for (name, v) in &sandbox.secrets {
-        secrets.push((name.clone(), v.resolve(name, &std::env::temp_dir()).unwrap()));
+        secrets.push((
+            name.clone(),
+            v.resolve(name, &std::env::temp_dir()).unwrap(),
+        ));
     }
     let mut inst = plugin.instantiate(&sandbox, secrets).unwrap();
     let config = json!({"attack": attack, "url": url}).to_string();
@@ -208,9 +223,14 @@ async fn python_red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working()
         tokio::spawn(async move {
             let mut n = 0;
             for _ in 0..3 {
-                let (b, _) = read_all(&hn, config.clone(), request("items", SyncMode::Incremental, 10), None)
-                    .await
-                    .unwrap();
+                let (b, _) = read_all(
+                    &hn,
+                    config.clone(),
+                    request("items", SyncMode::Incremental, 10),
+                    None,
+                )
+                .await
+                .unwrap();
                 n += rows(&b);
             }
             n
@@ -229,7 +249,12 @@ async fn python_red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working()
         let red = red2;
         // Files: opening one, and listing a directory, break the filesystem rule.
         let (r, _) = attack(&red, "passwd", "", sandbox(&[]));
-        assert_eq!(rule_of(&r), Rule::Filesystem { path: "/etc/passwd".into() });
+        assert_eq!(
+            rule_of(&r),
+            Rule::Filesystem {
+                path: "/etc/passwd".into()
+            }
+        );
         let (r, _) = attack(&red, "listdir", "", sandbox(&[]));
         assert_eq!(rule_of(&r), Rule::Filesystem { path: "/".into() });
 
@@ -238,38 +263,88 @@ async fn python_red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working()
         let (r, _) = attack(&red, "environ", "", sandbox(&[]));
         let got = loot(r);
         for value in &host_env {
-            assert!(!got.contains(value.as_str()), "the host's {value} leaked: {got}");
+            assert!(
+                !got.contains(value.as_str()),
+                "the host's {value} leaked: {got}"
+            );
         }
 
         // Sockets and name lookups.
         let (r, _) = attack(&red, "socket", "", sandbox(&[]));
         assert_eq!(rule_of(&r), Rule::Socket { kind: "tcp".into() });
         let (r, _) = attack(&red, "resolve", "", sandbox(&[]));
-        assert_eq!(rule_of(&r), Rule::NameLookup { name: "example.com".into() });
+        assert_eq!(
+            rule_of(&r),
+            Rule::NameLookup {
+                name: "example.com".into()
+            }
+        );
 
         // Hosts: one the manifest does not declare; the metadata address.
         let (r, _) = attack(&red, "host", "", sandbox(&["evil.example.net"]));
-        assert_eq!(rule_of(&r), Rule::HostNotDeclared { host: "evil.example.net".into() });
+        assert_eq!(
+            rule_of(&r),
+            Rule::HostNotDeclared {
+                host: "evil.example.net".into()
+            }
+        );
         let (r, _) = attack(&red, "metadata", "", sandbox(&["169.254.169.254"]));
         assert_eq!(
             rule_of(&r),
-            Rule::PrivateAddress { host: "169.254.169.254".into(), address: "169.254.169.254".into() }
+            Rule::PrivateAddress {
+                host: "169.254.169.254".into(),
+                address: "169.254.169.254".into()
+            }
         );
 
         // CPU, memory, output.
-        let (r, took) = attack(&red, "loop", "", SandboxConfig { max_call_ms: 300, ..sandbox(&[]) });
+        let (r, took) = attack(
+            &red,
+            "loop",
+            "",
+            SandboxConfig {
+                max_call_ms: 300,
+                ..sandbox(&[])
+            },
+        );
         assert_eq!(rule_of(&r), Rule::CpuLimit { millis: 300 });
         assert!(took < Duration::from_secs(5), "loop ran {took:?}");
-        let (r, took) = attack(&red, "memory", "", SandboxConfig { memory_mb: 96, ..sandbox(&[]) });
-        assert_eq!(rule_of(&r), Rule::MemoryLimit { bytes: 96 * 1024 * 1024 });
+        let (r, took) = attack(
+            &red,
+            "memory",
+            "",
+            SandboxConfig {
+                memory_mb: 96,
+                ..sandbox(&[])
+            },
+        );
+        assert_eq!(
+            rule_of(&r),
+            Rule::MemoryLimit {
+                bytes: 96 * 1024 * 1024
+            }
+        );
         assert!(took < Duration::from_secs(20), "memory took {took:?}");
         let (r, _) = attack(&red, "print", "", sandbox(&[]));
-        assert_eq!(rule_of(&r), Rule::OutputLimit { bytes: inlet_wasm::wasi::OUTPUT_LIMIT as u64 });
+        assert_eq!(
+            rule_of(&r),
+            Rule::OutputLimit {
+                bytes: inlet_wasm::wasi::OUTPUT_LIMIT as u64
+            }
+        );
 
         // A secret the connection does not define.
-        let open = SandboxConfig { allow_private: vec!["127.0.0.1".into()], ..sandbox(&["127.0.0.1"]) };
+        let open = SandboxConfig {
+            allow_private: vec!["127.0.0.1".into()],
+            ..sandbox(&["127.0.0.1"])
+        };
         let (r, _) = attack(&red, "secret", &echo2, open);
-        assert_eq!(rule_of(&r), Rule::UnknownSecret { name: "token".into() });
+        assert_eq!(
+            rule_of(&r),
+            Rule::UnknownSecret {
+                name: "token".into()
+            }
+        );
 
         // The plugin that broke nothing still works.
         assert_eq!(loot(attack(&red, "none", "", sandbox(&[])).0), "fine");
@@ -285,7 +360,11 @@ async fn python_red_team_plugins_are_stopped_and_a_normal_plugin_keeps_working()
         .collect();
     assert!(printed.len() > 100, "print() reaches the log, a line each");
     // 1 MiB of 1,009-byte lines, then the rule.
-    assert!(printed.len() <= 1_040, "{} lines: output is bounded", printed.len());
+    assert!(
+        printed.len() <= 1_040,
+        "{} lines: output is bounded",
+        printed.len()
+    );
 
     assert_eq!(normal.await.unwrap(), 3 * 39);
 }
@@ -300,8 +379,14 @@ fn a_cached_python_plugin_loads_and_instantiates_quickly() {
         .unwrap()
         .load_dir(&plugin_dir("hackernews-py"))
         .unwrap();
-    assert!(again.load.from_cache, "second load should come from the cache");
-    let sandbox = SandboxConfig { memory_mb: 256, ..SandboxConfig::default() };
+    assert!(
+        again.load.from_cache,
+        "second load should come from the cache"
+    );
+    let sandbox = SandboxConfig {
+        memory_mb: 256,
+        ..SandboxConfig::default()
+    };
     let mut best = Duration::MAX;
     for _ in 0..10 {
         let t = Instant::now();
