@@ -44,8 +44,10 @@ else
   fi
 fi
 
-# Python plugins, with the inlet CLI of this tree (the test profile, as above).
-inlet() { cargo run --quiet --locked --profile test -p inlet-cli -- "$@"; }
+# Python plugins, with the inlet CLI of this tree: the binary the test suite builds (the
+# same command as scripts/test's, so the suite after this builds nothing again).
+cargo test --workspace --locked --no-run --quiet
+inlet() { "${CARGO_TARGET_DIR:-$ROOT/target}/debug/inlet" "$@"; }
 for dir in connectors/plugins/*-py; do
   name=$(basename "$dir")
   dest="$OUT/$name"
