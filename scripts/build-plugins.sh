@@ -66,5 +66,6 @@ for dir in connectors/plugins/*-py; do
 done
 
 if [ "${1:-}" = "--check" ] && [ $((rebuilt_rust + rebuilt_python)) -gt 0 ]; then
-  INLET_PLUGIN_FIXTURES=$OUT cargo test --locked -p inlet-wasm --test sandbox --test python
+  # --workspace: the features of the whole suite, so nothing is compiled a second time.
+  INLET_PLUGIN_FIXTURES=$OUT cargo test --workspace --locked --test sandbox --test python --test plugins
 fi
