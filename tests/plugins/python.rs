@@ -65,6 +65,25 @@ fn the_python_tutorial_from_plugin_new_to_a_landed_sync() {
     }
     assert!(proj.join("plugin.wasm").is_file());
     bindings_match_the_world();
+
+    // A broken plugin, or no componentize-py: the build says what is wrong.
+    let good = std::fs::read_to_string(proj.join("plugin.py")).unwrap();
+    std::fs::write(proj.join("plugin.py"), format!("{good}\ndef broken(:\n")).unwrap();
+    let err = said(&p.inlet(&["plugin", "build", proj_arg]));
+    assert!(err.contains("could not build plugin `things`"), "{err}");
+    std::fs::write(proj.join("plugin.py"), &good).unwrap();
+    let mut cmd = p.command(&["plugin", "build", proj_arg]);
+    let out = cmd
+        .env("INLET_COMPONENTIZE_PY", "/nonexistent/componentize-py")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("INLET_COMPONENTIZE_PY=/nonexistent/componentize-py does not run"),
+        "{}",
+        said(&out)
+    );
+
     p.ok(&["plugin", "install", proj_arg]);
     let list = p.ok(&["connectors"]);
     assert!(

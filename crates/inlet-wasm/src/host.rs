@@ -37,8 +37,8 @@ pub struct PluginHost {
     linker: Arc<Linker<HostState>>,
     cache_dir: Option<PathBuf>,
     log_sink: Option<LogSink>,
-    /// The empty directory WASI plugins see as `/` (removed when the last host is dropped).
-    empty_root: Option<Arc<tempfile::TempDir>>,
+    /// The empty directory WASI plugins see as `/` (none: their opens fail in their libc).
+    empty_root: Option<Arc<PathBuf>>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -107,10 +107,8 @@ impl PluginHost {
         })?;
         // Best effort: without it a WASI plugin's file opens fail inside its libc rather
         // than breaking the filesystem rule.
-        let empty_root = tempfile::Builder::new()
-            .prefix("inlet-plugin-root-")
-            .tempdir()
-            .map_err(|e| tracing::warn!(error = %e, "cannot make the empty root for WASI plugins"))
+        let empty_root = wasi::empty_root(cache_dir.as_deref())
+            .map_err(|e| tracing::warn!(error = %e, "no empty root for WASI plugins"))
             .ok()
             .map(Arc::new);
         let weak = engine.weak();
@@ -444,7 +442,7 @@ impl LoadedPlugin {
         let wasi = if self.uses_wasi {
             wasi::context(
                 &name,
-                self.host.empty_root.as_deref().map(|d| d.path()),
+                self.host.empty_root.as_deref().map(PathBuf::as_path),
                 net.clone(),
                 self.host.log_sink.clone(),
                 output.clone(),

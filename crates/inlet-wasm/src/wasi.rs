@@ -4,11 +4,11 @@
 //! without WASI lacks:
 //!
 //! - **files**: one preopened directory, `/`, backed by an empty directory that nobody
-//!   writes; opening anything under it (`open("/etc/passwd")`, `os.listdir("/")`) breaks
-//!   [`Rule::Filesystem`]. Looking a path up (`stat`) finds nothing, and the module folders
-//!   of a componentize-py component (`/python`, `/bundled`...) answer "no such file", so an
-//!   import that was not captured when the component was built fails as a plain
-//!   `ImportError`.
+//!   writes; opening anything under it (`open("/etc/passwd")`, `os.listdir("/")`), or
+//!   creating, removing, renaming or linking a path, breaks [`Rule::Filesystem`]. Looking
+//!   a path up (`stat`) finds nothing, and the module folders of a componentize-py
+//!   component (`/python`, `/bundled`...) answer "no such file", so an import that was
+//!   not captured when the component was built fails as a plain `ImportError`.
 //! - **environment and arguments**: empty; no initial working directory.
 //! - **sockets and name lookups**: creating a TCP or UDP socket breaks [`Rule::Socket`],
 //!   resolving a name breaks [`Rule::NameLookup`]. HTTP goes through `inlet:plugin/host`,
@@ -23,7 +23,7 @@
 
 use std::{
     io,
-    path::Path,
+    path::{Path, PathBuf},
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
@@ -176,8 +176,73 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Err(store.data_mut().violate(Rule::Filesystem { path }))
             },
         )?;
+    // Changing the tree (the preopen is read-only anyway) is an attempt on the filesystem
+    // too: the path it names, after the descriptor.
+    for method in [
+        "create-directory-at",
+        "remove-directory-at",
+        "unlink-file-at",
+        "rename-at",
+        "symlink-at",
+        "link-at",
+        "set-times-at",
+    ] {
+        linker
+            .instance(&format!("wasi:filesystem/types@{v}"))?
+            .func_new(
+                &format!("[method]descriptor.{method}"),
+                |mut store, _, params, _| {
+                    let path = params
+                        .iter()
+                        .find_map(|p| match p {
+                            Val::String(s) => Some(format!("/{}", s.trim_start_matches("./"))),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| "/".to_string());
+                    Err(store.data_mut().violate(Rule::Filesystem { path }))
+                },
+            )?;
+    }
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// The empty directory WASI plugins see as `/`: `<cache>/empty-root` beside the compiled
+/// plugins, or without a cache `inlet-empty-root-<uid>` in the temporary folder. It must be
+/// an empty directory owned by this account and writable by no one else: a plugin can
+/// open nothing in it (every open breaks [`Rule::Filesystem`]), but it could `stat` names.
+pub(crate) fn empty_root(cache: Option<&Path>) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = rustix::process::getuid().as_raw();
+    let dir = match cache {
+        Some(c) => c.join("empty-root"),
+        None => std::env::temp_dir().join(format!("inlet-empty-root-{uid}")),
+    };
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o500).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    let refuse = |why: &str| {
+        Err(std::io::Error::other(format!(
+            "{}: {why}; remove it and inlet makes it again",
+            dir.display()
+        )))
+    };
+    if !meta.is_dir() {
+        return refuse("not a directory");
+    }
+    if meta.uid() != uid || meta.permissions().mode() & 0o022 != 0 {
+        return refuse("owned or writable by another account");
+    }
+    if std::fs::read_dir(&dir)?.next().is_some() {
+        return refuse("not empty");
+    }
+    Ok(dir)
 }
 
 /// The WASI context of one instance: no environment, no arguments, stdin closed, stdout and
