@@ -8,6 +8,7 @@
 
 mod catalog_ddl;
 mod catalog_glue;
+mod cdc;
 mod conformance;
 mod sample_db;
 mod sync;

@@ -230,7 +230,7 @@ pub async fn tables(connect: &Connect, client: &Client) -> Result<Vec<Table>, So
     let cols = client
         .query(
             "SELECT a.attrelid, a.attname::text, a.atttypid, a.atttypmod, \
-                    format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attndims \
+                    format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attndims::int4 \
              FROM pg_attribute a \
              WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attrelid, a.attnum",

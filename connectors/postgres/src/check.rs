@@ -1,5 +1,6 @@
 //! `inlet check` for a Postgres connection: login, replica, replay lag, read-only
-//! session, privileges.
+//! session, privileges; with a `cdc` table, what change data capture needs (each problem
+//! with the SQL that fixes it, and where) and the slots' retained WAL.
 
 use inlet_core::{CheckReport, SourceError};
 
@@ -111,6 +112,106 @@ impl PostgresSource {
             }
             Err(e) => report.push("tables readable", false, e.to_string()),
         }
+        if cfg.cdc.is_some() {
+            self.check_cdc(&session, &mut report).await;
+        }
         Ok(report)
+    }
+}
+
+impl PostgresSource {
+    async fn check_cdc(&self, session: &crate::session::Session, report: &mut CheckReport) {
+        let Some(cdc) = self.connect.config().cdc.as_ref() else {
+            return;
+        };
+        match crate::cdc::slot::problems(&self.connect, session, &cdc.publication, &[]).await {
+            Ok(problems) if problems.is_empty() => {
+                let tables: Vec<String> = session
+                    .client
+                    .query(
+                        "SELECT schemaname || '.' || tablename FROM pg_publication_tables \
+                          WHERE pubname = $1 ORDER BY 1",
+                        &[&cdc.publication],
+                    )
+                    .await
+                    .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                    .unwrap_or_default();
+                report.push(
+                    "change data capture",
+                    true,
+                    format!(
+                        "PostgreSQL 16+, wal_level = logical, hot_standby_feedback = on, \
+                         REPLICATION granted; publication `{}` publishes {}",
+                        cdc.publication,
+                        if tables.is_empty() {
+                            "no table yet".to_string()
+                        } else {
+                            tables.join(", ")
+                        }
+                    ),
+                );
+            }
+            Ok(problems) => {
+                for p in problems {
+                    report.push(
+                        "change data capture",
+                        false,
+                        format!("{}. Fix: {}", p.what, p.fix),
+                    );
+                }
+            }
+            Err(e) => report.push("change data capture", false, e.to_string()),
+        }
+        let prefix = crate::cdc::slot::slot_prefix(self.connect.connection());
+        let slots = session
+            .client
+            .query(
+                "SELECT slot_name::text, \
+                        pg_wal_lsn_diff(COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_lsn()), \
+                                        restart_lsn)::int8, \
+                        COALESCE(wal_status, ''), active_pid \
+                   FROM pg_replication_slots WHERE slot_type = 'logical' \
+                    AND starts_with(slot_name::text, $1) ORDER BY 1",
+                &[&prefix],
+            )
+            .await;
+        match slots {
+            Err(e) => report.push(
+                "replication slots",
+                false,
+                self.connect.error(e).to_string(),
+            ),
+            Ok(rows) if rows.is_empty() => report.push(
+                "replication slots",
+                true,
+                "none yet: the first sync of each CDC stream makes its slot on the standby",
+            ),
+            Ok(rows) => {
+                for r in rows {
+                    let name: String = r.get(0);
+                    let bytes: Option<i64> = r.get(1);
+                    let status: String = r.get(2);
+                    let bytes = bytes.unwrap_or(0);
+                    let lost = status == "lost";
+                    let over = bytes as u64 > cdc.max_retained_bytes;
+                    report.push(
+                        format!("slot {name}"),
+                        !lost && !over,
+                        if lost {
+                            "invalidated: the WAL it needed is gone. `inlet state reset` of its \
+                             stream makes a new slot and lands a new snapshot"
+                                .to_string()
+                        } else {
+                            format!(
+                                "keeps {bytes} bytes of WAL on the standby (limit \
+                                 cdc.max_retained_bytes = {}){}",
+                                cdc.max_retained_bytes,
+                                if over { ": sync more often" } else { "" }
+                            )
+                        },
+                    );
+                }
+            }
+        }
     }
 }

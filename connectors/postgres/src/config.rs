@@ -103,6 +103,33 @@ pub struct PostgresConfig {
     /// record the change in the stream's state) or `fail` (stop with the change listed).
     #[serde(default)]
     pub on_schema_change: SchemaChangePolicy,
+    /// Change data capture: with this table set, every incremental stream of the
+    /// connection without a `cursor_field` is read from a logical replication slot on the
+    /// standby (PostgreSQL 16 or newer), deletes and truncates included.
+    #[serde(default)]
+    pub cdc: Option<CdcConfig>,
+}
+
+/// The `cdc` table: reading the write-ahead log of the standby.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CdcConfig {
+    /// The publication the DBA made on the primary (`CREATE PUBLICATION ... FOR TABLE
+    /// ...`); it replicates to the standby.
+    pub publication: String,
+    /// Warn (in `check`, the run record and the log) when a stream's slot keeps more WAL
+    /// than this on the standby, in bytes (default 1073741824, 1 GiB).
+    #[serde(default = "default_max_retained_bytes")]
+    pub max_retained_bytes: u64,
+    /// How long making a new slot may wait for the primary to log a snapshot of its
+    /// running transactions, in seconds (default 120). On an idle primary that needs
+    /// activity or `SELECT pg_log_standby_snapshot()` on the primary.
+    #[serde(default = "default_slot_wait_secs")]
+    pub slot_wait_secs: u64,
+    /// Stop a run's change read at this many changes even when it has not caught up
+    /// (default: none; the run reads up to the replay position seen when it started).
+    #[serde(default)]
+    pub max_changes_per_run: Option<u64>,
 }
 
 /// TLS mode.
@@ -210,6 +237,12 @@ fn default_lookback_secs() -> u64 {
 fn default_max_boundary_rows() -> u64 {
     100_000
 }
+fn default_max_retained_bytes() -> u64 {
+    1 << 30
+}
+fn default_slot_wait_secs() -> u64 {
+    120
+}
 
 /// Parse and check a config without I/O.
 pub fn parse(config: &Value) -> Result<PostgresConfig, SourceError> {
@@ -242,6 +275,14 @@ pub fn check(cfg: &PostgresConfig) -> Result<(), SourceError> {
         return Err(SourceError::config(
             "ssl_root_cert",
             "is used only with ssl_mode = \"verify_full\"",
+        ));
+    }
+    if let Some(cdc) = &cfg.cdc
+        && cdc.publication.trim().is_empty()
+    {
+        return Err(SourceError::config(
+            "cdc.publication",
+            "must name the publication made on the primary (CREATE PUBLICATION inlet FOR TABLE ...)",
         ));
     }
     for (field, patterns) in [("tables", &cfg.tables), ("exclude", &cfg.exclude)] {

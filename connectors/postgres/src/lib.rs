@@ -34,6 +34,10 @@
 //!   changed (a partition attached: its rows have older xmins), the run re-reads the whole
 //!   table instead (a bounded re-sync) and says so.
 //!   Deletes are not seen by cursor or xmin reads.
+//! - **Change data capture** ([`cdc`], with a `cdc` table in the config): incremental
+//!   streams without a cursor are read from a logical replication slot on the standby
+//!   (PostgreSQL 16+): a snapshot by key ranges, then every insert, update, delete and
+//!   truncate, each row with its position (`_inlet_lsn`, `_inlet_seq`) and operation.
 //! - **Schema drift**: each run compares the catalog with the columns saved in the
 //!   stream's state; `on_schema_change = "evolve"` lands the new shape and records the
 //!   change in the state's `schema_changes`, `"fail"` stops with the change listed.
@@ -44,6 +48,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod cdc;
 pub mod config;
 pub mod copy;
 pub mod cursor;

@@ -34,6 +34,13 @@ pub(crate) struct PartSpec {
     /// Range of a composite or non-integer primary key: `lo <= (key) < hi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tuple: Option<TupleRange>,
+    /// A key range of a CDC stream's snapshot: its rows carry the replay position read
+    /// just before the statement.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) cdc_snapshot: bool,
+    /// The changes of a CDC stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cdc: Option<crate::cdc::CdcSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,6 +210,7 @@ impl PostgresSource {
                     cursor,
                     xmin,
                     tuple: None,
+                    ..Default::default()
                 })
                 .unwrap_or(Value::Null),
             }]
@@ -260,6 +268,7 @@ impl PostgresSource {
                     cursor: cursor.clone(),
                     xmin: xmin.clone(),
                     tuple: None,
+                    ..Default::default()
                 })
                 .unwrap_or(Value::Null),
             });
@@ -342,6 +351,7 @@ impl PostgresSource {
                     cursor: cursor.clone(),
                     xmin: xmin.clone(),
                     tuple: Some(tuple),
+                    ..Default::default()
                 })
                 .unwrap_or(Value::Null),
             });
@@ -438,6 +448,7 @@ impl PostgresSource {
                         cursor: Some(bounds),
                         xmin: None,
                         tuple: None,
+                        ..Default::default()
                     })
                     .unwrap_or(Value::Null),
                 }];
@@ -564,6 +575,7 @@ impl PostgresSource {
                         lo32: w.rem_euclid(XID_SPACE),
                         span: next - w,
                     }),
+                    ..Default::default()
                 })
                 .unwrap_or(Value::Null),
             }],
@@ -628,7 +640,8 @@ impl PostgresSource {
             ));
         }
         let mut warnings = Vec::new();
-        let (partitions, mut state) = match request.mode {
+        let mut cdc_first = None;
+        let (mut partitions, mut state) = match request.mode {
             SyncMode::FullRefresh => (
                 self.key_partitions(&session, &table, None, None).await?,
                 StreamState {
@@ -636,6 +649,21 @@ impl PostgresSource {
                     ..Default::default()
                 },
             ),
+            SyncMode::Incremental
+                if request.cursor_field.is_none() && self.connect.config().cdc.is_some() =>
+            {
+                let (parts, state, first) = self
+                    .plan_cdc(
+                        &session,
+                        &table,
+                        async || self.key_partitions(&session, &table, None, None).await,
+                        state_prev.as_ref(),
+                        &mut warnings,
+                    )
+                    .await?;
+                cdc_first = Some(first);
+                (parts, state)
+            }
             SyncMode::Incremental => match request.cursor_field.as_deref() {
                 Some(XMIN) => {
                     self.plan_xmin(&session, &table, state_prev.as_ref())
@@ -668,9 +696,35 @@ impl PostgresSource {
         state.columns = catalog::shape(&table.columns);
         state.landed = catalog::landed(&table.columns);
         state.schema_changes = history;
+        let state_json = serde_json::to_value(&state).map_err(SourceError::other)?;
+        if cdc_first == Some(false) {
+            // An incremental CDC read is one partition whose checkpoints are the stream's
+            // state (a run stopped early keeps what it landed).
+            for p in &mut partitions {
+                let mut spec: PartSpec =
+                    serde_json::from_value(p.spec.clone()).map_err(SourceError::other)?;
+                if let Some(c) = spec.cdc.as_mut() {
+                    c.state = Some(state_json.clone());
+                }
+                p.spec = serde_json::to_value(spec).map_err(SourceError::other)?;
+            }
+            if partitions.is_empty() {
+                // Nothing was replayed since the last run: the state stays.
+                return Ok(ReadPlan {
+                    partitions,
+                    state_after: None,
+                    warnings,
+                });
+            }
+            return Ok(ReadPlan {
+                partitions,
+                state_after: None,
+                warnings,
+            });
+        }
         Ok(ReadPlan {
             partitions,
-            state_after: Some(serde_json::to_value(&state).map_err(SourceError::other)?),
+            state_after: Some(state_json),
             warnings,
         })
     }

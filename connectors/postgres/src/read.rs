@@ -211,6 +211,9 @@ impl PostgresSource {
                 )
             })?
         };
+        if let Some(cdc) = spec.cdc.clone() {
+            return self.read_changes(request, cdc, resume).await;
+        }
         let resume: Option<PartCheckpoint> = resume
             .map(serde_json::from_value)
             .transpose()
@@ -227,7 +230,12 @@ impl PostgresSource {
         let timeout = std::time::Duration::from_secs(self.connect.config().statement_timeout_secs);
         let splittable = spec.key.is_some();
         let batch_rows = request.batch_rows;
-        let columns = table.columns.clone();
+        let cdc_snapshot = spec.cdc_snapshot;
+        let columns = if cdc_snapshot {
+            crate::cdc::landed_columns(&table.columns)
+        } else {
+            table.columns.clone()
+        };
         let connect = self.connect.clone();
         let (mut tx, guard, events) = inlet_core::producer::channel(stream.clone(), 4);
         // The guard ends the stream as the task ended: a panic is an error naming the
@@ -249,8 +257,17 @@ impl PostgresSource {
                 } else {
                     format!(" WHERE {}", conds.join(" AND "))
                 };
+                // A snapshot row of a CDC stream is labelled with the replay position
+                // read before its statement's snapshot is taken: every transaction that
+                // committed before it is visible, so a change at or after it outranks it.
+                let label = if cdc_snapshot {
+                    let lsn = crate::cdc::slot::replay_lsn(&connect, &session).await?;
+                    crate::cdc::snapshot_select(lsn)
+                } else {
+                    String::new()
+                };
                 let sql = format!(
-                    "COPY (SELECT {select} FROM {from}{where_sql}) TO STDOUT (FORMAT binary)"
+                    "COPY (SELECT {select}{label} FROM {from}{where_sql}) TO STDOUT (FORMAT binary)"
                 );
                 tracing::debug!(%sql, "copy");
                 let builder = BatchBuilder::new(&columns, batch_rows);

@@ -29,6 +29,8 @@ pub struct Connect {
     cfg: Arc<PostgresConfig>,
     password: Option<secrecy::SecretString>,
     application_name: String,
+    connection: String,
+    base_dir: std::path::PathBuf,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
@@ -68,6 +70,8 @@ impl Connect {
             cfg,
             password,
             application_name,
+            connection: connection.to_string(),
+            base_dir: base_dir.to_path_buf(),
             tls,
         })
     }
@@ -78,6 +82,29 @@ impl Connect {
             "postgres {}:{}/{}",
             self.cfg.host, self.cfg.port, self.cfg.database
         )
+    }
+
+    /// The connection's name.
+    pub fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    /// The `application_name` of inlet's sessions.
+    pub fn application_name(&self) -> &str {
+        &self.application_name
+    }
+
+    /// The resolved password, for the replication session (never printed).
+    pub(crate) fn password(&self) -> Option<&secrecy::SecretString> {
+        self.password.as_ref()
+    }
+
+    /// The CA file of `ssl_mode = "verify_full"`, resolved against the project folder.
+    pub(crate) fn root_cert(&self) -> Option<std::path::PathBuf> {
+        self.cfg
+            .ssl_root_cert
+            .as_deref()
+            .map(|p| self.base_dir.join(p))
     }
 
     /// The config.

@@ -11,8 +11,9 @@ use crate::PostgresSource;
 
 /// The format of [`StreamState`] written now. States without a `version` are version 1
 /// (written before boundary sets) and load as they are; version 3 adds `landed` (states
-/// without it landed the defaults before it: wide numerics as Decimal256, `time` as Time64).
-pub const STATE_VERSION: u32 = 3;
+/// without it landed the defaults before it: wide numerics as Decimal256, `time` as Time64);
+/// version 4 adds `slot`, `lsn` and `snapshot_at` (`method = cdc`).
+pub const STATE_VERSION: u32 = 4;
 
 fn state_v1() -> u32 {
     1
@@ -25,7 +26,7 @@ pub struct StreamState {
     /// State format ([`STATE_VERSION`]; absent in version 1).
     #[serde(default = "state_v1")]
     pub version: u32,
-    /// `full`, `cursor` or `xmin`.
+    /// `full`, `cursor`, `xmin` or `cdc`.
     pub method: String,
     /// The cursor column (`method = cursor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +56,16 @@ pub struct StreamState {
     /// unchanged are not landed twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boundary: Option<Boundary>,
+    /// The replication slot on the standby (`method = cdc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// The position the next read starts from (`method = cdc`): every transaction that
+    /// committed before it is in the lake, and the slot may be advanced to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<String>,
+    /// Where the slot began, when the stream's snapshot was taken (`method = cdc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_at: Option<String>,
 }
 
 impl TypedState for StreamState {
@@ -74,6 +85,9 @@ impl Default for StreamState {
             landed: Vec::new(),
             schema_changes: SchemaHistory::default(),
             boundary: None,
+            slot: None,
+            lsn: None,
+            snapshot_at: None,
         }
     }
 }

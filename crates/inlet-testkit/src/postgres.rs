@@ -1,6 +1,8 @@
 //! A throwaway PostgreSQL primary and streaming hot standby (`pg_basebackup -R`) in a
 //! temp dir on free ports, from the server binaries on PATH (or Debian's location).
 //! As root, the servers run as the `postgres` OS user (Postgres refuses root).
+//! [`PgPair::start_opts`] picks another major version (`scripts/ensure-postgres-version`
+//! installs 16-18) and sets the pair up for logical decoding on the standby.
 
 use crate::{free_port, project::TestProject};
 
@@ -43,6 +45,42 @@ fn bin_dir() -> PathBuf {
     PathBuf::from("/usr/lib/postgresql/15/bin")
 }
 
+/// How [`PgPair::start_opts`] sets the pair up.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// The major version (16, 17, 18) from `scripts/ensure-postgres-version`; `None`:
+    /// the binaries on PATH (Debian's 15).
+    pub version: Option<u32>,
+    /// `wal_level = logical` on both servers, a physical slot from the standby
+    /// (`primary_slot_name`) and `hot_standby_feedback = on`: logical decoding on the
+    /// standby works.
+    pub logical: bool,
+    /// TLS on both servers (see [`PgPair::start_with`]).
+    pub tls: bool,
+    /// Appended to the standby's config.
+    pub standby_conf: String,
+    /// Appended to the primary's config.
+    pub primary_conf: String,
+}
+
+/// The bin folder of PostgreSQL `major`, installed by `scripts/ensure-postgres-version`.
+pub fn versioned_bin(major: u32) -> PathBuf {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-postgres-version");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(major.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} {major} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 impl PgPair {
     /// Start both servers; `standby_conf` is appended to the standby's config.
     pub fn start(standby_conf: &str) -> PgPair {
@@ -52,6 +90,26 @@ impl PgPair {
     /// As [`PgPair::start`]; with `tls`, both servers accept TLS with a certificate for
     /// `localhost` and `127.0.0.1` signed by a test CA (`ca.crt` in the temp dir).
     pub fn start_with(standby_conf: &str, tls: bool) -> PgPair {
+        Self::start_opts(PgOptions {
+            tls,
+            standby_conf: standby_conf.to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// The major version of the servers.
+    pub fn version(&self) -> u32 {
+        self.scalar(
+            "postgres",
+            "SELECT current_setting('server_version_num')::int / 10000",
+        )
+        .parse()
+        .unwrap_or(0)
+    }
+
+    /// Start a pair set up as `opts` says.
+    pub fn start_opts(opts: PgOptions) -> PgPair {
+        let tls = opts.tls;
         let dir = tempfile::tempdir().expect("tempdir");
         let is_root = Command::new("id")
             .arg("-u")
@@ -72,7 +130,7 @@ impl PgPair {
             dir,
             primary_port: free_port(),
             standby_port: free_port(),
-            bin: bin_dir(),
+            bin: opts.version.map_or_else(bin_dir, versioned_bin),
             os_user,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -108,8 +166,15 @@ impl PgPair {
                 "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{sock}'\n\
                  wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\n\
                  full_page_writes = off\nshared_buffers = 32MB\n\
-                 max_connections = 40\nautovacuum = off\ntimezone = 'UTC'\nDateStyle = 'ISO, MDY'\n",
-                pair.primary_port
+                 max_connections = 40\nautovacuum = off\ntimezone = 'UTC'\nDateStyle = 'ISO, MDY'\n\
+                 {}{}\n",
+                pair.primary_port,
+                if opts.logical {
+                    "wal_level = logical\nmax_replication_slots = 20\n"
+                } else {
+                    ""
+                },
+                opts.primary_conf
             ),
         )
         .expect("conf");
@@ -127,30 +192,44 @@ impl PgPair {
         pair.chown(&primary);
         pair.pg_ctl(&primary, "start");
         let standby = pair.dir.path().join("standby");
+        let slot_args: &[&str] = if opts.logical {
+            &["-C", "-S", "standby1"]
+        } else {
+            &[]
+        };
         pair.run(
             "pg_basebackup",
             &[
-                "-h",
-                &sock,
-                "-p",
-                &pair.primary_port.to_string(),
-                "-U",
-                "postgres",
-                "-D",
-                standby.to_str().expect("path"),
-                "-R",
-                "-X",
-                "stream",
-            ],
+                slot_args,
+                &[
+                    "-h",
+                    &sock,
+                    "-p",
+                    &pair.primary_port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    standby.to_str().expect("path"),
+                    "-R",
+                    "-X",
+                    "stream",
+                ],
+            ]
+            .concat(),
         );
         let mut auto = std::fs::read_to_string(standby.join("postgresql.auto.conf")).expect("auto");
+        // An older server's walreceiver (16) refuses the options a newer pg_basebackup
+        // (18's, see versioned_bin) writes that its libpq does not know.
+        auto = auto.replace(" sslnegotiation=postgres", "");
         auto = auto.replace(
             &format!("port = {}", pair.primary_port),
             &format!("port = {}", pair.standby_port),
         );
         auto.push_str(&format!(
-            "\nport = {}\nhot_standby_feedback = off\n{standby_conf}\n",
-            pair.standby_port
+            "\nport = {}\nhot_standby_feedback = {}\n{}\n",
+            pair.standby_port,
+            if opts.logical { "on" } else { "off" },
+            opts.standby_conf
         ));
         std::fs::write(standby.join("postgresql.auto.conf"), auto).expect("standby conf");
         pair.chown(&standby);

@@ -1,0 +1,970 @@
+//! Change data capture: a stream read from a logical replication slot **on the standby**
+//! (PostgreSQL 16+), with the built-in `pgoutput` plugin over the streaming replication
+//! protocol ([`pgwire_replication`]: TLS, SCRAM).
+//!
+//! ```text
+//!  first run:  make slot (position C) ─┬─ key ranges by COPY, each labelled with the replay
+//!                                       │  position R read just before its statement (R ≥ C)
+//!                                       └─ changes from C up to T (the replay position at plan)
+//!  next runs:  advance the slot to the saved position, changes from it up to T
+//! ```
+//!
+//! Every landed row carries `_inlet_lsn` (the commit LSN of its transaction; a snapshot
+//! row: R) and `_inlet_seq` (its order in the transaction; 0 for a snapshot row), so
+//! "the latest row per key by (`_inlet_lsn`, `_inlet_seq`), dropping deletes and rows
+//! before the last truncate" is the table: a change committed before R is in the
+//! snapshot row that outranks it, one committed at or after R outranks the snapshot row
+//! and is streamed (it committed after C). Rows re-landed after a crash carry the same
+//! position. The slot's confirmed position moves only to a position the lake holds (the
+//! committed state), at the start of the next run.
+
+pub mod pgoutput;
+pub mod slot;
+
+use std::{collections::HashMap, time::Duration};
+
+use inlet_core::{EventStream, Partition, ReadEvent, ReadRequest, SourceError, producer::Emitter};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    PostgresSource,
+    catalog::Table,
+    config::SslMode,
+    plan::PartSpec,
+    session::Session,
+    state::StreamState,
+    types::{BatchBuilder, ColumnType, Kind},
+};
+use pgoutput::{Message, Relation};
+
+/// The method name of a CDC stream's state.
+pub const METHOD: &str = "cdc";
+
+/// The columns every CDC row carries after the table's own.
+pub const META_COLUMNS: [&str; 5] = [
+    "_inlet_lsn",
+    "_inlet_seq",
+    "_inlet_op",
+    "_inlet_commit_ts",
+    "_inlet_unchanged",
+];
+
+/// The metadata columns, as decoded.
+pub(crate) fn meta_columns() -> Vec<ColumnType> {
+    let col = |name: &str, pg_type: &str, kind: Kind, nullable: bool| ColumnType {
+        name: name.to_string(),
+        pg_type: pg_type.to_string(),
+        kind,
+        cast_to_text: false,
+        nullable,
+    };
+    vec![
+        col("_inlet_lsn", "bigint", Kind::Int8, false),
+        col("_inlet_seq", "bigint", Kind::Int8, false),
+        col("_inlet_op", "text", Kind::Text, false),
+        col(
+            "_inlet_commit_ts",
+            "timestamp with time zone",
+            Kind::Timestamptz,
+            true,
+        ),
+        col(
+            "_inlet_unchanged",
+            "text[]",
+            Kind::Array(Box::new(Kind::Text)),
+            true,
+        ),
+    ]
+}
+
+/// The columns a CDC stream lands: the table's, each nullable (a delete lands only the
+/// key, a truncate nothing), then the metadata.
+pub(crate) fn landed_columns(table: &[ColumnType]) -> Vec<ColumnType> {
+    let mut cols: Vec<ColumnType> = table
+        .iter()
+        .cloned()
+        .map(|c| ColumnType {
+            nullable: true,
+            ..c
+        })
+        .collect();
+    cols.extend(meta_columns());
+    cols
+}
+
+/// The SELECT list's tail of a snapshot row taken at `lsn`.
+pub(crate) fn snapshot_select(lsn: Lsn) -> String {
+    format!(
+        ", {}::int8, 0::int8, 'snapshot'::text, NULL::timestamptz, NULL::text[]",
+        lsn.as_u64() as i64
+    )
+}
+
+/// What the changes partition reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CdcSpec {
+    /// The slot.
+    pub(crate) slot: String,
+    /// Start here (`X/Y`).
+    pub(crate) from: String,
+    /// Read until every transaction committed before this position is landed.
+    pub(crate) to: String,
+    /// The stream's state after the read, when each checkpoint is the stream's state (an
+    /// incremental run); absent when the checkpoints are the partition's (the first run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) state: Option<Value>,
+    /// Stop at a commit after this many changes (incremental runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_changes: Option<u64>,
+}
+
+fn parse_lsn(stream: &str, what: &str, text: &str) -> Result<Lsn, SourceError> {
+    Lsn::parse(text)
+        .map_err(|_| SourceError::state(stream, format!("{what} `{text}` is not an LSN")))
+}
+
+/// The position a checkpoint of the changes partition resumes from.
+fn resume_lsn(stream: &str, resume: Option<&Value>) -> Result<Option<Lsn>, SourceError> {
+    match resume.and_then(|v| v.get("lsn")).and_then(Value::as_str) {
+        Some(t) => parse_lsn(stream, "checkpoint lsn", t).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl PostgresSource {
+    /// Plan a CDC read: the first run makes the slot and reads the key ranges and the
+    /// changes since the slot; later runs read the changes since the saved position.
+    pub(crate) async fn plan_cdc(
+        &self,
+        session: &Session,
+        table: &Table,
+        snapshot_parts: impl AsyncFnOnce() -> Result<Vec<Partition>, SourceError>,
+        previous: Option<&StreamState>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Vec<Partition>, StreamState, bool), SourceError> {
+        let cfg = self.connect.config();
+        let Some(cdc) = cfg.cdc.as_ref() else {
+            return Err(SourceError::other("plan_cdc without a cdc table"));
+        };
+        let stream = table.stream_name();
+        let problems = slot::problems(&self.connect, session, &cdc.publication, &[table]).await?;
+        if let Some(p) = problems.first() {
+            let all = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.what, p.fix))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let field = if p.what.contains("publication") {
+                "cdc.publication"
+            } else {
+                "cdc"
+            };
+            return Err(SourceError::config(
+                field,
+                format!(
+                    "{}: change data capture of `{stream}` cannot start: {all}. Nothing was read \
+                     and the stream's state is unchanged (`inlet check` lists every problem)",
+                    self.connect.resource()
+                ),
+            ));
+        }
+        let binary_less: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| c.cast_to_text)
+            .map(|c| format!("{} ({})", c.name, c.pg_type))
+            .collect();
+        if !binary_less.is_empty() {
+            return Err(SourceError::config(
+                format!("streams.{stream}"),
+                format!(
+                    "change data capture lands values in their binary form, and inlet has no \
+                     decoder for {}; read `{stream}` by cursor_field = \"xmin\" instead",
+                    binary_less.join(", ")
+                ),
+            ));
+        }
+        let name = slot::slot_name(self.connect.connection(), &stream);
+        let info = slot::inspect(&self.connect, session, &name).await?;
+        let prev = previous.filter(|p| p.method == METHOD && p.slot.as_deref() == Some(&name));
+        if let Some(info) = &info {
+            if let Some(pid) = info.active_pid {
+                return Err(SourceError::Other {
+                    message: format!(
+                        "{}: replication slot `{name}` is in use by server process {pid} \
+                         (another inlet run of this stream, or another client). Wait for it to \
+                         end, or stop it with `SELECT pg_terminate_backend({pid})` on the standby",
+                        self.connect.resource()
+                    ),
+                    transient: true,
+                });
+            }
+            if info.plugin.as_deref() != Some("pgoutput")
+                || info.database.as_deref() != Some(cfg.database.as_str())
+            {
+                return Err(SourceError::state(
+                    &stream,
+                    format!(
+                        "replication slot `{name}` on {} is not inlet's (plugin {}, database \
+                         {}): drop or rename it on the standby, or rename the connection",
+                        self.connect.resource(),
+                        info.plugin.as_deref().unwrap_or("none: a physical slot"),
+                        info.database.as_deref().unwrap_or("none")
+                    ),
+                ));
+            }
+        }
+        let Some(prev) = prev else {
+            return self
+                .plan_first_cdc(session, table, &name, info.is_some(), snapshot_parts)
+                .await;
+        };
+        let Some(saved) = prev.lsn.as_deref() else {
+            return Err(SourceError::state(&stream, "a cdc state without `lsn`"));
+        };
+        let saved = parse_lsn(&stream, "state lsn", saved)?;
+        let Some(info) = info else {
+            return Err(SourceError::state(
+                &stream,
+                format!(
+                    "replication slot `{name}` is missing on {} (dropped, or the standby was \
+                     rebuilt or promoted): the changes after {} cannot be read. Nothing was \
+                     read and the state is unchanged; `inlet state reset` of the stream makes a \
+                     new slot and lands a new snapshot",
+                    self.connect.resource(),
+                    saved.to_pg_string()
+                ),
+            ));
+        };
+        if let Some(why) = &info.invalidated {
+            return Err(SourceError::state(
+                &stream,
+                format!(
+                    "replication slot `{name}` on {} was invalidated by the server ({why}: {}); \
+                     the changes after {} are gone from it. Nothing was read and the state is \
+                     unchanged; `inlet state reset` of the stream drops the slot, makes a new \
+                     one and lands a new snapshot",
+                    self.connect.resource(),
+                    match why.as_str() {
+                        "wal_removed" =>
+                            "the WAL it needed was removed; raise max_slot_wal_keep_size or sync more often",
+                        "wal_level_insufficient" =>
+                            "wal_level was lowered below logical on the primary",
+                        _ =>
+                            "a recovery conflict: the primary removed catalog rows it needed; keep hot_standby_feedback = on with a physical slot",
+                    },
+                    saved.to_pg_string()
+                ),
+            ));
+        }
+        if info.confirmed_flush.is_some_and(|c| c > saved) {
+            return Err(SourceError::state(
+                &stream,
+                format!(
+                    "replication slot `{name}` has confirmed {} but the stream's state is at {}: \
+                     the changes between were acknowledged by another reader and are lost to \
+                     this stream. Reset the stream to land a new snapshot",
+                    info.confirmed_flush
+                        .map(|c| c.to_pg_string())
+                        .unwrap_or_default(),
+                    saved.to_pg_string()
+                ),
+            ));
+        }
+        if info.confirmed_flush.is_some_and(|c| c < saved) {
+            // The lake holds everything before `saved`: the server may drop that WAL.
+            if let Err(e) = slot::advance(&self.connect, session, &name, saved).await {
+                tracing::warn!(stream = %stream, error = %e, "could not advance the slot; the read acknowledges it instead");
+            }
+        }
+        if let Some(bytes) = info.retained_bytes {
+            tracing::info!(stream = %stream, slot = %name, retained_bytes = bytes, "replication slot");
+            if bytes > 0 && bytes as u64 > cdc.max_retained_bytes {
+                warnings.push(format!(
+                    "replication slot `{name}` keeps {bytes} bytes of WAL on the standby (more \
+                     than cdc.max_retained_bytes = {}): sync more often, or the standby's disk \
+                     fills",
+                    cdc.max_retained_bytes
+                ));
+            }
+        }
+        let to = slot::replay_lsn(&self.connect, session).await?;
+        let mut state = StreamState {
+            method: METHOD.into(),
+            slot: Some(name.clone()),
+            lsn: Some(saved.to_pg_string()),
+            snapshot_at: prev.snapshot_at.clone(),
+            ..Default::default()
+        };
+        if to <= saved {
+            return Ok((Vec::new(), state, false));
+        }
+        state.lsn = Some(to.to_pg_string());
+        let spec = PartSpec {
+            cdc: Some(CdcSpec {
+                slot: name,
+                from: saved.to_pg_string(),
+                to: to.to_pg_string(),
+                // Filled by `plan_read` with the stream's state after the read.
+                state: Some(Value::Null),
+                max_changes: cdc.max_changes_per_run,
+            }),
+            ..Default::default()
+        };
+        Ok((
+            vec![Partition {
+                id: "changes".into(),
+                spec: serde_json::to_value(spec).map_err(SourceError::other)?,
+            }],
+            state,
+            false,
+        ))
+    }
+
+    async fn plan_first_cdc(
+        &self,
+        session: &Session,
+        table: &Table,
+        name: &str,
+        exists: bool,
+        snapshot_parts: impl AsyncFnOnce() -> Result<Vec<Partition>, SourceError>,
+    ) -> Result<(Vec<Partition>, StreamState, bool), SourceError> {
+        let cfg = self.connect.config();
+        let wait = cfg.cdc.as_ref().map_or(120, |c| c.slot_wait_secs);
+        if exists {
+            // No saved position: a slot left by a reset stream, or by a first run that
+            // did not commit. Its changes are not the lake's: start over.
+            tracing::warn!(stream = %table.stream_name(), slot = name, "dropping the replication slot of a stream without state; a new one is made and a new snapshot lands");
+            slot::drop(&self.connect, session, name).await?;
+        }
+        let from = slot::create(&self.connect, session, name, wait).await?;
+        let to = slot::replay_lsn(&self.connect, session).await?;
+        let to = to.max(from);
+        let mut parts = Vec::new();
+        for mut p in snapshot_parts().await? {
+            let mut spec: PartSpec = serde_json::from_value(p.spec).map_err(SourceError::other)?;
+            spec.cdc_snapshot = true;
+            p.spec = serde_json::to_value(spec).map_err(SourceError::other)?;
+            parts.push(p);
+        }
+        parts.push(Partition {
+            id: "changes".into(),
+            spec: serde_json::to_value(PartSpec {
+                cdc: Some(CdcSpec {
+                    slot: name.to_string(),
+                    from: from.to_pg_string(),
+                    to: to.to_pg_string(),
+                    state: None,
+                    max_changes: None,
+                }),
+                ..Default::default()
+            })
+            .map_err(SourceError::other)?,
+        });
+        Ok((
+            parts,
+            StreamState {
+                method: METHOD.into(),
+                slot: Some(name.to_string()),
+                lsn: Some(to.to_pg_string()),
+                snapshot_at: Some(from.to_pg_string()),
+                ..Default::default()
+            },
+            true,
+        ))
+    }
+
+    /// Read the changes partition.
+    pub(crate) async fn read_changes(
+        &self,
+        request: &ReadRequest,
+        spec: CdcSpec,
+        resume: Option<Value>,
+    ) -> Result<EventStream, SourceError> {
+        let stream = request.stream.clone();
+        let from = parse_lsn(&stream, "from", &spec.from)?;
+        let to = parse_lsn(&stream, "to", &spec.to)?;
+        let start = resume_lsn(&stream, resume.as_ref())?.map_or(from, |r| r.max(from));
+        // Acknowledge only what the committed state holds.
+        let acked = Self::parse_state(&stream, request.state.as_ref())?
+            .and_then(|s| s.lsn)
+            .and_then(|l| Lsn::parse(&l).ok())
+            .filter(|l| *l <= start);
+        let session = self.open().await?;
+        let table = self.table(&session, &stream, false).await?;
+        let relations: Vec<u32> = session
+            .client
+            .query_one(
+                "SELECT array_agg(DISTINCT r) FROM (SELECT $1::oid AS r \
+                   UNION ALL SELECT relid::oid FROM pg_partition_tree($1::oid)) t",
+                &[&table.oid],
+            )
+            .await
+            .map_err(|e| self.connect.error(e))?
+            .get(0);
+        let (mut tx, guard, events) = inlet_core::producer::channel(stream.clone(), 4);
+        if start >= to {
+            drop(tx);
+            return Ok(events);
+        }
+        let cfg = self.connect.config();
+        let publication = cfg
+            .cdc
+            .as_ref()
+            .map(|c| c.publication.clone())
+            .unwrap_or_default();
+        let mut tls = match cfg.ssl_mode {
+            SslMode::Disable => TlsConfig::disabled(),
+            SslMode::Require => TlsConfig::require(),
+            SslMode::VerifyFull => TlsConfig::verify_full(self.connect.root_cert()),
+            SslMode::Prefer => TlsConfig::disabled(),
+        };
+        if cfg.ssl_mode == SslMode::Prefer {
+            tls.mode = pgwire_replication::SslMode::Prefer;
+        }
+        let rcfg = ReplicationConfig::new(
+            cfg.host.clone(),
+            cfg.user.clone(),
+            self.connect
+                .password()
+                .map(|p| p.expose_secret().to_string())
+                .unwrap_or_default(),
+            cfg.database.clone(),
+            spec.slot.clone(),
+            publication,
+        )
+        .with_port(cfg.port)
+        .with_tls(tls)
+        .with_start_lsn(start)
+        .with_ack_lsn(acked.unwrap_or(Lsn::ZERO))
+        .with_binary(true)
+        .with_application_name(self.connect.application_name().to_string())
+        .with_status_interval(Duration::from_secs(10))
+        .with_wakeup_interval(Duration::from_secs(1))
+        .with_buffer_size(4096);
+        let resource = self.connect.resource();
+        let builder_cols = landed_columns(&table.columns);
+        let reader = ChangeReader {
+            stream: stream.clone(),
+            resource: resource.clone(),
+            slot: spec.slot.clone(),
+            relations,
+            table_columns: table.columns.clone(),
+            builder: BatchBuilder::new(&builder_cols, request.batch_rows),
+            batch_rows: request.batch_rows.max(1),
+            known: HashMap::new(),
+            to,
+            max_changes: spec.max_changes,
+            idle: Duration::from_secs(cfg.statement_timeout_secs),
+            connect: self.connect.clone(),
+            lookup: None,
+        };
+        let template = spec.state.clone();
+        tokio::spawn(guard.run(async move {
+            let client = ReplicationClient::connect(rcfg)
+                .await
+                .map_err(|e| replication_error(&resource, &reader.slot, &e))?;
+            reader.run(client, &mut tx, start, template).await
+        }));
+        drop(session);
+        Ok(events)
+    }
+}
+
+/// What the changes partition keeps while it reads.
+struct ChangeReader {
+    stream: String,
+    resource: String,
+    slot: String,
+    /// The table and its partitions.
+    relations: Vec<u32>,
+    table_columns: Vec<ColumnType>,
+    builder: BatchBuilder,
+    batch_rows: usize,
+    /// Each relation's columns as last described: index in `table_columns` per tuple
+    /// column, and whether the relation's identity is FULL.
+    known: HashMap<u32, (Relation, Vec<Option<usize>>)>,
+    to: Lsn,
+    max_changes: Option<u64>,
+    idle: Duration,
+    /// Opens the session that looks unchanged values up (rarely needed).
+    connect: crate::session::Connect,
+    lookup: Option<Session>,
+}
+
+/// A parameter passed in the binary form pgoutput sent it in.
+#[derive(Debug)]
+struct RawIn<'a>(&'a [u8]);
+
+impl tokio_postgres::types::ToSql for RawIn<'_> {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A value in its binary form, whatever its type.
+struct RawOut(Option<Vec<u8>>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawOut {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawOut(Some(raw.to_vec())))
+    }
+    fn from_sql_null(
+        _: &tokio_postgres::types::Type,
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawOut(None))
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+/// Where a transaction is.
+struct Txn {
+    lsn: Lsn,
+    commit_micros: i64,
+    seq: i64,
+}
+
+impl ChangeReader {
+    async fn run(
+        mut self,
+        mut client: ReplicationClient,
+        tx: &mut Emitter,
+        start: Lsn,
+        template: Option<Value>,
+    ) -> Result<(), SourceError> {
+        let mut txn: Option<Txn> = None;
+        let mut landed_since_checkpoint = false;
+        let mut last_checkpoint = std::time::Instant::now();
+        let mut changes: u64 = 0;
+        let mut position = start;
+        loop {
+            let ev = match tokio::time::timeout(self.idle, client.recv()).await {
+                Err(_) => {
+                    return Err(SourceError::Other {
+                        message: format!(
+                            "{}: the replication stream of slot `{}` sent nothing for {} s \
+                             (statement_timeout_secs) before reaching {}",
+                            self.resource,
+                            self.slot,
+                            self.idle.as_secs(),
+                            self.to.to_pg_string()
+                        ),
+                        transient: true,
+                    });
+                }
+                Ok(Err(e)) => return Err(replication_error(&self.resource, &self.slot, &e)),
+                Ok(Ok(None)) => {
+                    return Err(SourceError::Other {
+                        message: format!(
+                            "{}: the replication stream of slot `{}` ended before {}",
+                            self.resource,
+                            self.slot,
+                            self.to.to_pg_string()
+                        ),
+                        transient: true,
+                    });
+                }
+                Ok(Ok(Some(ev))) => ev,
+            };
+            match ev {
+                ReplicationEvent::Begin {
+                    final_lsn,
+                    commit_time_micros,
+                    ..
+                } => {
+                    txn = Some(Txn {
+                        lsn: final_lsn,
+                        commit_micros: commit_time_micros,
+                        seq: 0,
+                    });
+                }
+                ReplicationEvent::XLogData { data, .. } => {
+                    let Some(t) = txn.as_mut() else {
+                        continue;
+                    };
+                    let n = self.apply(&data, t).await?;
+                    changes += n;
+                    if self.builder.rows() >= self.batch_rows {
+                        if !self.flush(tx).await? {
+                            return Ok(());
+                        }
+                        landed_since_checkpoint = true;
+                    }
+                }
+                ReplicationEvent::Commit { end_lsn, .. } => {
+                    txn = None;
+                    position = position.max(end_lsn);
+                    let done = end_lsn >= self.to || self.max_changes.is_some_and(|m| changes >= m);
+                    if done
+                        || landed_since_checkpoint
+                        || self.builder.rows() >= self.batch_rows
+                        || last_checkpoint.elapsed() > Duration::from_secs(10)
+                    {
+                        if !self.flush(tx).await? {
+                            return Ok(());
+                        }
+                        if !checkpoint(tx, position, template.as_ref()).await {
+                            return Ok(());
+                        }
+                        landed_since_checkpoint = false;
+                        last_checkpoint = std::time::Instant::now();
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    if txn.is_none() && wal_end >= self.to {
+                        position = position.max(self.to);
+                        if !self.flush(tx).await? {
+                            return Ok(());
+                        }
+                        if !checkpoint(tx, position, template.as_ref()).await {
+                            return Ok(());
+                        }
+                        break;
+                    }
+                }
+                ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+            }
+        }
+        client.stop();
+        let _ = client.shutdown().await;
+        Ok(())
+    }
+
+    /// Land the rows built so far; `false` when the reader went away.
+    async fn flush(&mut self, tx: &mut Emitter) -> Result<bool, SourceError> {
+        if self.builder.rows() == 0 {
+            return Ok(true);
+        }
+        let batch = self
+            .builder
+            .finish()
+            .map_err(|m| SourceError::data(&self.stream, m))?;
+        let sent = tx.send(ReadEvent::Batch(batch)).await.is_ok();
+        inlet_core::producer::panic_point("postgres-cdc-batch");
+        Ok(sent)
+    }
+
+    /// Apply one pgoutput message of transaction `t`; returns the changes it landed.
+    async fn apply(&mut self, data: &[u8], t: &mut Txn) -> Result<u64, SourceError> {
+        let msg = pgoutput::decode(data).map_err(|e| SourceError::data(&self.stream, e))?;
+        match msg {
+            Message::Relation(rel) => {
+                if self.relations.contains(&rel.oid) {
+                    let map = rel
+                        .columns
+                        .iter()
+                        .map(|c| self.table_columns.iter().position(|t| t.name == c.name))
+                        .collect();
+                    let added: Vec<&str> = rel
+                        .columns
+                        .iter()
+                        .filter(|c| !self.table_columns.iter().any(|t| t.name == c.name))
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    if !added.is_empty() {
+                        return Err(SourceError::Other {
+                            message: format!(
+                                "{}: `{}` gained column(s) {} while its changes were read: the \
+                                 next run lands the new shape (this one stops; nothing is lost)",
+                                self.resource,
+                                self.stream,
+                                added.join(", ")
+                            ),
+                            transient: true,
+                        });
+                    }
+                    self.known.insert(rel.oid, (rel, map));
+                }
+                Ok(0)
+            }
+            Message::Insert { oid, new } => {
+                if !self.relations.contains(&oid) {
+                    return Ok(0);
+                }
+                self.row(oid, t, "insert", &new, None)?;
+                Ok(1)
+            }
+            Message::Update { oid, old, new } => {
+                if !self.relations.contains(&oid) {
+                    return Ok(0);
+                }
+                let full = old.as_ref().filter(|(k, _)| *k == b'O').map(|(_, v)| v);
+                if let Some((b'K', key)) = &old {
+                    // The key changed: the old key's row is gone.
+                    self.row(oid, t, "delete", key, None)?;
+                    if new.contains(&pgoutput::Value::UnchangedToast) {
+                        // The new key has no row before this one to take the unchanged
+                        // values from: read them from the standby, which has replayed
+                        // this change (a later change to them outranks this row).
+                        let found = self.lookup_unchanged(oid, &new).await?;
+                        let vals: Vec<pgoutput::Value<'_>> = found
+                            .iter()
+                            .map(|v| match v {
+                                Some(Some(b)) => pgoutput::Value::Binary(b),
+                                Some(None) => pgoutput::Value::Null,
+                                None => pgoutput::Value::UnchangedToast,
+                            })
+                            .collect();
+                        self.row(oid, t, "update", &new, Some(&vals))?;
+                        return Ok(1);
+                    }
+                }
+                self.row(oid, t, "update", &new, full.map(|v| v.as_slice()))?;
+                Ok(1)
+            }
+            Message::Delete { oid, old, .. } => {
+                if !self.relations.contains(&oid) {
+                    return Ok(0);
+                }
+                self.row(oid, t, "delete", &old, None)?;
+                Ok(1)
+            }
+            Message::Truncate { oids, .. } => {
+                if !oids.iter().any(|o| self.relations.contains(o)) {
+                    return Ok(0);
+                }
+                t.seq += 1;
+                let width = self.table_columns.len();
+                for i in 0..width {
+                    self.push(i, None)?;
+                }
+                self.meta(t, "truncate", &[])?;
+                Ok(1)
+            }
+            Message::Other(_) => Ok(0),
+        }
+    }
+
+    /// The current values, on the standby, of the columns `new` leaves unchanged, by the
+    /// key in `new`: per tuple column, `Some(value)` where looked up, `None` elsewhere
+    /// (and everywhere when the row is gone).
+    async fn lookup_unchanged(
+        &mut self,
+        oid: u32,
+        new: &[pgoutput::Value<'_>],
+    ) -> Result<Vec<Option<Option<Vec<u8>>>>, SourceError> {
+        let Some((rel, _)) = self.known.get(&oid) else {
+            return Ok(vec![None; new.len()]);
+        };
+        let mut keys = Vec::new();
+        let mut wanted = Vec::new();
+        for (j, (c, v)) in rel.columns.iter().zip(new).enumerate() {
+            if c.key {
+                match v {
+                    pgoutput::Value::Binary(b) => keys.push((c.name.clone(), *b)),
+                    _ => return Ok(vec![None; new.len()]),
+                }
+            }
+            if *v == pgoutput::Value::UnchangedToast {
+                wanted.push((j, c.name.clone()));
+            }
+        }
+        if keys.is_empty() || wanted.is_empty() {
+            return Ok(vec![None; new.len()]);
+        }
+        let sql = format!(
+            "SELECT {} FROM {}.{} WHERE {}",
+            wanted
+                .iter()
+                .map(|(_, n)| crate::catalog::ident(n))
+                .collect::<Vec<_>>()
+                .join(", "),
+            crate::catalog::ident(&rel.namespace),
+            crate::catalog::ident(&rel.name),
+            keys.iter()
+                .enumerate()
+                .map(|(i, (n, _))| format!("{} = ${}", crate::catalog::ident(n), i + 1))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        if self.lookup.is_none() {
+            self.lookup = Some(self.connect.open().await?);
+        }
+        let Some(session) = self.lookup.as_ref() else {
+            return Ok(vec![None; new.len()]);
+        };
+        let params: Vec<RawIn<'_>> = keys.iter().map(|(_, b)| RawIn(b)).collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let rows = session
+            .client
+            .query(&sql, &refs)
+            .await
+            .map_err(|e| self.connect.error(e))?;
+        let mut out = vec![None; new.len()];
+        if let Some(row) = rows.first() {
+            for (i, (j, _)) in wanted.iter().enumerate() {
+                let v: RawOut = row
+                    .try_get(i)
+                    .map_err(|e| SourceError::data(&self.stream, e))?;
+                out[*j] = Some(v.0);
+            }
+        }
+        Ok(out)
+    }
+
+    fn push(&mut self, i: usize, v: Option<&[u8]>) -> Result<(), SourceError> {
+        self.builder
+            .push(i, v)
+            .map_err(|m| SourceError::data(&self.stream, m))
+    }
+
+    /// One landed row of tuple `vals` of relation `oid`.
+    fn row(
+        &mut self,
+        oid: u32,
+        t: &mut Txn,
+        op: &str,
+        vals: &[pgoutput::Value<'_>],
+        old: Option<&[pgoutput::Value<'_>]>,
+    ) -> Result<(), SourceError> {
+        let Some((rel, map)) = self.known.get(&oid) else {
+            return Err(SourceError::data(
+                &self.stream,
+                format!("a row of relation {oid} before its description"),
+            ));
+        };
+        let width = self.table_columns.len();
+        let mut cells: Vec<Option<&[u8]>> = vec![None; width];
+        let mut unchanged = Vec::new();
+        for (j, v) in vals.iter().enumerate() {
+            let Some(Some(i)) = map.get(j).copied() else {
+                continue;
+            };
+            cells[i] = match v {
+                pgoutput::Value::Null => None,
+                pgoutput::Value::Binary(b) | pgoutput::Value::Text(b) => Some(b),
+                pgoutput::Value::UnchangedToast => match old.and_then(|o| o.get(j)) {
+                    Some(pgoutput::Value::Binary(b)) | Some(pgoutput::Value::Text(b)) => Some(b),
+                    Some(pgoutput::Value::Null) => None,
+                    _ => {
+                        unchanged.push(rel.columns[j].name.clone());
+                        None
+                    }
+                },
+            };
+        }
+        t.seq += 1;
+        for (i, c) in cells.into_iter().enumerate() {
+            self.builder
+                .push(i, c)
+                .map_err(|m| SourceError::data(&self.stream, m))?;
+        }
+        self.meta(t, op, &unchanged)
+    }
+
+    fn meta(&mut self, t: &Txn, op: &str, unchanged: &[String]) -> Result<(), SourceError> {
+        let base = self.table_columns.len();
+        let lsn = (t.lsn.as_u64() as i64).to_be_bytes();
+        let seq = t.seq.to_be_bytes();
+        let ts = t.commit_micros.to_be_bytes();
+        self.push(base, Some(&lsn))?;
+        self.push(base + 1, Some(&seq))?;
+        self.push(base + 2, Some(op.as_bytes()))?;
+        self.push(base + 3, Some(&ts))?;
+        if unchanged.is_empty() {
+            self.push(base + 4, None)?;
+        } else {
+            let arr = text_array(unchanged);
+            self.push(base + 4, Some(&arr))?;
+        }
+        self.builder.end_row();
+        Ok(())
+    }
+}
+
+/// A one-dimensional `text[]` in PostgreSQL's binary array format.
+fn text_array(items: &[String]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend(1i32.to_be_bytes());
+    v.extend(0i32.to_be_bytes());
+    v.extend(25u32.to_be_bytes());
+    v.extend((items.len() as i32).to_be_bytes());
+    v.extend(1i32.to_be_bytes());
+    for s in items {
+        v.extend((s.len() as i32).to_be_bytes());
+        v.extend(s.as_bytes());
+    }
+    v
+}
+
+/// Send a checkpoint at `lsn`: the stream's state (`template` with `lsn`), or the
+/// partition's resume point. `false` when the reader went away.
+async fn checkpoint(tx: &mut Emitter, lsn: Lsn, template: Option<&Value>) -> bool {
+    let value = match template {
+        Some(Value::Object(m)) => {
+            let mut m = m.clone();
+            m.insert("lsn".into(), Value::from(lsn.to_pg_string()));
+            Value::Object(m)
+        }
+        _ => serde_json::json!({ "lsn": lsn.to_pg_string() }),
+    };
+    tx.send(ReadEvent::Checkpoint(value)).await.is_ok()
+}
+
+/// What a replication error means, with what to do.
+fn replication_error(
+    resource: &str,
+    slot: &str,
+    e: &pgwire_replication::PgWireError,
+) -> SourceError {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("does not exist") && lower.contains("slot") {
+        return SourceError::Other {
+            message: format!(
+                "{resource}: replication slot `{slot}` is missing ({text}). Reset the stream to \
+                 make a new slot and land a new snapshot"
+            ),
+            transient: false,
+        };
+    }
+    if lower.contains("invalidated") || lower.contains("can no longer") {
+        return SourceError::Other {
+            message: format!(
+                "{resource}: replication slot `{slot}` was invalidated ({text}). Reset the stream \
+                 to make a new slot and land a new snapshot"
+            ),
+            transient: false,
+        };
+    }
+    if lower.contains("is active for pid") {
+        return SourceError::Other {
+            message: format!("{resource}: replication slot `{slot}` is in use ({text})"),
+            transient: true,
+        };
+    }
+    if e.is_auth() {
+        return SourceError::Auth {
+            resource: resource.to_string(),
+            message: text,
+        };
+    }
+    SourceError::Other {
+        message: format!("{resource}: replication of slot `{slot}`: {text}"),
+        transient: e.is_transient() || e.is_io(),
+    }
+}

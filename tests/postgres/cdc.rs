@@ -1,0 +1,241 @@
+//! Change data capture from a hot standby (PostgreSQL 16 and 18): a logical slot on the
+//! standby, a writer on the primary (inserts, updates that leave TOASTed values alone,
+//! deletes, a truncate), syncs killed at random moments, and the lake read back with
+//! DuckDB by the README's query equal to the primary's table, value by value.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use inlet_testkit::{
+    lake::{outside_python, parquet_files, python},
+    postgres::{PgOptions, PgPair},
+};
+
+/// The README's "current table from raw" query, for the test table's columns.
+const CURRENT_SQL: &str = "
+WITH raw AS (
+  SELECT *, _inlet_lsn::HUGEINT * 4294967296 + _inlet_seq AS pos
+  FROM read_parquet('{dir}/**/*.parquet', hive_partitioning = true, union_by_name = true)
+),
+cut AS (SELECT coalesce(max(pos), -1) AS cut_pos FROM raw WHERE _inlet_op = 'truncate'),
+filled AS (
+  SELECT raw.* REPLACE (
+    last_value(CASE WHEN list_contains(coalesce(_inlet_unchanged, []), 'note') THEN NULL
+                    ELSE {'v': note} END IGNORE NULLS)
+      OVER (PARTITION BY id ORDER BY pos ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW).v
+      AS note)
+  FROM raw, cut WHERE pos > cut_pos
+)
+SELECT id, customer_id, status, amount, note FROM filled
+QUALIFY row_number() OVER (PARTITION BY id ORDER BY pos DESC) = 1 AND _inlet_op <> 'delete'
+ORDER BY id";
+
+fn cdc_pair(version: u32) -> PgPair {
+    let pair = PgPair::start_opts(PgOptions {
+        version: Some(version),
+        logical: true,
+        ..Default::default()
+    });
+    assert_eq!(pair.version(), version);
+    pair.seed(
+        "shop",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL,
+                              status text NOT NULL, amount numeric(12,2) NOT NULL, note text);
+         ALTER TABLE orders ALTER note SET STORAGE EXTERNAL;
+         INSERT INTO orders (customer_id, status, amount, note)
+           SELECT g % 1000, 'new', g / 100.0,
+                  CASE WHEN g % 10 = 0 THEN repeat(md5(g::text), 200)
+                       WHEN g % 7 = 0 THEN NULL ELSE md5(g::text) END
+             FROM generate_series(1, 20000) g;
+         CREATE TABLE other (id int PRIMARY KEY, v int);
+         CREATE PUBLICATION inlet FOR TABLE orders;
+         ANALYZE;",
+    );
+    pair
+}
+
+fn project(pair: &PgPair) -> inlet_testkit::project::TestProject {
+    pair.standby_project(
+        "shop",
+        "chunk_rows = 4000\n[connections.c.config.cdc]\npublication = \"inlet\"\nslot_wait_secs = 60\n",
+        "parallelism = 2\nbatch_rows = 3000\ncommit_interval_secs = 0",
+        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n",
+    )
+}
+
+/// The primary's table, as the query prints it.
+fn primary_rows(pair: &PgPair) -> Vec<String> {
+    pair.primary(
+        "shop",
+        "SELECT id, customer_id, status, amount::text, md5(note) FROM orders ORDER BY id",
+    )
+    .into_iter()
+    .map(|r| {
+        r.into_iter()
+            .map(|v| v.unwrap_or_else(|| "None".into()))
+            .collect::<Vec<_>>()
+            .join("|")
+    })
+    .collect()
+}
+
+/// The current table read from the lake with DuckDB.
+fn lake_rows(py: &str, dir: &std::path::Path) -> Vec<String> {
+    let sql = CURRENT_SQL.replace("{dir}", &dir.display().to_string());
+    let code = format!(
+        "import duckdb, hashlib\n\
+         for r in duckdb.sql('''{sql}''').fetchall():\n\
+         \x20   note = None if r[4] is None else hashlib.md5(r[4].encode()).hexdigest()\n\
+         \x20   print('|'.join([str(r[0]), str(r[1]), r[2], str(r[3]), str(note)]))\n"
+    );
+    python(py, &code).lines().map(str::to_string).collect()
+}
+
+fn compare(pair: &PgPair, py: &str, dir: &std::path::Path) {
+    let want = primary_rows(pair);
+    let got = lake_rows(py, dir);
+    if want != got {
+        let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
+        let extra: Vec<_> = got.iter().filter(|g| !want.contains(g)).take(5).collect();
+        panic!(
+            "the lake's current table differs from the primary's: {} vs {} rows; missing {missing:?}; extra {extra:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+fn writer(pair: Arc<PgPair>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut n: u64 = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let k = n % 97;
+            let sql = if n == 40 {
+                // A truncate, then new rows: the reader must drop what came before.
+                "BEGIN; TRUNCATE orders; INSERT INTO orders (customer_id, status, amount, note)
+                   SELECT g, 'after', g, repeat(md5(g::text), 150) FROM generate_series(1, 3000) g;
+                 COMMIT;"
+                    .to_string()
+            } else {
+                format!(
+                    "INSERT INTO orders (customer_id, status, amount, note)
+                       SELECT g, 'new', {n}, CASE WHEN g % 3 = 0 THEN repeat(md5(g::text), 150) END
+                         FROM generate_series(1, 40) g;
+                     UPDATE orders SET status = 'paid{n}' WHERE id % 97 = {k};
+                     UPDATE orders SET amount = amount + 1, note = md5(note) WHERE id % 389 = {k};
+                     DELETE FROM orders WHERE id % 211 = {k};
+                     BEGIN; UPDATE orders SET id = id + 1000000 WHERE id % 1999 = {k} AND id < 1000000; COMMIT;"
+                )
+            };
+            pair.primary("shop", &sql);
+            if n.is_multiple_of(5) {
+                // What a busy primary does every 15 s: it lets a new slot on the standby
+                // become consistent.
+                pair.primary("shop", "SELECT pg_log_standby_snapshot()");
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        n
+    })
+}
+
+fn cdc_lands_the_table_through_writes_truncates_and_kills(version: u32) {
+    let Some(py) = outside_python() else { return };
+    let pair = Arc::new(cdc_pair(version));
+    let p = project(&pair);
+    let dir = p.stream_dir("public.orders");
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(pair.clone(), stop.clone());
+
+    let first = p.sync_json(&[]);
+    assert!(
+        first["streams"]["public.orders"]["rows"].as_u64().unwrap() >= 20000,
+        "{first}"
+    );
+    let state = p.ok(&["state", "show", "c"]);
+    assert!(state.contains("\"method\": \"cdc\""), "{state}");
+    assert!(state.contains("inlet_c_public_orders"), "{state}");
+    p.sync_json(&[]);
+
+    // Syncs killed at moments tied to their progress.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut rng = seed;
+    let mut next = move |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    // Until 30 runs were killed: half when a new Parquet file appears (plus up to 40 ms),
+    // half at a random moment of the first 400 ms (connecting, planning, streaming).
+    let mut kills = 0;
+    let mut runs = 0;
+    while kills < 30 && runs < 300 {
+        runs += 1;
+        let by_file = next(2) == 0;
+        let target = parquet_files(&dir).len() + 1;
+        let extra = Duration::from_millis(if by_file { next(40) } else { next(400) });
+        let mut child = p
+            .command(&["sync", "c"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while by_file
+            && child.try_wait().unwrap().is_none()
+            && parquet_files(&dir).len() < target
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(extra);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    println!("{kills} of {runs} syncs killed mid-run");
+    assert!(kills >= 30, "too few syncs were killed ({kills} of {runs})");
+
+    let writes = {
+        stop.store(true, Ordering::SeqCst);
+        w.join().unwrap()
+    };
+    assert!(
+        writes > 40,
+        "the writer ran {writes} rounds: the truncate never ran"
+    );
+    pair.wait_replay();
+    let last = p.sync_json(&[]);
+    assert_eq!(last["outcome"], "succeeded", "{last}");
+    compare(&pair, &py, &dir);
+
+    // A quiet run lands nothing and keeps the state.
+    let before = p.ok(&["state", "show", "c"]);
+    let quiet = p.sync_json(&[]);
+    assert_eq!(quiet["streams"]["public.orders"]["rows"], 0, "{quiet}");
+    let _ = before;
+    compare(&pair, &py, &dir);
+}
+
+#[test]
+fn cdc_on_postgres_16_lands_the_table_through_writes_truncates_and_kills() {
+    cdc_lands_the_table_through_writes_truncates_and_kills(16);
+}
+
+#[test]
+fn cdc_on_postgres_18_lands_the_table_through_writes_truncates_and_kills() {
+    cdc_lands_the_table_through_writes_truncates_and_kills(18);
+}
