@@ -239,3 +239,204 @@ fn cdc_on_postgres_16_lands_the_table_through_writes_truncates_and_kills() {
 fn cdc_on_postgres_18_lands_the_table_through_writes_truncates_and_kills() {
     cdc_lands_the_table_through_writes_truncates_and_kills(18);
 }
+
+/// `inlet --json sync c`, failing: the stream's error.
+fn sync_error(p: &inlet_testkit::project::TestProject, stream: &str) -> String {
+    let out = p.inlet(&["--json", "sync", "c"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    report["streams"][stream]["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            panic!(
+                "no error for {stream}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Keep the primary logging snapshots of its running transactions (what a busy primary
+/// does every 15 s), so slots made on the standby become consistent at once.
+fn snapshots(pair: Arc<PgPair>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            pair.primary("shop", "SELECT pg_log_standby_snapshot()");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
+#[test]
+fn cdc_failures_are_typed_actionable_and_leave_the_state_as_it_was() {
+    let pair = Arc::new(PgPair::start_opts(PgOptions {
+        version: Some(18),
+        logical: true,
+        // A slot may keep little WAL on the standby: one that falls behind is invalidated.
+        standby_conf: "max_slot_wal_keep_size = 1MB\n".into(),
+        ..Default::default()
+    }));
+    pair.seed(
+        "shop",
+        "CREATE TABLE orders (id bigint PRIMARY KEY, note text);
+         INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g;
+         CREATE TABLE unpublished (id int PRIMARY KEY);
+         CREATE PUBLICATION inlet FOR TABLE orders;",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let logger = snapshots(pair.clone(), stop.clone());
+    let p = pair.standby_project(
+        "shop",
+        "[connections.c.config.cdc]\npublication = \"inlet\"\n",
+        "",
+        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n\
+         [connections.c.streams.\"public.unpublished\"]\nmode = \"incremental\"\n",
+    );
+    let check = p.ok(&["check", "c"]);
+    assert!(check.contains("change data capture"), "{check}");
+    assert!(check.contains("publishes public.orders"), "{check}");
+
+    // A table the publication lacks: its stream fails with the SQL for the primary; the
+    // other lands.
+    let err = sync_error(&p, "public.unpublished");
+    assert!(
+        err.contains("ALTER PUBLICATION \"inlet\" ADD TABLE \"public\".\"unpublished\""),
+        "{err}"
+    );
+    let state = p.state_json();
+    assert!(state["streams"]["public.unpublished"].is_null(), "{state}");
+    assert_eq!(
+        state["streams"]["public.orders"]["cursor"]["method"], "cdc",
+        "{state}"
+    );
+    let slot = state["streams"]["public.orders"]["cursor"]["slot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let check = p.ok(&["check", "c"]);
+    assert!(check.contains(&format!("slot {slot}")), "{check}");
+
+    // The slot dropped behind inlet's back: a typed error, the state as it was.
+    pair.standby(
+        "shop",
+        &format!("SELECT pg_drop_replication_slot('{slot}')"),
+    );
+    let before = p.state_json()["streams"]["public.orders"].clone();
+    let err = sync_error(&p, "public.orders");
+    assert!(
+        err.contains("is missing") && err.contains("inlet state reset"),
+        "{err}"
+    );
+    assert_eq!(p.state_json()["streams"]["public.orders"], before);
+
+    // A reset says what it does to the slot, then a new slot and a new snapshot.
+    let dry = p.ok(&[
+        "state",
+        "reset",
+        "c",
+        "--stream",
+        "public.orders",
+        "--dry-run",
+    ]);
+    assert!(dry.contains(&slot), "{dry}");
+    p.ok(&["state", "reset", "c", "--stream", "public.orders"]);
+    pair.primary("shop", "INSERT INTO orders VALUES (1001, 'x')");
+    pair.wait_replay();
+    let err = sync_error(&p, "public.unpublished");
+    assert!(err.contains("ALTER PUBLICATION"), "{err}");
+    let state = p.state_json();
+    assert_eq!(state["streams"]["public.orders"]["cursor"]["method"], "cdc");
+
+    // The slot invalidated for real: the standby removes the WAL it needs.
+    pair.primary(
+        "shop",
+        "CREATE TABLE filler AS SELECT g, md5(g::text) AS m FROM generate_series(1, 200000) g;
+         DROP TABLE filler; CHECKPOINT;",
+    );
+    pair.primary("shop", "SELECT pg_switch_wal(); CHECKPOINT;");
+    pair.wait_replay();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        pair.standby("shop", "CHECKPOINT");
+        let status = pair.standby(
+            "shop",
+            &format!("SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+        );
+        if status.first().and_then(|r| r[0].as_deref()) == Some("lost") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was not invalidated: {status:?}"
+        );
+        pair.primary("shop", "SELECT pg_switch_wal(); CHECKPOINT;");
+        pair.wait_replay();
+    }
+    let before = p.state_json()["streams"]["public.orders"].clone();
+    let err = sync_error(&p, "public.orders");
+    assert!(
+        err.contains("was invalidated") && err.contains("wal_removed"),
+        "{err}"
+    );
+    assert_eq!(p.state_json()["streams"]["public.orders"], before);
+
+    // The standby promoted: inlet refuses the new primary, the state stays.
+    stop.store(true, Ordering::SeqCst);
+    logger.join().unwrap();
+    pair.standby("postgres", "SELECT pg_promote()");
+    let err = p.fails(&["sync", "c"]);
+    assert!(
+        err.contains("is a primary") && err.contains("point `host` at a replica"),
+        "{err}"
+    );
+    assert_eq!(p.state_json()["streams"]["public.orders"], before);
+}
+
+#[test]
+fn check_lists_what_a_wrong_setup_lacks_and_cdc_on_15_points_to_xmin() {
+    // PostgreSQL 16 set up wrong: wal_level = replica, no hot_standby_feedback, no
+    // publication.
+    let pair = PgPair::start_opts(PgOptions {
+        version: Some(16),
+        ..Default::default()
+    });
+    pair.seed("shop", "CREATE TABLE orders (id bigint PRIMARY KEY);");
+    let p = pair.standby_project(
+        "shop",
+        "[connections.c.config.cdc]\npublication = \"inlet\"\n",
+        "",
+        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n",
+    );
+    let out = p.inlet(&["check", "c"]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    for want in [
+        "hot_standby_feedback = on",
+        "ALTER SYSTEM SET wal_level = logical",
+        "CREATE PUBLICATION \"inlet\" FOR TABLE",
+    ] {
+        assert!(said.contains(want), "check does not say {want:?}: {said}");
+    }
+    let err = sync_error(&p, "public.orders");
+    assert!(err.contains("hot_standby_feedback"), "{err}");
+    assert!(p.state_json()["streams"]["public.orders"].is_null());
+    drop(pair);
+
+    // PostgreSQL 15 (Debian's): CDC needs 16, and says what to use instead.
+    let pair = PgPair::start("");
+    pair.seed("shop", "CREATE TABLE orders (id bigint PRIMARY KEY);");
+    let p = pair.standby_project(
+        "shop",
+        "[connections.c.config.cdc]\npublication = \"inlet\"\n",
+        "",
+        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n",
+    );
+    let err = sync_error(&p, "public.orders");
+    assert!(
+        err.contains("needs PostgreSQL 16") && err.contains("cursor_field = \\\"xmin\\\"")
+            || err.contains("cursor_field = \"xmin\""),
+        "{err}"
+    );
+    assert!(p.state_json()["streams"]["public.orders"].is_null());
+}

@@ -1414,7 +1414,7 @@ fn cursor_incremental_lands_nothing_on_a_quiet_run_after_a_bulk_load() {
     assert_eq!(rows(&first, "public.keyless"), 3000, "{first}");
     let state: serde_json::Value = serde_json::from_str(&p.ok(&["state", "show", "c"])).unwrap();
     let keyed = &state["streams"]["public.keyed"]["cursor"];
-    assert_eq!(keyed["version"], 3, "{keyed}");
+    assert_eq!(keyed["version"], 4, "{keyed}");
     assert_eq!(keyed["boundary"]["rows"], 100_000);
     let size = serde_json::to_string(keyed).unwrap().len();
     let file = p.lake().join("_inlet/connections/c/state.json");

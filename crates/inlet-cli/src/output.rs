@@ -302,6 +302,17 @@ impl Output {
             println!("stream {stream}:");
             println!("  before: {}", serde_json::to_string(before)?);
             println!("  after:  {}", serde_json::to_string(after)?);
+            let slot = before
+                .as_ref()
+                .and_then(|b| b.cursor.as_ref())
+                .and_then(|c| c.get("slot"))
+                .and_then(|s| s.as_str());
+            if let (Some(slot), None) = (slot, after) {
+                println!(
+                    "  the next sync drops replication slot `{slot}` on the standby, makes a new \
+                     one and lands a new snapshot of the table"
+                );
+            }
         }
         match plan.seq {
             Some(seq) if plan.applied => {

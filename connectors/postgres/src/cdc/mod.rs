@@ -408,7 +408,11 @@ impl PostgresSource {
             .get(0);
         let (mut tx, guard, events) = inlet_core::producer::channel(stream.clone(), 4);
         if start >= to {
-            drop(tx);
+            // Nothing to read: the partition ends at once (a finished producer).
+            tokio::spawn(guard.run(async move {
+                drop(tx);
+                Ok(())
+            }));
             return Ok(events);
         }
         let cfg = self.connect.config();
@@ -535,6 +539,14 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawOut {
     }
 }
 
+/// What one message did.
+enum Applied {
+    /// Rows landed.
+    Rows(u64),
+    /// The table has columns the read's catalog lacks.
+    NewColumns(Vec<String>),
+}
+
 /// Where a transaction is.
 struct Txn {
     lsn: Lsn,
@@ -600,7 +612,34 @@ impl ChangeReader {
                     let Some(t) = txn.as_mut() else {
                         continue;
                     };
-                    let n = self.apply(&data, t).await?;
+                    let n = match self.apply(&data, t).await? {
+                        Applied::Rows(n) => n,
+                        Applied::NewColumns(added) => {
+                            let message = format!(
+                                "{}: `{}` gained column(s) {} at {}: the next run lands the new \
+                                 shape and records the change",
+                                self.resource,
+                                self.stream,
+                                added.join(", "),
+                                t.lsn.to_pg_string()
+                            );
+                            if template.is_none() {
+                                // The first run's plan promised its end position: fail
+                                // (the retry or the next run reads the new catalog).
+                                return Err(SourceError::Other {
+                                    message,
+                                    transient: true,
+                                });
+                            }
+                            // Stop at the last commit: everything before it is landed.
+                            tracing::warn!("{message}");
+                            if !self.flush(tx).await? {
+                                return Ok(());
+                            }
+                            let _ = checkpoint(tx, position, template.as_ref()).await;
+                            break;
+                        }
+                    };
                     changes += n;
                     if self.builder.rows() >= self.batch_rows {
                         if !self.flush(tx).await? {
@@ -666,7 +705,7 @@ impl ChangeReader {
     }
 
     /// Apply one pgoutput message of transaction `t`; returns the changes it landed.
-    async fn apply(&mut self, data: &[u8], t: &mut Txn) -> Result<u64, SourceError> {
+    async fn apply(&mut self, data: &[u8], t: &mut Txn) -> Result<Applied, SourceError> {
         let msg = pgoutput::decode(data).map_err(|e| SourceError::data(&self.stream, e))?;
         match msg {
             Message::Relation(rel) => {
@@ -683,31 +722,24 @@ impl ChangeReader {
                         .map(|c| c.name.as_str())
                         .collect();
                     if !added.is_empty() {
-                        return Err(SourceError::Other {
-                            message: format!(
-                                "{}: `{}` gained column(s) {} while its changes were read: the \
-                                 next run lands the new shape (this one stops; nothing is lost)",
-                                self.resource,
-                                self.stream,
-                                added.join(", ")
-                            ),
-                            transient: true,
-                        });
+                        return Ok(Applied::NewColumns(
+                            added.iter().map(|a| a.to_string()).collect(),
+                        ));
                     }
                     self.known.insert(rel.oid, (rel, map));
                 }
-                Ok(0)
+                Ok(Applied::Rows(0))
             }
             Message::Insert { oid, new } => {
                 if !self.relations.contains(&oid) {
-                    return Ok(0);
+                    return Ok(Applied::Rows(0));
                 }
                 self.row(oid, t, "insert", &new, None)?;
-                Ok(1)
+                Ok(Applied::Rows(1))
             }
             Message::Update { oid, old, new } => {
                 if !self.relations.contains(&oid) {
-                    return Ok(0);
+                    return Ok(Applied::Rows(0));
                 }
                 let full = old.as_ref().filter(|(k, _)| *k == b'O').map(|(_, v)| v);
                 if let Some((b'K', key)) = &old {
@@ -727,22 +759,22 @@ impl ChangeReader {
                             })
                             .collect();
                         self.row(oid, t, "update", &new, Some(&vals))?;
-                        return Ok(1);
+                        return Ok(Applied::Rows(1));
                     }
                 }
                 self.row(oid, t, "update", &new, full.map(|v| v.as_slice()))?;
-                Ok(1)
+                Ok(Applied::Rows(1))
             }
             Message::Delete { oid, old, .. } => {
                 if !self.relations.contains(&oid) {
-                    return Ok(0);
+                    return Ok(Applied::Rows(0));
                 }
                 self.row(oid, t, "delete", &old, None)?;
-                Ok(1)
+                Ok(Applied::Rows(1))
             }
             Message::Truncate { oids, .. } => {
                 if !oids.iter().any(|o| self.relations.contains(o)) {
-                    return Ok(0);
+                    return Ok(Applied::Rows(0));
                 }
                 t.seq += 1;
                 let width = self.table_columns.len();
@@ -750,9 +782,9 @@ impl ChangeReader {
                     self.push(i, None)?;
                 }
                 self.meta(t, "truncate", &[])?;
-                Ok(1)
+                Ok(Applied::Rows(1))
             }
-            Message::Other(_) => Ok(0),
+            Message::Other(_) => Ok(Applied::Rows(0)),
         }
     }
 
