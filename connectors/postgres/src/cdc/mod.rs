@@ -715,16 +715,22 @@ impl ChangeReader {
                         .iter()
                         .map(|c| self.table_columns.iter().position(|t| t.name == c.name))
                         .collect();
-                    let added: Vec<&str> = rel
+                    let unknown: Vec<String> = rel
                         .columns
                         .iter()
                         .filter(|c| !self.table_columns.iter().any(|t| t.name == c.name))
-                        .map(|c| c.name.as_str())
+                        .map(|c| c.name.clone())
                         .collect();
-                    if !added.is_empty() {
-                        return Ok(Applied::NewColumns(
-                            added.iter().map(|a| a.to_string()).collect(),
-                        ));
+                    if !unknown.is_empty() {
+                        // A column the read's catalog lacks: dropped since this change
+                        // (its values are gone with it), or added after the plan (the next
+                        // run lands the new shape).
+                        let now = self.current_columns(rel.oid).await?;
+                        let added: Vec<String> =
+                            unknown.into_iter().filter(|u| now.contains(u)).collect();
+                        if !added.is_empty() {
+                            return Ok(Applied::NewColumns(added));
+                        }
                     }
                     self.known.insert(rel.oid, (rel, map));
                 }
@@ -856,6 +862,26 @@ impl ChangeReader {
             }
         }
         Ok(out)
+    }
+
+    /// The columns relation `oid` has now on the standby.
+    async fn current_columns(&mut self, oid: u32) -> Result<Vec<String>, SourceError> {
+        if self.lookup.is_none() {
+            self.lookup = Some(self.connect.open().await?);
+        }
+        let Some(session) = self.lookup.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let rows = session
+            .client
+            .query(
+                "SELECT attname::text FROM pg_attribute \
+                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| self.connect.error(e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn push(&mut self, i: usize, v: Option<&[u8]>) -> Result<(), SourceError> {
