@@ -162,7 +162,14 @@ fn cdc_lands_the_table_through_writes_truncates_and_kills(version: u32) {
     let state = p.ok(&["state", "show", "c"]);
     assert!(state.contains("\"method\": \"cdc\""), "{state}");
     assert!(state.contains("inlet_c_public_orders"), "{state}");
-    p.sync_json(&[]);
+    // The run record carries what the slot keeps on the standby and how far behind it is.
+    let second = p.sync_json(&[]);
+    let gauges = &second["streams"]["public.orders"]["gauges"];
+    assert!(
+        gauges["slot_retained_bytes"].as_f64().unwrap() > 0.0,
+        "{second}"
+    );
+    assert!(gauges["cdc_lag_bytes"].as_f64().unwrap() > 0.0, "{second}");
 
     // Syncs killed at moments tied to their progress.
     let seed = std::time::SystemTime::now()

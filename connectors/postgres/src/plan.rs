@@ -622,6 +622,7 @@ impl PostgresSource {
                     request.stream,
                     table.sql_name()
                 )],
+                gauges: Default::default(),
             });
         }
         let previous = Self::parse_state(&request.stream, request.previous.as_ref())?;
@@ -640,6 +641,7 @@ impl PostgresSource {
             ));
         }
         let mut warnings = Vec::new();
+        let mut gauges = std::collections::BTreeMap::new();
         let mut cdc_first = None;
         let (mut partitions, mut state) = match request.mode {
             SyncMode::FullRefresh => (
@@ -659,6 +661,7 @@ impl PostgresSource {
                         async || self.key_partitions(&session, &table, None, None).await,
                         state_prev.as_ref(),
                         &mut warnings,
+                        &mut gauges,
                     )
                     .await?;
                 cdc_first = Some(first);
@@ -708,24 +711,19 @@ impl PostgresSource {
                 }
                 p.spec = serde_json::to_value(spec).map_err(SourceError::other)?;
             }
-            if partitions.is_empty() {
-                // Nothing was replayed since the last run: the state stays.
-                return Ok(ReadPlan {
-                    partitions,
-                    state_after: None,
-                    warnings,
-                });
-            }
+            // No partition when nothing was replayed since the last run: the state stays.
             return Ok(ReadPlan {
                 partitions,
                 state_after: None,
                 warnings,
+                gauges,
             });
         }
         Ok(ReadPlan {
             partitions,
             state_after: Some(state_json),
             warnings,
+            gauges,
         })
     }
 }

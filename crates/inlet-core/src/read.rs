@@ -80,6 +80,11 @@ pub struct ReadPlan {
     /// and logs them; they never fail the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Measurements of the source taken while planning (a replication slot's retained
+    /// WAL in bytes, say), by name. The runtime copies them into the stream's run record
+    /// and exports each as the metric `inlet_source_gauge{connection, stream, name}`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gauges: std::collections::BTreeMap<String, f64>,
 }
 
 impl ReadPlan {
@@ -89,6 +94,7 @@ impl ReadPlan {
             partitions: vec![Partition::whole()],
             state_after: None,
             warnings: Vec::new(),
+            gauges: Default::default(),
         }
     }
 }

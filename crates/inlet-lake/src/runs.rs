@@ -77,6 +77,9 @@ pub struct StreamRunStats {
     /// Warnings of the source about this read (a stream skipped, a bound exceeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Measurements of the source when the read was planned (`slot_retained_bytes`...).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gauges: std::collections::BTreeMap<String, f64>,
 }
 
 impl StreamRunStats {
@@ -92,6 +95,7 @@ impl StreamRunStats {
             retries: 0,
             error: None,
             warnings: Vec::new(),
+            gauges: Default::default(),
         }
     }
 }

@@ -77,6 +77,7 @@ pub struct Metrics {
     catalog_failures: Family<Labels, Counter>,
     duration: Family<Labels, Histogram, fn() -> Histogram>,
     consecutive_failures: Family<Labels, Gauge>,
+    source_gauges: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_success: Arc<Mutex<BTreeMap<String, f64>>>,
 }
 
@@ -101,6 +102,7 @@ impl Metrics {
             duration_histogram,
         );
         let consecutive_failures = Family::<Labels, Gauge>::default();
+        let source_gauges = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let last_success = Arc::new(Mutex::new(BTreeMap::new()));
 
         registry.register(
@@ -138,6 +140,13 @@ impl Metrics {
             "Runs in a row that failed (a connection at 3 or more is paused between tries)",
             consecutive_failures.clone(),
         );
+        registry.register(
+            "inlet_source_gauge",
+            "What a source measured when it planned a stream's read, by name: \
+             slot_retained_bytes (WAL a CDC stream's replication slot keeps on the standby), \
+             cdc_lag_bytes (WAL between the stream's position and the standby's)",
+            source_gauges.clone(),
+        );
         registry.register_collector(Box::new(Freshness(last_success.clone())));
         Metrics {
             registry,
@@ -150,6 +159,7 @@ impl Metrics {
             catalog_failures,
             duration,
             consecutive_failures,
+            source_gauges,
             last_success,
         }
     }
@@ -209,6 +219,16 @@ impl Metrics {
         }
         if record.outcome == RunOutcome::Failed {
             self.failures.get_or_create(&l).inc();
+        }
+        for (stream, stats) in &record.streams {
+            for (name, value) in &stats.gauges {
+                let labels = vec![
+                    ("connection".to_string(), connection.to_string()),
+                    ("stream".to_string(), stream.clone()),
+                    ("name".to_string(), name.clone()),
+                ];
+                self.source_gauges.get_or_create(&labels).set(*value);
+            }
         }
         self.catalog_failures
             .get_or_create(&l)
@@ -410,6 +430,19 @@ mod tests {
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no value in `{l}`"))
+    }
+
+    #[test]
+    fn a_sources_measurements_are_gauges_per_stream() {
+        let mut stats = inlet_lake::StreamRunStats::new(inlet_core::SyncMode::Incremental);
+        stats.gauges = BTreeMap::from([("slot_retained_bytes".to_string(), 1_048_576.0)]);
+        let mut r = record(RunOutcome::Succeeded, 1);
+        r.streams = BTreeMap::from([("public.orders".to_string(), stats)]);
+        let m = Metrics::new();
+        m.record_run("c", &r);
+        let text = m.render();
+        let key = "inlet_source_gauge{connection=\"c\",stream=\"public.orders\",name=\"slot_retained_bytes\"}";
+        assert_eq!(value(&text, key), 1_048_576.0, "{text}");
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl Source for RangeSource {
             partitions,
             state_after: Some(json!({"next": self.total})),
             warnings: vec![],
+            gauges: Default::default(),
         })
     }
     async fn read(

@@ -145,6 +145,7 @@ impl PostgresSource {
         snapshot_parts: impl AsyncFnOnce() -> Result<Vec<Partition>, SourceError>,
         previous: Option<&StreamState>,
         warnings: &mut Vec<String>,
+        gauges: &mut std::collections::BTreeMap<String, f64>,
     ) -> Result<(Vec<Partition>, StreamState, bool), SourceError> {
         let cfg = self.connect.config();
         let Some(cdc) = cfg.cdc.as_ref() else {
@@ -283,6 +284,7 @@ impl PostgresSource {
         }
         if let Some(bytes) = info.retained_bytes {
             tracing::info!(stream = %stream, slot = %name, retained_bytes = bytes, "replication slot");
+            gauges.insert("slot_retained_bytes".into(), bytes as f64);
             if bytes > 0 && bytes as u64 > cdc.max_retained_bytes {
                 warnings.push(format!(
                     "replication slot `{name}` keeps {bytes} bytes of WAL on the standby (more \
@@ -293,6 +295,11 @@ impl PostgresSource {
             }
         }
         let to = slot::replay_lsn(&self.connect, session).await?;
+        // How far the stream is behind the standby when the run starts.
+        gauges.insert(
+            "cdc_lag_bytes".into(),
+            to.as_u64().saturating_sub(saved.as_u64()) as f64,
+        );
         let mut state = StreamState {
             method: METHOD.into(),
             slot: Some(name.clone()),

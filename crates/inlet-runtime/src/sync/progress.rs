@@ -192,6 +192,7 @@ mod tests {
                 .collect(),
             state_after,
             warnings: vec![],
+            gauges: Default::default(),
         }
     }
 

@@ -75,11 +75,13 @@ impl StreamRun<'_> {
         for warning in &plan.warnings {
             tracing::warn!(connection = %self.conn.name, stream = %self.stream, "{warning}");
         }
-        self.stats
-            .lock()
-            .await
-            .warnings
-            .extend(plan.warnings.iter().cloned());
+        {
+            let mut stats = self.stats.lock().await;
+            stats.warnings.extend(plan.warnings.iter().cloned());
+            stats
+                .gauges
+                .extend(plan.gauges.iter().map(|(k, v)| (k.clone(), *v)));
+        }
         let shape = Shape::of(&plan).map_err(|e| self.progress_error(e))?;
         let started = if fresh {
             let step = progress::transition(&current, shape, Event::Planned { plan: &plan, mode })
