@@ -9,7 +9,9 @@
 #   bench/cdc.sh                    # the release build of inlet
 #   PROFILE=test bench/cdc.sh       # the test profile's build (dependencies at opt-level 2)
 #
-# Env: CHANGES ("100000 1000000"), KEEP=1 keeps the work dir.
+# Env: CHANGES ("100000 1000000"), KEEP=1 keeps the work dir, TRANSPORT=tcp (default:
+# both clients over TCP to 127.0.0.1, as to a remote standby) or socket (both over the
+# standby's Unix socket: no TCP stack in the figures).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROFILE=${PROFILE:-release}
@@ -75,6 +77,8 @@ wait_replay() {
 }
 wait_replay
 
+TRANSPORT=${TRANSPORT:-tcp}
+if [ "$TRANSPORT" = socket ]; then HOST=$WORK; else HOST=127.0.0.1; fi
 cat > "$WORK/inlet.toml" <<TOML
 version = 1
 [destinations.local]
@@ -83,7 +87,7 @@ url = "file://./lake"
 connector = "postgres"
 batch_rows = 50000
 [connections.cdc.config]
-host = "127.0.0.1"
+host = "$HOST"
 port = $P2
 database = "bench"
 user = "postgres"
@@ -144,14 +148,14 @@ cd "$WORK"
 "$BIN" -p inlet.toml sync cdc >/dev/null
 (sleep 1; "${PRIMARY[@]}" -c "SELECT pg_log_standby_snapshot()" >/dev/null) &
 "${STANDBY[@]}" -c "SELECT pg_create_logical_replication_slot('floor', 'pgoutput')" >/dev/null
-echo "inlet: $BIN ($PROFILE); PostgreSQL: $("$PG/postgres" --version); work dir: $WORK"
+echo "inlet: $BIN ($PROFILE); PostgreSQL: $("$PG/postgres" --version); both clients over $TRANSPORT; work dir: $WORK"
 echo "| case | wall | client CPU | CPU per 1M changes | peak RSS |"
 echo "|---|---|---|---|---|"
 for n in ${CHANGES:-100000 1000000}; do
   make_changes "$n"
   end=$("${STANDBY[@]}" -c "SELECT pg_last_wal_replay_lsn()")
   measure "pg_recvlogical > /dev/null, $n changes (floor)" "$n" \
-    "${OSUSER[@]}" "$PG/pg_recvlogical" -h "$WORK" -p "$P2" -U postgres -d bench --slot floor \
+    "${OSUSER[@]}" "$PG/pg_recvlogical" -h "$HOST" -p "$P2" -U postgres -d bench --slot floor \
     --start -o proto_version=1 -o publication_names=inlet -o binary=true -E "$end" -f /dev/null
   floor=$(cat "$WORK/last_wall")
   measure "inlet sync, $n changes" "$n" "$BIN" -p inlet.toml --json sync cdc
