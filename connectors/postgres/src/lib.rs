@@ -121,6 +121,9 @@ pub struct PostgresSource {
     /// The statements the last `plan` ran on the server, in order (see
     /// [`PostgresSource::planning_queries`]).
     planned: Mutex<Vec<String>>,
+    /// Per CDC stream, the position its committed state holds: the running change read
+    /// confirms it to the slot ([`Source::committed`]).
+    durable: Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicU64>>>,
 }
 
 impl PostgresSource {
@@ -130,6 +133,7 @@ impl PostgresSource {
             connect,
             tables: Mutex::new(None),
             planned: Mutex::new(Vec::new()),
+            durable: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -231,5 +235,9 @@ impl Source for PostgresSource {
 
     fn validate_state(&self, stream: &str, state: &Value) -> Result<(), SourceError> {
         Self::parse_state(stream, Some(state)).map(|_| ())
+    }
+
+    async fn committed(&self, stream: &str, state: &Value) {
+        self.note_durable(stream, state);
     }
 }

@@ -169,6 +169,15 @@ pub trait Source: Send + Sync + Debug {
         resume: Option<Value>,
     ) -> Result<EventStream, SourceError>;
 
+    /// The runtime has made `state` the stream's committed state: it is durable in the
+    /// lake with every batch before it. A source that holds something on the remote side
+    /// until its data is safe (a replication slot's confirmed position) MAY release it
+    /// now. Called after each commit that moved the state; the default does nothing. It
+    /// cannot fail the run: a source logs its own errors.
+    async fn committed(&self, stream: &str, state: &Value) {
+        let _ = (stream, state);
+    }
+
     /// Check a state value an engineer wants to set by hand (`inlet state set`). The
     /// default accepts any JSON object.
     fn validate_state(&self, stream: &str, state: &Value) -> Result<(), SourceError> {

@@ -21,7 +21,14 @@
 pub mod pgoutput;
 pub mod slot;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use inlet_core::{EventStream, Partition, ReadEvent, ReadRequest, SourceError, producer::Emitter};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
@@ -385,6 +392,30 @@ impl PostgresSource {
         ))
     }
 
+    /// The position the committed state of `stream` holds, shared with its change read.
+    fn durable_cell(&self, stream: &str) -> Arc<AtomicU64> {
+        match self.durable.lock() {
+            Ok(mut m) => m.entry(stream.to_string()).or_default().clone(),
+            Err(_) => Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A committed state of a CDC stream: its position is in the lake, so the running
+    /// change read may confirm it to the slot (the server can then drop that WAL).
+    pub(crate) fn note_durable(&self, stream: &str, state: &Value) {
+        if state.get("method").and_then(Value::as_str) != Some(METHOD) {
+            return;
+        }
+        if let Some(lsn) = state
+            .get("lsn")
+            .and_then(Value::as_str)
+            .and_then(|l| Lsn::parse(l).ok())
+        {
+            self.durable_cell(stream)
+                .fetch_max(lsn.as_u64(), Ordering::SeqCst);
+        }
+    }
+
     /// Read the changes partition.
     pub(crate) async fn read_changes(
         &self,
@@ -454,7 +485,7 @@ impl PostgresSource {
         .with_ack_lsn(acked.unwrap_or(Lsn::ZERO))
         .with_binary(true)
         .with_application_name(self.connect.application_name().to_string())
-        .with_status_interval(Duration::from_secs(10))
+        .with_status_interval(Duration::from_secs(2))
         .with_wakeup_interval(Duration::from_secs(1))
         .with_buffer_size(4096);
         let resource = self.connect.resource();
@@ -473,6 +504,14 @@ impl PostgresSource {
             idle: Duration::from_secs(cfg.statement_timeout_secs),
             connect: self.connect.clone(),
             lookup: None,
+            durable: {
+                // Start from what this read knows is committed (a cell of an earlier
+                // read, before a reset, must not confirm past it).
+                let cell = self.durable_cell(&stream);
+                cell.store(acked.map_or(0, |l| l.as_u64()), Ordering::SeqCst);
+                cell
+            },
+            confirmed: acked.map_or(0, |l| l.as_u64()),
         };
         let template = spec.state.clone();
         tokio::spawn(guard.run(async move {
@@ -505,6 +544,10 @@ struct ChangeReader {
     /// Opens the session that looks unchanged values up (rarely needed).
     connect: crate::session::Connect,
     lookup: Option<Session>,
+    /// What the committed state holds ([`PostgresSource::note_durable`]), and what this
+    /// read has confirmed to the slot so far.
+    durable: Arc<AtomicU64>,
+    confirmed: u64,
 }
 
 /// A parameter passed in the binary form pgoutput sent it in.
@@ -657,6 +700,13 @@ impl ChangeReader {
                 }
                 ReplicationEvent::Commit { end_lsn, .. } => {
                     txn = None;
+                    // The lake holds everything before the committed state's position:
+                    // confirm it, so a long read does not make the standby keep its WAL.
+                    let durable = self.durable.load(Ordering::SeqCst);
+                    if durable > self.confirmed {
+                        self.confirmed = durable;
+                        client.update_applied_lsn(Lsn::from_u64(durable));
+                    }
                     position = position.max(end_lsn);
                     let done = end_lsn >= self.to || self.max_changes.is_some_and(|m| changes >= m);
                     if done
@@ -1031,5 +1081,72 @@ fn replication_error(
     SourceError::Other {
         message: format!("{resource}: replication of slot `{slot}`: {text}"),
         transient: e.is_transient() || e.is_io(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn source() -> PostgresSource {
+        let cfg: crate::config::PostgresConfig = serde_json::from_value(serde_json::json!({
+            "host": "127.0.0.1", "database": "d", "user": "u",
+            "cdc": { "publication": "p" }
+        }))
+        .unwrap();
+        let connect =
+            crate::session::Connect::new(std::sync::Arc::new(cfg), "c", std::path::Path::new("."))
+                .unwrap();
+        PostgresSource::new(connect)
+    }
+
+    #[test]
+    fn only_committed_cdc_positions_are_confirmed_and_never_backwards() {
+        let s = source();
+        let cell = s.durable_cell("public.t");
+        s.note_durable(
+            "public.t",
+            &serde_json::json!({"method": "xmin", "lsn": "0/500"}),
+        );
+        assert_eq!(cell.load(Ordering::SeqCst), 0);
+        s.note_durable(
+            "public.t",
+            &serde_json::json!({"method": "cdc", "lsn": "0/500"}),
+        );
+        assert_eq!(cell.load(Ordering::SeqCst), 0x500);
+        s.note_durable(
+            "public.t",
+            &serde_json::json!({"method": "cdc", "lsn": "0/400"}),
+        );
+        assert_eq!(cell.load(Ordering::SeqCst), 0x500);
+        s.note_durable(
+            "public.u",
+            &serde_json::json!({"method": "cdc", "lsn": "1/0"}),
+        );
+        assert_eq!(cell.load(Ordering::SeqCst), 0x500);
+        assert_eq!(s.durable_cell("public.u").load(Ordering::SeqCst), 1 << 32);
+    }
+
+    #[test]
+    fn a_snapshot_row_is_labelled_with_its_position_and_seq_zero() {
+        let tail = snapshot_select(Lsn::from_u64(0x1_0000_0010));
+        assert_eq!(
+            tail,
+            ", 4294967312::int8, 0::int8, 'snapshot'::text, NULL::timestamptz, NULL::text[]"
+        );
+        let cols = landed_columns(&[ColumnType {
+            name: "id".into(),
+            pg_type: "bigint".into(),
+            kind: Kind::Int8,
+            cast_to_text: false,
+            nullable: false,
+        }]);
+        assert!(
+            cols[0].nullable,
+            "a delete lands only the key, a truncate nothing"
+        );
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names[1..], META_COLUMNS);
     }
 }

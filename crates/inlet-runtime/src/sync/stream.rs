@@ -288,8 +288,16 @@ impl StreamRun<'_> {
             staged.iter().map(|s| s.size).sum::<u64>(),
             staged.len() as u64,
         );
+        let moved = step
+            .state
+            .cursor
+            .clone()
+            .filter(|c| current.cursor.as_ref() != Some(c));
         self.commit_locked(&mut store, step.state, staged).await?;
         drop(store);
+        if let Some(cursor) = moved {
+            self.source.committed(&self.stream, &cursor).await;
+        }
         if files > 0 {
             self.record_schemas(writer.written()).await;
         }
