@@ -59,12 +59,33 @@ fn cdc_pair(version: u32) -> PgPair {
     pair
 }
 
-fn project(pair: &PgPair) -> inlet_testkit::project::TestProject {
+/// A project reading database `shop` on the standby by CDC through publication `inlet`:
+/// `config` goes in the connection's config, `connection` in the connection, and each of
+/// `streams` is an incremental stream (read by CDC: no cursor).
+fn cdc_project(
+    pair: &PgPair,
+    config: &str,
+    connection: &str,
+    streams: &[&str],
+) -> inlet_testkit::project::TestProject {
+    let streams: String = streams
+        .iter()
+        .map(|s| format!("[connections.c.streams.\"{s}\"]\nmode = \"incremental\"\n"))
+        .collect();
     pair.standby_project(
         "shop",
-        "chunk_rows = 4000\n[connections.c.config.cdc]\npublication = \"inlet\"\nslot_wait_secs = 60\n",
+        &format!("{config}[connections.c.config.cdc]\npublication = \"inlet\"\n"),
+        connection,
+        &streams,
+    )
+}
+
+fn project(pair: &PgPair) -> inlet_testkit::project::TestProject {
+    cdc_project(
+        pair,
+        "chunk_rows = 4000\n",
         "parallelism = 2\nbatch_rows = 3000\ncommit_interval_secs = 0",
-        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n",
+        &["public.orders"],
     )
 }
 
@@ -172,18 +193,7 @@ fn cdc_lands_the_table_through_writes_truncates_and_kills(version: u32) {
     assert!(gauges["cdc_lag_bytes"].as_f64().unwrap() > 0.0, "{second}");
 
     // Syncs killed at moments tied to their progress.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("seed {seed}");
-    let mut rng = seed;
-    let mut next = move |n: u64| {
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (rng >> 33) % n
-    };
+    let mut next = inlet_testkit::seeded_rng();
     // Until 30 runs were killed: half when a new Parquet file appears (plus up to 40 ms),
     // half at a random moment of the first 400 ms (connecting, planning, streaming).
     let mut kills = 0;
@@ -293,13 +303,7 @@ fn cdc_failures_are_typed_actionable_and_leave_the_state_as_it_was() {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let logger = snapshots(pair.clone(), stop.clone());
-    let p = pair.standby_project(
-        "shop",
-        "[connections.c.config.cdc]\npublication = \"inlet\"\n",
-        "",
-        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n\
-         [connections.c.streams.\"public.unpublished\"]\nmode = \"incremental\"\n",
-    );
+    let p = cdc_project(&pair, "", "", &["public.orders", "public.unpublished"]);
     let check = p.ok(&["check", "c"]);
     assert!(check.contains("change data capture"), "{check}");
     assert!(check.contains("publishes public.orders"), "{check}");
@@ -409,12 +413,7 @@ fn check_lists_what_a_wrong_setup_lacks_and_cdc_on_15_points_to_xmin() {
         ..Default::default()
     });
     pair.seed("shop", "CREATE TABLE orders (id bigint PRIMARY KEY);");
-    let p = pair.standby_project(
-        "shop",
-        "[connections.c.config.cdc]\npublication = \"inlet\"\n",
-        "",
-        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n",
-    );
+    let p = cdc_project(&pair, "", "", &["public.orders"]);
     let out = p.inlet(&["check", "c"]);
     let said =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -434,12 +433,7 @@ fn check_lists_what_a_wrong_setup_lacks_and_cdc_on_15_points_to_xmin() {
     // PostgreSQL 15 (Debian's): CDC needs 16, and says what to use instead.
     let pair = PgPair::start("");
     pair.seed("shop", "CREATE TABLE orders (id bigint PRIMARY KEY);");
-    let p = pair.standby_project(
-        "shop",
-        "[connections.c.config.cdc]\npublication = \"inlet\"\n",
-        "",
-        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n",
-    );
+    let p = cdc_project(&pair, "", "", &["public.orders"]);
     let err = sync_error(&p, "public.orders");
     assert!(
         err.contains("needs PostgreSQL 16") && err.contains("cursor_field = \\\"xmin\\\"")
@@ -465,12 +459,7 @@ fn columns_added_and_dropped_between_syncs_land_as_the_new_shape_and_are_recorde
     );
     let stop = Arc::new(AtomicBool::new(false));
     let logger = snapshots(pair.clone(), stop.clone());
-    let p = pair.standby_project(
-        "shop",
-        "[connections.c.config.cdc]\npublication = \"inlet\"\n",
-        "",
-        "[connections.c.streams.\"public.orders\"]\nmode = \"incremental\"\n",
-    );
+    let p = cdc_project(&pair, "", "", &["public.orders"]);
     p.sync_json(&[]);
     // Changes before, between and after two ALTERs, all read by one run.
     pair.primary(

@@ -1176,18 +1176,7 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
         // row must land exactly once however the runs were cut.
         "[connections.c.streams.\"public.t\"]\nmode = \"incremental\"\ncursor_field = \"xmin\"\n",
     );
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("seed {seed}");
-    let mut rng = seed;
-    let mut next = move |n: u64| {
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (rng >> 33) % n
-    };
+    let mut next = inlet_testkit::seeded_rng();
     // Each run is killed at a moment tied to its progress, not to the wall clock (a fast
     // machine finishes a whole sync before a fixed delay runs out): after 1 to 3 more
     // Parquet files have landed, plus up to 60 ms, so the kill falls anywhere between

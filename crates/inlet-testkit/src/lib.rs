@@ -43,3 +43,20 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A pseudo-random `next(n)` in `0..n` for tests that kill or perturb at random moments,
+/// seeded from the clock and the seed printed (a failure names the seed that made it).
+pub fn seeded_rng() -> impl FnMut(u64) -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    println!("seed {seed}");
+    let mut rng = seed;
+    move |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    }
+}

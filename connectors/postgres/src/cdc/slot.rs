@@ -18,17 +18,7 @@ pub(crate) const MIN_VERSION: i32 = 160_000;
 /// `[a-z0-9_]`, at most 63 bytes (a long name ends with a hash of the full one).
 pub fn slot_name(connection: &str, stream: &str) -> String {
     let full = format!("inlet_{connection}_{stream}");
-    let mut name: String = full
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut name = clean(&full);
     if name.len() > 63 || name != full {
         // Two streams may map to the same cleaned name: a hash of the original keeps
         // them apart.
@@ -43,8 +33,14 @@ pub fn slot_name(connection: &str, stream: &str) -> String {
 
 /// The start every slot name of `connection` shares (see [`slot_name`]).
 pub fn slot_prefix(connection: &str) -> String {
-    let mut p: String = format!("inlet_{connection}_")
-        .chars()
+    let mut p = clean(&format!("inlet_{connection}_"));
+    p.truncate(50);
+    p
+}
+
+/// Lower case, with every character outside `[a-z0-9_]` made `_`.
+fn clean(name: &str) -> String {
+    name.chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
             if c.is_ascii_alphanumeric() || c == '_' {
@@ -53,9 +49,7 @@ pub fn slot_prefix(connection: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    p.truncate(50);
-    p
+        .collect()
 }
 
 /// What `pg_replication_slots` says about a slot.
