@@ -9,7 +9,8 @@
 #   bench/cdc.sh                    # the release build of inlet
 #   PROFILE=test bench/cdc.sh       # the test profile's build (dependencies at opt-level 2)
 #
-# Env: CHANGES ("100000 1000000"), KEEP=1 keeps the work dir, TRANSPORT=tcp (default:
+# Env: CHANGES ("100000 1000000"), KEEP=1 keeps the work dir, INLET_WRAP="perf stat ..."
+# runs each measured inlet sync under that command (for profiling), TRANSPORT=tcp (default:
 # both clients over TCP to 127.0.0.1, as to a remote standby) or socket (both over the
 # standby's Unix socket: no TCP stack in the figures).
 set -euo pipefail
@@ -158,7 +159,8 @@ for n in ${CHANGES:-100000 1000000}; do
     "${OSUSER[@]}" "$PG/pg_recvlogical" -h "$HOST" -p "$P2" -U postgres -d bench --slot floor \
     --start -o proto_version=1 -o publication_names=inlet -o binary=true -E "$end" -f /dev/null
   floor=$(cat "$WORK/last_wall")
-  measure "inlet sync, $n changes" "$n" "$BIN" -p inlet.toml --json sync cdc
+  # shellcheck disable=SC2086
+  measure "inlet sync, $n changes" "$n" ${INLET_WRAP:-} "$BIN" -p inlet.toml --json sync cdc
   landed=$(grep -o '"rows": [0-9]*' "$WORK/out" | head -1)
   awk -v w="$(cat "$WORK/last_wall")" -v f="$floor" -v l="$landed" 'BEGIN {
     printf "|   ratio to the floor: %.2fx (%s) | | | | |\n", w/f, l }'

@@ -6,12 +6,14 @@
 //! `tsvector`, `bytea`, `numeric`, views, and `last_update` columns that a bulk load gave
 //! one value per table (the shape that made a quiet cursor run re-land every row).
 //!
-//! Nothing of pagila is in this repository. The test reads `pagila-schema.sql` and
-//! `pagila-data.sql` from the folder in `INLET_PAGILA_DIR` (`scripts/test` sets it when
-//! `$INLET_CACHE/vendor/pagila` holds them) and is skipped, saying so, without it. It was
-//! written against the files of commit 5ba5a57 (pagila 3.x, for PostgreSQL 12 and later);
-//! later revisions need PostgreSQL 18. The files load unchanged: they need only the
-//! `postgres` superuser, which the harness logs in as.
+//! Pagila's files are kept, gzipped and unedited, in `tests/postgres/vendor/pagila/`
+//! (commit 5ba5a57 of the upstream repository: pagila 3.x, for PostgreSQL 12 and later;
+//! later revisions need PostgreSQL 18; its README there gives the licence and sha256 sums).
+//! `scripts/test` unpacks them into `$INLET_CACHE/vendor/pagila`, checks the sums and sets
+//! `INLET_PAGILA_DIR`, from which the tests read `pagila-schema.sql` and `pagila-data.sql`;
+//! set it to use other copies. Run without it (a bare `cargo test`), the tests are skipped,
+//! saying so. The files load unchanged: they need only the `postgres` superuser, which the
+//! harness logs in as. `tests/postgres/cdc.rs` loads them too, for change data capture.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -30,17 +32,23 @@ use inlet_testkit::{
 
 const DB: &str = "pagila";
 
-/// The folder holding pagila's SQL, or `None` (with a note) when it is not there.
-fn pagila_dir() -> Option<PathBuf> {
+/// The folder holding pagila's SQL, or `None` (with a note) when it is not there. Under
+/// CI (env `CI` set) it must be: the files are in the repository.
+pub(crate) fn pagila_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("INLET_PAGILA_DIR").map(PathBuf::from);
     match dir {
         Some(d) if d.join("pagila-schema.sql").is_file() && d.join("pagila-data.sql").is_file() => {
             Some(d)
         }
         other => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the pagila tests: scripts/test unpacks tests/postgres/vendor/pagila \
+                 and sets INLET_PAGILA_DIR (it is {other:?})"
+            );
             eprintln!(
                 "skipping: pagila's pagila-schema.sql and pagila-data.sql not found (set \
-                 INLET_PAGILA_DIR; it is {:?})",
+                 INLET_PAGILA_DIR, as scripts/test does; it is {:?})",
                 other.map(|p| p.display().to_string())
             );
             None
@@ -48,13 +56,19 @@ fn pagila_dir() -> Option<PathBuf> {
     }
 }
 
+/// Load pagila from `dir` into a new database `db` on the primary of `pair`, exactly as
+/// published, and wait until the standby has replayed it.
+pub(crate) fn load_pagila(pair: &PgPair, db: &str, dir: &Path) {
+    pair.create_db(db);
+    pair.psql_file(db, &dir.join("pagila-schema.sql"));
+    pair.psql_file(db, &dir.join("pagila-data.sql"));
+    pair.wait_replay();
+}
+
 /// A primary and standby with pagila loaded on the primary and replayed by the standby.
 fn pagila_pair(dir: &Path) -> PgPair {
     let pair = PgPair::start("");
-    pair.create_db(DB);
-    pair.psql_file(DB, &dir.join("pagila-schema.sql"));
-    pair.psql_file(DB, &dir.join("pagila-data.sql"));
-    pair.wait_replay();
+    load_pagila(&pair, DB, dir);
     pair
 }
 

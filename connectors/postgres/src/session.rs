@@ -30,8 +30,9 @@ pub struct Connect {
     password: Option<secrecy::SecretString>,
     application_name: String,
     connection: String,
-    base_dir: std::path::PathBuf,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// The same TLS client configuration, for the replication session.
+    rustls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Connect {
@@ -55,13 +56,16 @@ impl Connect {
             .as_ref()
             .map(|p| p.resolve("password", base_dir))
             .transpose()?;
-        let tls = match cfg.ssl_mode {
+        let rustls = match cfg.ssl_mode {
             SslMode::Disable => None,
-            mode => Some(tls_config(
+            mode => Some(Arc::new(tls_config(
                 mode,
                 cfg.ssl_root_cert.as_deref().map(|p| base_dir.join(p)),
-            )?),
+            )?)),
         };
+        let tls = rustls
+            .as_ref()
+            .map(|c| tokio_postgres_rustls::MakeRustlsConnect::new((**c).clone()));
         let application_name = cfg
             .application_name
             .clone()
@@ -71,9 +75,14 @@ impl Connect {
             password,
             application_name,
             connection: connection.to_string(),
-            base_dir: base_dir.to_path_buf(),
             tls,
+            rustls,
         })
+    }
+
+    /// The TLS client configuration (`None` when `ssl_mode = "disable"`).
+    pub(crate) fn tls_client_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.rustls.clone()
     }
 
     /// `host:port/database` for messages.
@@ -97,14 +106,6 @@ impl Connect {
     /// The resolved password, for the replication session (never printed).
     pub(crate) fn password(&self) -> Option<&secrecy::SecretString> {
         self.password.as_ref()
-    }
-
-    /// The CA file of `ssl_mode = "verify_full"`, resolved against the project folder.
-    pub(crate) fn root_cert(&self) -> Option<std::path::PathBuf> {
-        self.cfg
-            .ssl_root_cert
-            .as_deref()
-            .map(|p| self.base_dir.join(p))
     }
 
     /// The config.
@@ -424,7 +425,7 @@ pub fn classify(resource: &str, user: &str, e: &tokio_postgres::Error) -> Source
 fn tls_config(
     mode: SslMode,
     root_cert: Option<std::path::PathBuf>,
-) -> Result<tokio_postgres_rustls::MakeRustlsConnect, SourceError> {
+) -> Result<rustls::ClientConfig, SourceError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -467,7 +468,7 @@ fn tls_config(
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth()
     };
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    Ok(config)
 }
 
 /// `require` and `prefer`: encrypted, certificate not checked (libpq's meaning).

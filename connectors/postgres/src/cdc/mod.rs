@@ -1,6 +1,7 @@
 //! Change data capture: a stream read from a logical replication slot **on the standby**
 //! (PostgreSQL 16+), with the built-in `pgoutput` plugin over the streaming replication
-//! protocol ([`pgwire_replication`]: TLS, SCRAM).
+//! protocol (the session in [`replication`], built on the pieces of [`pgwire_replication`]:
+//! framing, SCRAM; its socket read by a thread, [`socket`]).
 //!
 //! ```text
 //!  first run:  make slot (position C) ─┬─ key ranges by COPY, each labelled with the replay
@@ -19,7 +20,9 @@
 //! committed state), at the start of the next run.
 
 pub mod pgoutput;
+mod replication;
 pub mod slot;
+mod socket;
 
 use std::{
     collections::HashMap,
@@ -31,7 +34,7 @@ use std::{
 };
 
 use inlet_core::{EventStream, Partition, ReadEvent, ReadRequest, SourceError, producer::Emitter};
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use pgwire_replication::Lsn;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,13 +42,13 @@ use serde_json::Value;
 use crate::{
     PostgresSource,
     catalog::Table,
-    config::SslMode,
     plan::PartSpec,
     session::Session,
     state::StreamState,
     types::{BatchBuilder, ColumnType, Kind},
 };
 use pgoutput::{Message, Relation};
+use replication::{Event, ReplicationSession};
 
 /// The method name of a CDC stream's state.
 pub const METHOD: &str = "cdc";
@@ -177,22 +180,6 @@ impl PostgresSource {
                     "{}: change data capture of `{stream}` cannot start: {all}. Nothing was read \
                      and the stream's state is unchanged (`inlet check` lists every problem)",
                     self.connect.resource()
-                ),
-            ));
-        }
-        let binary_less: Vec<String> = table
-            .columns
-            .iter()
-            .filter(|c| c.cast_to_text)
-            .map(|c| format!("{} ({})", c.name, c.pg_type))
-            .collect();
-        if !binary_less.is_empty() {
-            return Err(SourceError::config(
-                format!("streams.{stream}"),
-                format!(
-                    "change data capture lands values in their binary form, and inlet has no \
-                     decoder for {}; read `{stream}` by cursor_field = \"xmin\" instead",
-                    binary_less.join(", ")
                 ),
             ));
         }
@@ -459,35 +446,25 @@ impl PostgresSource {
             .as_ref()
             .map(|c| c.publication.clone())
             .unwrap_or_default();
-        let mut tls = match cfg.ssl_mode {
-            SslMode::Disable => TlsConfig::disabled(),
-            SslMode::Require => TlsConfig::require(),
-            SslMode::VerifyFull => TlsConfig::verify_full(self.connect.root_cert()),
-            SslMode::Prefer => TlsConfig::disabled(),
-        };
-        if cfg.ssl_mode == SslMode::Prefer {
-            tls.mode = pgwire_replication::SslMode::Prefer;
-        }
-        let rcfg = ReplicationConfig::new(
-            cfg.host.clone(),
-            cfg.user.clone(),
-            self.connect
+        let settings = replication::Settings {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            user: cfg.user.clone(),
+            password: self
+                .connect
                 .password()
                 .map(|p| p.expose_secret().to_string())
                 .unwrap_or_default(),
-            cfg.database.clone(),
-            spec.slot.clone(),
+            database: cfg.database.clone(),
+            application_name: self.connect.application_name().to_string(),
+            ssl_mode: cfg.ssl_mode,
+            tls: self.connect.tls_client_config(),
+            slot: spec.slot.clone(),
             publication,
-        )
-        .with_port(cfg.port)
-        .with_tls(tls)
-        .with_start_lsn(start)
-        .with_ack_lsn(acked.unwrap_or(Lsn::ZERO))
-        .with_binary(true)
-        .with_application_name(self.connect.application_name().to_string())
-        .with_status_interval(Duration::from_secs(2))
-        .with_wakeup_interval(Duration::from_secs(1))
-        .with_buffer_size(4096);
+            start,
+            confirmed: acked.unwrap_or(Lsn::ZERO),
+            status_interval: Duration::from_secs(2),
+        };
         let resource = self.connect.resource();
         let builder_cols = landed_columns(&table.columns);
         let reader = ChangeReader {
@@ -504,6 +481,7 @@ impl PostgresSource {
             idle: Duration::from_secs(cfg.statement_timeout_secs),
             connect: self.connect.clone(),
             lookup: None,
+            to_text: HashMap::new(),
             durable: {
                 // Start from what this read knows is committed (a cell of an earlier
                 // read, before a reset, must not confirm past it).
@@ -515,10 +493,10 @@ impl PostgresSource {
         };
         let template = spec.state.clone();
         tokio::spawn(guard.run(async move {
-            let client = ReplicationClient::connect(rcfg)
+            let session = ReplicationSession::start(&settings)
                 .await
                 .map_err(|e| replication_error(&resource, &reader.slot, &e))?;
-            reader.run(client, &mut tx, start, template).await
+            reader.run(session, &mut tx, start, template).await
         }));
         drop(session);
         Ok(events)
@@ -544,6 +522,8 @@ struct ChangeReader {
     /// Opens the session that looks unchanged values up (rarely needed).
     connect: crate::session::Connect,
     lookup: Option<Session>,
+    /// Per type without a binary decoder: the statement that turns its binary form to text.
+    to_text: HashMap<String, tokio_postgres::Statement>,
     /// What the committed state holds ([`PostgresSource::note_durable`]), and what this
     /// read has confirmed to the slot so far.
     durable: Arc<AtomicU64>,
@@ -607,7 +587,7 @@ struct Txn {
 impl ChangeReader {
     async fn run(
         mut self,
-        mut client: ReplicationClient,
+        mut session: ReplicationSession,
         tx: &mut Emitter,
         start: Lsn,
         template: Option<Value>,
@@ -618,7 +598,7 @@ impl ChangeReader {
         let mut changes: u64 = 0;
         let mut position = start;
         loop {
-            let ev = match tokio::time::timeout(self.idle, client.recv()).await {
+            let ev = match tokio::time::timeout(self.idle, session.next()).await {
                 Err(_) => {
                     return Err(SourceError::Other {
                         message: format!(
@@ -633,32 +613,20 @@ impl ChangeReader {
                     });
                 }
                 Ok(Err(e)) => return Err(replication_error(&self.resource, &self.slot, &e)),
-                Ok(Ok(None)) => {
-                    return Err(SourceError::Other {
-                        message: format!(
-                            "{}: the replication stream of slot `{}` ended before {}",
-                            self.resource,
-                            self.slot,
-                            self.to.to_pg_string()
-                        ),
-                        transient: true,
-                    });
-                }
-                Ok(Ok(Some(ev))) => ev,
+                Ok(Ok(ev)) => ev,
             };
             match ev {
-                ReplicationEvent::Begin {
+                Event::Begin {
                     final_lsn,
-                    commit_time_micros,
-                    ..
+                    commit_micros,
                 } => {
                     txn = Some(Txn {
                         lsn: final_lsn,
-                        commit_micros: commit_time_micros,
+                        commit_micros,
                         seq: 0,
                     });
                 }
-                ReplicationEvent::XLogData { data, .. } => {
+                Event::Change(data) => {
                     let Some(t) = txn.as_mut() else {
                         continue;
                     };
@@ -698,14 +666,14 @@ impl ChangeReader {
                         landed_since_checkpoint = true;
                     }
                 }
-                ReplicationEvent::Commit { end_lsn, .. } => {
+                Event::Commit { end_lsn } => {
                     txn = None;
                     // The lake holds everything before the committed state's position:
                     // confirm it, so a long read does not make the standby keep its WAL.
                     let durable = self.durable.load(Ordering::SeqCst);
                     if durable > self.confirmed {
                         self.confirmed = durable;
-                        client.update_applied_lsn(Lsn::from_u64(durable));
+                        session.confirm(Lsn::from_u64(durable));
                     }
                     position = position.max(end_lsn);
                     let done = end_lsn >= self.to || self.max_changes.is_some_and(|m| changes >= m);
@@ -727,7 +695,7 @@ impl ChangeReader {
                         break;
                     }
                 }
-                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                Event::KeepAlive { wal_end } => {
                     if txn.is_none() && wal_end >= self.to {
                         position = position.max(self.to);
                         if !self.flush(tx).await? {
@@ -739,11 +707,9 @@ impl ChangeReader {
                         break;
                     }
                 }
-                ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
             }
         }
-        client.stop();
-        let _ = client.shutdown().await;
+        session.stop().await;
         Ok(())
     }
 
@@ -797,6 +763,8 @@ impl ChangeReader {
                 if !self.relations.contains(&oid) {
                     return Ok(Applied::Rows(0));
                 }
+                let texts = self.texts(oid, &new).await?;
+                let new = with_texts(new, &texts);
                 self.row(oid, t, "insert", &new, None)?;
                 Ok(Applied::Rows(1))
             }
@@ -804,6 +772,13 @@ impl ChangeReader {
                 if !self.relations.contains(&oid) {
                     return Ok(Applied::Rows(0));
                 }
+                let texts = self.texts(oid, &new).await?;
+                let new = with_texts(new, &texts);
+                let old_texts = match &old {
+                    Some((_, o)) => self.texts(oid, o).await?,
+                    None => Vec::new(),
+                };
+                let old = old.map(|(k, o)| (k, with_texts(o, &old_texts)));
                 let full = old.as_ref().filter(|(k, _)| *k == b'O').map(|(_, v)| v);
                 if let Some((b'K', key)) = &old {
                     // The key changed: the old key's row is gone.
@@ -816,7 +791,9 @@ impl ChangeReader {
                         let vals: Vec<pgoutput::Value<'_>> = found
                             .iter()
                             .map(|v| match v {
-                                Some(Some(b)) => pgoutput::Value::Binary(b),
+                                // Looked up as text where there is no binary decoder.
+                                Some(Some((b, false))) => pgoutput::Value::Binary(b),
+                                Some(Some((b, true))) => pgoutput::Value::Text(b),
                                 Some(None) => pgoutput::Value::Null,
                                 None => pgoutput::Value::UnchangedToast,
                             })
@@ -832,6 +809,8 @@ impl ChangeReader {
                 if !self.relations.contains(&oid) {
                     return Ok(Applied::Rows(0));
                 }
+                let texts = self.texts(oid, &old).await?;
+                let old = with_texts(old, &texts);
                 self.row(oid, t, "delete", &old, None)?;
                 Ok(Applied::Rows(1))
             }
@@ -858,8 +837,8 @@ impl ChangeReader {
         &mut self,
         oid: u32,
         new: &[pgoutput::Value<'_>],
-    ) -> Result<Vec<Option<Option<Vec<u8>>>>, SourceError> {
-        let Some((rel, _)) = self.known.get(&oid) else {
+    ) -> Result<Vec<Option<Option<(Vec<u8>, bool)>>>, SourceError> {
+        let Some((rel, map)) = self.known.get(&oid) else {
             return Ok(vec![None; new.len()]);
         };
         let mut keys = Vec::new();
@@ -872,7 +851,12 @@ impl ChangeReader {
                 }
             }
             if *v == pgoutput::Value::UnchangedToast {
-                wanted.push((j, c.name.clone()));
+                let text = map
+                    .get(j)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|i| self.table_columns[i].cast_to_text);
+                wanted.push((j, c.name.clone(), text));
             }
         }
         if keys.is_empty() || wanted.is_empty() {
@@ -882,7 +866,10 @@ impl ChangeReader {
             "SELECT {} FROM {}.{} WHERE {}",
             wanted
                 .iter()
-                .map(|(_, n)| crate::catalog::ident(n))
+                .map(|(_, n, text)| {
+                    let col = crate::catalog::ident(n);
+                    if *text { format!("{col}::text") } else { col }
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             crate::catalog::ident(&rel.namespace),
@@ -911,12 +898,75 @@ impl ChangeReader {
             .map_err(|e| self.connect.error(e))?;
         let mut out = vec![None; new.len()];
         if let Some(row) = rows.first() {
-            for (i, (j, _)) in wanted.iter().enumerate() {
+            for (i, (j, _, text)) in wanted.iter().enumerate() {
                 let v: RawOut = row
                     .try_get(i)
                     .map_err(|e| SourceError::data(&self.stream, e))?;
-                out[*j] = Some(v.0);
+                out[*j] = Some(v.0.map(|b| (b, *text)));
             }
+        }
+        Ok(out)
+    }
+
+    /// Per tuple column, the text of a binary value of a column inlet has no binary decoder
+    /// for (`tsvector`, ranges, geometric and extension types: the ones a snapshot casts
+    /// to text), turned to text by the standby; empty when the relation has none.
+    async fn texts(
+        &mut self,
+        oid: u32,
+        vals: &[pgoutput::Value<'_>],
+    ) -> Result<Vec<Option<Vec<u8>>>, SourceError> {
+        let Some((_, map)) = self.known.get(&oid) else {
+            return Ok(Vec::new());
+        };
+        let wanted: Vec<(usize, String)> = vals
+            .iter()
+            .enumerate()
+            .filter_map(|(j, v)| {
+                let col = &self.table_columns[map.get(j).copied().flatten()?];
+                match v {
+                    pgoutput::Value::Binary(_) if col.cast_to_text => {
+                        Some((j, col.pg_type.clone()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.lookup.is_none() {
+            self.lookup = Some(self.connect.open().await?);
+        }
+        let Some(session) = self.lookup.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let mut out = vec![None; vals.len()];
+        for (j, pg_type) in wanted {
+            let pgoutput::Value::Binary(b) = vals[j] else {
+                continue;
+            };
+            let statement = match self.to_text.get(&pg_type) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = session
+                        .client
+                        .prepare(&format!("SELECT $1::{pg_type}::text"))
+                        .await
+                        .map_err(|e| self.connect.error(e))?;
+                    self.to_text.insert(pg_type.clone(), s.clone());
+                    s
+                }
+            };
+            let row = session
+                .client
+                .query_one(&statement, &[&RawIn(b)])
+                .await
+                .map_err(|e| self.connect.error(e))?;
+            let text: RawOut = row
+                .try_get(0)
+                .map_err(|e| SourceError::data(&self.stream, e))?;
+            out[j] = text.0;
         }
         Ok(out)
     }
@@ -1009,6 +1059,19 @@ impl ChangeReader {
         self.builder.end_row();
         Ok(())
     }
+}
+
+/// `vals` with the values [`ChangeReader::texts`] turned to text.
+fn with_texts<'a>(
+    mut vals: Vec<pgoutput::Value<'a>>,
+    texts: &'a [Option<Vec<u8>>],
+) -> Vec<pgoutput::Value<'a>> {
+    for (v, t) in vals.iter_mut().zip(texts) {
+        if let Some(t) = t {
+            *v = pgoutput::Value::Text(t);
+        }
+    }
+    vals
 }
 
 /// A one-dimensional `text[]` in PostgreSQL's binary array format.
