@@ -182,28 +182,12 @@ fn memory_stays_bounded_by_batch_size_not_input_size() {
     }
     drop(out);
     let t = Instant::now();
-    let mut child = p
+    let child = p
         .command(&["sync", "c"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut rss_kib = 0u64;
-    let status = loop {
-        // VmHWM is the process's peak RSS so far; read it until the process exits.
-        if let Ok(text) = fs::read_to_string(&status_path)
-            && let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            rss_kib = rss_kib.max(kib);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, rss_kib) = inlet_testkit::wait_peak_rss(child);
     assert!(status.success());
     let elapsed = t.elapsed();
     eprintln!(

@@ -44,6 +44,28 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Wait for `child` to exit; its exit status and its peak RSS in KiB (`VmHWM`, read from
+/// `/proc` every 20 ms until it exits; 0 where `/proc` cannot be read).
+pub fn wait_peak_rss(mut child: std::process::Child) -> (std::process::ExitStatus, u64) {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut rss_kib = 0u64;
+    loop {
+        // VmHWM is the process's peak RSS so far.
+        if let Ok(text) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            rss_kib = rss_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return (status, rss_kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A pseudo-random `next(n)` in `0..n` for tests that kill or perturb at random moments,
 /// seeded from the clock and the seed printed (a failure names the seed that made it).
 pub fn seeded_rng() -> impl FnMut(u64) -> u64 {

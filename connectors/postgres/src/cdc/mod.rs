@@ -431,6 +431,18 @@ impl PostgresSource {
             .await
             .map_err(|e| self.connect.error(e))?
             .get(0);
+        let types: HashMap<String, (u32, i32)> = session
+            .client
+            .query(
+                "SELECT attname::text, atttypid, atttypmod FROM pg_attribute \
+                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+                &[&table.oid],
+            )
+            .await
+            .map_err(|e| self.connect.error(e))?
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
         let (mut tx, guard, events) = inlet_core::producer::channel(stream.clone(), 4);
         if start >= to {
             // Nothing to read: the partition ends at once (a finished producer).
@@ -481,7 +493,8 @@ impl PostgresSource {
             idle: Duration::from_secs(cfg.statement_timeout_secs),
             connect: self.connect.clone(),
             lookup: None,
-            to_text: HashMap::new(),
+            statements: HashMap::new(),
+            types,
             durable: {
                 // Start from what this read knows is committed (a cell of an earlier
                 // read, before a reset, must not confirm past it).
@@ -515,15 +528,17 @@ struct ChangeReader {
     batch_rows: usize,
     /// Each relation's columns as last described: index in `table_columns` per tuple
     /// column, and whether the relation's identity is FULL.
-    known: HashMap<u32, (Relation, Vec<Option<usize>>)>,
+    known: HashMap<u32, Known>,
+    /// Each column's type (oid, modifier) in the read's catalog.
+    types: HashMap<String, (u32, i32)>,
     to: Lsn,
     max_changes: Option<u64>,
     idle: Duration,
     /// Opens the session that looks unchanged values up (rarely needed).
     connect: crate::session::Connect,
     lookup: Option<Session>,
-    /// Per type without a binary decoder: the statement that turns its binary form to text.
-    to_text: HashMap<String, tokio_postgres::Statement>,
+    /// The statements of [`Known::convert`], prepared.
+    statements: HashMap<String, tokio_postgres::Statement>,
     /// What the committed state holds ([`PostgresSource::note_durable`]), and what this
     /// read has confirmed to the slot so far.
     durable: Arc<AtomicU64>,
@@ -569,12 +584,25 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawOut {
     }
 }
 
+/// A relation as its last description in the stream says.
+struct Known {
+    rel: Relation,
+    /// Per tuple column, its index in the read's columns (`None`: a column dropped since).
+    map: Vec<Option<usize>>,
+    /// Per tuple column, the statement that turns its binary value into what the read's
+    /// column takes, run on the standby: the text of a type inlet has no binary decoder
+    /// for (as a snapshot casts it), or a value of the column's type before it changed
+    /// cast to its type in the read's catalog.
+    convert: Vec<Option<String>>,
+}
+
 /// What one message did.
 enum Applied {
     /// Rows landed.
     Rows(u64),
-    /// The table has columns the read's catalog lacks.
-    NewColumns(Vec<String>),
+    /// The table changed shape after the read's catalog was taken (columns added or
+    /// retyped; what changed, for the message).
+    Reshaped(String),
 }
 
 /// Where a transaction is.
@@ -632,13 +660,12 @@ impl ChangeReader {
                     };
                     let n = match self.apply(&data, t).await? {
                         Applied::Rows(n) => n,
-                        Applied::NewColumns(added) => {
+                        Applied::Reshaped(what) => {
                             let message = format!(
-                                "{}: `{}` gained column(s) {} at {}: the next run lands the new \
-                                 shape and records the change",
+                                "{}: `{}` {what} at {}: the next run lands the new shape and \
+                                 records the change",
                                 self.resource,
                                 self.stream,
-                                added.join(", "),
                                 t.lsn.to_pg_string()
                             );
                             if template.is_none() {
@@ -733,7 +760,7 @@ impl ChangeReader {
         match msg {
             Message::Relation(rel) => {
                 if self.relations.contains(&rel.oid) {
-                    let map = rel
+                    let map: Vec<Option<usize>> = rel
                         .columns
                         .iter()
                         .map(|c| self.table_columns.iter().position(|t| t.name == c.name))
@@ -752,10 +779,50 @@ impl ChangeReader {
                         let added: Vec<String> =
                             unknown.into_iter().filter(|u| now.contains(u)).collect();
                         if !added.is_empty() {
-                            return Ok(Applied::NewColumns(added));
+                            return Ok(Applied::Reshaped(format!(
+                                "gained column(s) {}",
+                                added.join(", ")
+                            )));
                         }
                     }
-                    self.known.insert(rel.oid, (rel, map));
+                    let mut convert = vec![None; rel.columns.len()];
+                    let mut retyped = Vec::new();
+                    for (j, c) in rel.columns.iter().enumerate() {
+                        let Some(i) = map.get(j).copied().flatten() else {
+                            continue;
+                        };
+                        let (pg_type, text) = (
+                            self.table_columns[i].pg_type.clone(),
+                            if self.table_columns[i].cast_to_text {
+                                "::text"
+                            } else {
+                                ""
+                            },
+                        );
+                        let sent = (c.type_oid, c.type_mod);
+                        if self.types.get(&c.name).is_some_and(|t| *t != sent) {
+                            if self.current_type(rel.oid, &c.name).await? == Some(sent) {
+                                // Retyped after the read's catalog was taken: the next run
+                                // reads the new type.
+                                retyped.push(c.name.clone());
+                                continue;
+                            }
+                            // A change from before the column was retyped, read after: its
+                            // value cast to the type the read lands (as the retype did).
+                            let old = self.format_type(sent).await?;
+                            convert[j] =
+                                Some(format!("SELECT CAST(CAST($1 AS {old}) AS {pg_type}){text}"));
+                        } else if !text.is_empty() {
+                            convert[j] = Some(format!("SELECT $1::{pg_type}::text"));
+                        }
+                    }
+                    if !retyped.is_empty() {
+                        return Ok(Applied::Reshaped(format!(
+                            "changed the type of column(s) {}",
+                            retyped.join(", ")
+                        )));
+                    }
+                    self.known.insert(rel.oid, Known { rel, map, convert });
                 }
                 Ok(Applied::Rows(0))
             }
@@ -763,8 +830,8 @@ impl ChangeReader {
                 if !self.relations.contains(&oid) {
                     return Ok(Applied::Rows(0));
                 }
-                let texts = self.texts(oid, &new).await?;
-                let new = with_texts(new, &texts);
+                let converted = self.converted(oid, &new).await?;
+                let new = with_converted(new, &converted);
                 self.row(oid, t, "insert", &new, None)?;
                 Ok(Applied::Rows(1))
             }
@@ -772,13 +839,13 @@ impl ChangeReader {
                 if !self.relations.contains(&oid) {
                     return Ok(Applied::Rows(0));
                 }
-                let texts = self.texts(oid, &new).await?;
-                let new = with_texts(new, &texts);
-                let old_texts = match &old {
-                    Some((_, o)) => self.texts(oid, o).await?,
+                let converted = self.converted(oid, &new).await?;
+                let new = with_converted(new, &converted);
+                let old_converted = match &old {
+                    Some((_, o)) => self.converted(oid, o).await?,
                     None => Vec::new(),
                 };
-                let old = old.map(|(k, o)| (k, with_texts(o, &old_texts)));
+                let old = old.map(|(k, o)| (k, with_converted(o, &old_converted)));
                 let full = old.as_ref().filter(|(k, _)| *k == b'O').map(|(_, v)| v);
                 if let Some((b'K', key)) = &old {
                     // The key changed: the old key's row is gone.
@@ -809,8 +876,8 @@ impl ChangeReader {
                 if !self.relations.contains(&oid) {
                     return Ok(Applied::Rows(0));
                 }
-                let texts = self.texts(oid, &old).await?;
-                let old = with_texts(old, &texts);
+                let converted = self.converted(oid, &old).await?;
+                let old = with_converted(old, &converted);
                 self.row(oid, t, "delete", &old, None)?;
                 Ok(Applied::Rows(1))
             }
@@ -838,7 +905,7 @@ impl ChangeReader {
         oid: u32,
         new: &[pgoutput::Value<'_>],
     ) -> Result<Vec<Option<Option<(Vec<u8>, bool)>>>, SourceError> {
-        let Some((rel, map)) = self.known.get(&oid) else {
+        let Some(Known { rel, map, .. }) = self.known.get(&oid) else {
             return Ok(vec![None; new.len()]);
         };
         let mut keys = Vec::new();
@@ -908,28 +975,23 @@ impl ChangeReader {
         Ok(out)
     }
 
-    /// Per tuple column, the text of a binary value of a column inlet has no binary decoder
-    /// for (`tsvector`, ranges, geometric and extension types: the ones a snapshot casts
-    /// to text), turned to text by the standby; empty when the relation has none.
-    async fn texts(
+    /// Per tuple column, the value [`Known::convert`] made of a binary value, where it
+    /// says to; empty when the relation needs no conversion.
+    async fn converted(
         &mut self,
         oid: u32,
         vals: &[pgoutput::Value<'_>],
     ) -> Result<Vec<Option<Vec<u8>>>, SourceError> {
-        let Some((_, map)) = self.known.get(&oid) else {
+        let Some(known) = self.known.get(&oid) else {
             return Ok(Vec::new());
         };
         let wanted: Vec<(usize, String)> = vals
             .iter()
+            .zip(&known.convert)
             .enumerate()
-            .filter_map(|(j, v)| {
-                let col = &self.table_columns[map.get(j).copied().flatten()?];
-                match v {
-                    pgoutput::Value::Binary(_) if col.cast_to_text => {
-                        Some((j, col.pg_type.clone()))
-                    }
-                    _ => None,
-                }
+            .filter_map(|(j, (v, sql))| match (v, sql) {
+                (pgoutput::Value::Binary(_), Some(sql)) => Some((j, sql.clone())),
+                _ => None,
             })
             .collect();
         if wanted.is_empty() {
@@ -942,19 +1004,19 @@ impl ChangeReader {
             return Ok(Vec::new());
         };
         let mut out = vec![None; vals.len()];
-        for (j, pg_type) in wanted {
+        for (j, sql) in wanted {
             let pgoutput::Value::Binary(b) = vals[j] else {
                 continue;
             };
-            let statement = match self.to_text.get(&pg_type) {
+            let statement = match self.statements.get(&sql) {
                 Some(s) => s.clone(),
                 None => {
                     let s = session
                         .client
-                        .prepare(&format!("SELECT $1::{pg_type}::text"))
+                        .prepare(&sql)
                         .await
                         .map_err(|e| self.connect.error(e))?;
-                    self.to_text.insert(pg_type.clone(), s.clone());
+                    self.statements.insert(sql.clone(), s.clone());
                     s
                 }
             };
@@ -963,12 +1025,52 @@ impl ChangeReader {
                 .query_one(&statement, &[&RawIn(b)])
                 .await
                 .map_err(|e| self.connect.error(e))?;
-            let text: RawOut = row
+            let value: RawOut = row
                 .try_get(0)
                 .map_err(|e| SourceError::data(&self.stream, e))?;
-            out[j] = text.0;
+            out[j] = value.0;
         }
         Ok(out)
+    }
+
+    /// The type (oid, modifier) column `name` of relation `oid` has now on the standby.
+    async fn current_type(
+        &mut self,
+        oid: u32,
+        name: &str,
+    ) -> Result<Option<(u32, i32)>, SourceError> {
+        if self.lookup.is_none() {
+            self.lookup = Some(self.connect.open().await?);
+        }
+        let Some(session) = self.lookup.as_ref() else {
+            return Ok(None);
+        };
+        let rows = session
+            .client
+            .query(
+                "SELECT atttypid, atttypmod FROM pg_attribute \
+                  WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                &[&oid, &name],
+            )
+            .await
+            .map_err(|e| self.connect.error(e))?;
+        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// `format_type` of a type (oid, modifier), for SQL.
+    async fn format_type(&mut self, (oid, typmod): (u32, i32)) -> Result<String, SourceError> {
+        if self.lookup.is_none() {
+            self.lookup = Some(self.connect.open().await?);
+        }
+        let Some(session) = self.lookup.as_ref() else {
+            return Ok(String::new());
+        };
+        let row = session
+            .client
+            .query_one("SELECT format_type($1, $2)", &[&oid, &typmod])
+            .await
+            .map_err(|e| self.connect.error(e))?;
+        Ok(row.get(0))
     }
 
     /// The columns relation `oid` has now on the standby.
@@ -1006,7 +1108,7 @@ impl ChangeReader {
         vals: &[pgoutput::Value<'_>],
         old: Option<&[pgoutput::Value<'_>]>,
     ) -> Result<(), SourceError> {
-        let Some((rel, map)) = self.known.get(&oid) else {
+        let Some(Known { rel, map, .. }) = self.known.get(&oid) else {
             return Err(SourceError::data(
                 &self.stream,
                 format!("a row of relation {oid} before its description"),
@@ -1061,14 +1163,14 @@ impl ChangeReader {
     }
 }
 
-/// `vals` with the values [`ChangeReader::texts`] turned to text.
-fn with_texts<'a>(
+/// `vals` with the values [`ChangeReader::converted`] made.
+fn with_converted<'a>(
     mut vals: Vec<pgoutput::Value<'a>>,
-    texts: &'a [Option<Vec<u8>>],
+    converted: &'a [Option<Vec<u8>>],
 ) -> Vec<pgoutput::Value<'a>> {
-    for (v, t) in vals.iter_mut().zip(texts) {
-        if let Some(t) = t {
-            *v = pgoutput::Value::Text(t);
+    for (v, c) in vals.iter_mut().zip(converted) {
+        if let Some(c) = c {
+            *v = pgoutput::Value::Binary(c);
         }
     }
     vals
