@@ -35,7 +35,6 @@ use std::{
 
 use inlet_core::{EventStream, Partition, ReadEvent, ReadRequest, SourceError, producer::Emitter};
 use pgwire_replication::Lsn;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -458,15 +457,14 @@ impl PostgresSource {
             .as_ref()
             .map(|c| c.publication.clone())
             .unwrap_or_default();
+        let start_within =
+            Duration::from_secs(cfg.connect_timeout_secs + cfg.statement_timeout_secs);
         let settings = replication::Settings {
+            resource: self.connect.resource(),
             host: cfg.host.clone(),
             port: cfg.port,
             user: cfg.user.clone(),
-            password: self
-                .connect
-                .password()
-                .map(|p| p.expose_secret().to_string())
-                .unwrap_or_default(),
+            password: self.connect.password().cloned(),
             database: cfg.database.clone(),
             application_name: self.connect.application_name().to_string(),
             ssl_mode: cfg.ssl_mode,
@@ -506,9 +504,27 @@ impl PostgresSource {
         };
         let template = spec.state.clone();
         tokio::spawn(guard.run(async move {
-            let session = ReplicationSession::start(&settings)
-                .await
-                .map_err(|e| replication_error(&resource, &reader.slot, &e))?;
+            let session = match tokio::time::timeout(
+                start_within,
+                ReplicationSession::start(&settings),
+            )
+            .await
+            {
+                Ok(started) => {
+                    started.map_err(|e| replication_error(&resource, &reader.slot, &e))?
+                }
+                Err(_) => {
+                    return Err(SourceError::Other {
+                        message: format!(
+                            "{resource}: the replication session of slot `{}` did not start \
+                             within {} s (connect_timeout_secs + statement_timeout_secs)",
+                            reader.slot,
+                            start_within.as_secs()
+                        ),
+                        transient: true,
+                    });
+                }
+            };
             reader.run(session, &mut tx, start, template).await
         }));
         drop(session);
@@ -676,18 +692,20 @@ impl ChangeReader {
                                     transient: true,
                                 });
                             }
-                            // Stop at the last commit: everything before it is landed.
+                            // Stop at the last commit. The rows of this transaction built
+                            // so far land now and again with the next run, at the same
+                            // positions: the latest row by position is the same.
                             tracing::warn!("{message}");
-                            if !self.flush(tx).await? {
+                            if !self.flush(tx, &mut session).await? {
                                 return Ok(());
                             }
-                            let _ = checkpoint(tx, position, template.as_ref()).await;
+                            checkpoint(tx, &mut session, position, template.as_ref()).await?;
                             break;
                         }
                     };
                     changes += n;
                     if self.builder.rows() >= self.batch_rows {
-                        if !self.flush(tx).await? {
+                        if !self.flush(tx, &mut session).await? {
                             return Ok(());
                         }
                         landed_since_checkpoint = true;
@@ -709,10 +727,10 @@ impl ChangeReader {
                         || self.builder.rows() >= self.batch_rows
                         || last_checkpoint.elapsed() > Duration::from_secs(10)
                     {
-                        if !self.flush(tx).await? {
+                        if !self.flush(tx, &mut session).await? {
                             return Ok(());
                         }
-                        if !checkpoint(tx, position, template.as_ref()).await {
+                        if !checkpoint(tx, &mut session, position, template.as_ref()).await? {
                             return Ok(());
                         }
                         landed_since_checkpoint = false;
@@ -725,10 +743,10 @@ impl ChangeReader {
                 Event::KeepAlive { wal_end } => {
                     if txn.is_none() && wal_end >= self.to {
                         position = position.max(self.to);
-                        if !self.flush(tx).await? {
+                        if !self.flush(tx, &mut session).await? {
                             return Ok(());
                         }
-                        if !checkpoint(tx, position, template.as_ref()).await {
+                        if !checkpoint(tx, &mut session, position, template.as_ref()).await? {
                             return Ok(());
                         }
                         break;
@@ -741,7 +759,11 @@ impl ChangeReader {
     }
 
     /// Land the rows built so far; `false` when the reader went away.
-    async fn flush(&mut self, tx: &mut Emitter) -> Result<bool, SourceError> {
+    async fn flush(
+        &mut self,
+        tx: &mut Emitter,
+        session: &mut ReplicationSession,
+    ) -> Result<bool, SourceError> {
         if self.builder.rows() == 0 {
             return Ok(true);
         }
@@ -749,7 +771,7 @@ impl ChangeReader {
             .builder
             .finish()
             .map_err(|m| SourceError::data(&self.stream, m))?;
-        let sent = tx.send(ReadEvent::Batch(batch)).await.is_ok();
+        let sent = send(tx, session, ReadEvent::Batch(batch)).await?;
         inlet_core::producer::panic_point("postgres-cdc-batch");
         Ok(sent)
     }
@@ -1008,14 +1030,34 @@ impl ChangeReader {
             let pgoutput::Value::Binary(b) = vals[j] else {
                 continue;
             };
+            // A value the standby cannot convert (a retype with USING, or to a type
+            // without a cast from the old one) stops the stream; it cannot be replayed.
+            let failed = |e: &dyn std::fmt::Display| {
+                let column = self
+                    .known
+                    .get(&oid)
+                    .and_then(|k| k.rel.columns.get(j))
+                    .map_or("?", |c| c.name.as_str());
+                SourceError::data(
+                    &self.stream,
+                    format!(
+                        "column `{column}`: the standby could not convert a changed value \
+                         (`{sql}`): {e}. Reset the stream to land a new snapshot"
+                    ),
+                )
+            };
+            // The server's refusal is the value's; a lost session is transient.
+            let refused = |e: tokio_postgres::Error| {
+                if e.as_db_error().is_some() {
+                    failed(&e)
+                } else {
+                    self.connect.error(e)
+                }
+            };
             let statement = match self.statements.get(&sql) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = session
-                        .client
-                        .prepare(&sql)
-                        .await
-                        .map_err(|e| self.connect.error(e))?;
+                    let s = session.client.prepare(&sql).await.map_err(refused)?;
                     self.statements.insert(sql.clone(), s.clone());
                     s
                 }
@@ -1024,10 +1066,8 @@ impl ChangeReader {
                 .client
                 .query_one(&statement, &[&RawIn(b)])
                 .await
-                .map_err(|e| self.connect.error(e))?;
-            let value: RawOut = row
-                .try_get(0)
-                .map_err(|e| SourceError::data(&self.stream, e))?;
+                .map_err(refused)?;
+            let value: RawOut = row.try_get(0).map_err(|e| failed(&e))?;
             out[j] = value.0;
         }
         Ok(out)
@@ -1193,7 +1233,12 @@ fn text_array(items: &[String]) -> Vec<u8> {
 
 /// Send a checkpoint at `lsn`: the stream's state (`template` with `lsn`), or the
 /// partition's resume point. `false` when the reader went away.
-async fn checkpoint(tx: &mut Emitter, lsn: Lsn, template: Option<&Value>) -> bool {
+async fn checkpoint(
+    tx: &mut Emitter,
+    session: &mut ReplicationSession,
+    lsn: Lsn,
+    template: Option<&Value>,
+) -> Result<bool, SourceError> {
     let value = match template {
         Some(Value::Object(m)) => {
             let mut m = m.clone();
@@ -1202,7 +1247,30 @@ async fn checkpoint(tx: &mut Emitter, lsn: Lsn, template: Option<&Value>) -> boo
         }
         _ => serde_json::json!({ "lsn": lsn.to_pg_string() }),
     };
-    tx.send(ReadEvent::Checkpoint(value)).await.is_ok()
+    send(tx, session, ReadEvent::Checkpoint(value)).await
+}
+
+/// Send `event` to the run; `false` when the reader went away. While the lake is slow to
+/// take it, the session keeps reporting its status (the walsender ends a session silent
+/// for `wal_sender_timeout`).
+async fn send(
+    tx: &mut Emitter,
+    session: &mut ReplicationSession,
+    event: ReadEvent,
+) -> Result<bool, SourceError> {
+    let sending = tx.send(event);
+    tokio::pin!(sending);
+    loop {
+        tokio::select! {
+            sent = &mut sending => return Ok(sent.is_ok()),
+            () = tokio::time::sleep(session.status_interval()) => {
+                session
+                    .keep_alive()
+                    .await
+                    .map_err(|e| replication_error(&session.resource, &session.slot, &e))?;
+            }
+        }
+    }
 }
 
 /// What a replication error means, with what to do.

@@ -18,10 +18,11 @@ use pgwire_replication::{
             write_copy_data, write_copy_done, write_password_message, write_query,
             write_ssl_request, write_startup_message,
         },
-        messages::{auth, parse_auth_request, parse_error_response},
+        messages::{ErrorFields, auth, parse_auth_request, parse_error_response},
         replication::{PG_EPOCH_MICROS, encode_standby_status_update},
     },
 };
+use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::socket::ThreadReadSocket;
@@ -32,11 +33,13 @@ const MAX_MESSAGE: usize = 1 << 30;
 
 /// Where and how to open the session.
 pub struct Settings {
+    /// `host:port/database`, for messages.
+    pub resource: String,
     /// A host name or address, or the folder of the server's Unix socket (starts with `/`).
     pub host: String,
     pub port: u16,
     pub user: String,
-    pub password: String,
+    pub password: Option<secrecy::SecretString>,
     pub database: String,
     pub application_name: String,
     pub ssl_mode: SslMode,
@@ -74,6 +77,10 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A started replication session.
 pub struct ReplicationSession {
+    /// `host:port/database`, for messages.
+    pub resource: String,
+    /// The slot it streams.
+    pub slot: String,
     io: Box<dyn Io>,
     buf: BytesMut,
     confirmed: Lsn,
@@ -85,6 +92,8 @@ impl ReplicationSession {
     /// Connect, authenticate and start streaming from `settings.start`.
     pub async fn start(settings: &Settings) -> Result<ReplicationSession, PgWireError> {
         let mut session = ReplicationSession {
+            resource: settings.resource.clone(),
+            slot: settings.slot.clone(),
             io: connect(settings).await?,
             buf: BytesMut::with_capacity(64 * 1024),
             confirmed: settings.confirmed,
@@ -113,20 +122,44 @@ impl ReplicationSession {
     }
 
     async fn authenticate(&mut self, settings: &Settings) -> Result<(), PgWireError> {
+        let password = settings
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret())
+            .unwrap_or_default();
         let mut scram: Option<(ScramClient, String, Vec<u8>)> = None;
+        // SCRAM proves the server knows the password too: its proof must be checked
+        // before the login is taken as done.
+        let mut server_proven = false;
         loop {
             let (tag, payload) = self.message().await?;
             match tag {
                 b'Z' => return Ok(()),
-                b'E' => return Err(PgWireError::Server(parse_error_response(&payload))),
+                b'E' => {
+                    let fields = ErrorFields::parse(&payload);
+                    let text = fields.to_error_string();
+                    // 28000 invalid authorization, 28P01 invalid password.
+                    return Err(
+                        if fields.code.as_deref().is_some_and(|c| c.starts_with("28")) {
+                            PgWireError::Auth(text)
+                        } else {
+                            PgWireError::Server(text)
+                        },
+                    );
+                }
                 b'R' => {}
                 _ => continue,
             }
             let (code, data) = parse_auth_request(&payload)?;
             match code {
+                auth::OK if scram.is_some() && !server_proven => {
+                    return Err(PgWireError::Auth(
+                        "the server ended SCRAM without proving it knows the password".into(),
+                    ));
+                }
                 auth::OK => {}
                 auth::CLEARTEXT_PASSWORD => {
-                    let mut p = settings.password.as_bytes().to_vec();
+                    let mut p = password.as_bytes().to_vec();
                     p.push(0);
                     write_password_message(&mut self.io, &p).await?;
                 }
@@ -150,8 +183,11 @@ impl ReplicationSession {
                     let Some((client, auth_message, salted)) = scram.as_mut() else {
                         return Err(PgWireError::Auth("SASL continue before SASL".into()));
                     };
+                    if !auth_message.is_empty() {
+                        return Err(PgWireError::Auth("a second SASL continue".into()));
+                    }
                     let (last, message, key) =
-                        client.client_final(&settings.password, &String::from_utf8_lossy(data))?;
+                        client.client_final(password, &String::from_utf8_lossy(data))?;
                     *auth_message = message;
                     *salted = key;
                     write_password_message(&mut self.io, last.as_bytes()).await?;
@@ -160,11 +196,15 @@ impl ReplicationSession {
                     let Some((_, auth_message, salted)) = scram.as_ref() else {
                         return Err(PgWireError::Auth("SASL final before SASL".into()));
                     };
+                    if auth_message.is_empty() {
+                        return Err(PgWireError::Auth("SASL final before SASL continue".into()));
+                    }
                     ScramClient::verify_server_final(
                         &String::from_utf8_lossy(data),
                         salted,
                         auth_message,
                     )?;
+                    server_proven = true;
                 }
                 other => {
                     return Err(PgWireError::Auth(format!(
@@ -193,7 +233,9 @@ impl ReplicationSession {
                     frame.advance(5);
                     return Ok((tag, frame.freeze()));
                 }
-                self.buf.reserve(1 + len - self.buf.len());
+                // Room for the rest of the message, as it comes (a length is not
+                // trusted with a gigabyte up front).
+                self.buf.reserve((1 + len - self.buf.len()).min(8 << 20));
             }
             if self.buf.capacity() - self.buf.len() < 16 * 1024 {
                 self.buf.reserve(256 * 1024);
@@ -248,6 +290,19 @@ impl ReplicationSession {
         }
     }
 
+    /// How often the status is reported.
+    pub fn status_interval(&self) -> Duration {
+        self.status_interval
+    }
+
+    /// Report the status if it is due (while the caller is not reading the stream).
+    pub async fn keep_alive(&mut self) -> Result<(), PgWireError> {
+        if self.last_status.elapsed() >= self.status_interval {
+            self.send_status(false).await?;
+        }
+        Ok(())
+    }
+
     /// The lake holds everything before `lsn`: the slot may let its WAL go (reported with
     /// the next status).
     pub fn confirm(&mut self, lsn: Lsn) {
@@ -265,12 +320,16 @@ impl ReplicationSession {
         Ok(())
     }
 
-    /// Report the confirmed position, end the stream and the session.
+    /// Report the confirmed position, end the stream and the session (within 5 s; the
+    /// socket is closed either way).
     pub async fn stop(mut self) {
-        let _ = self.send_status(false).await;
-        let _ = write_copy_done(&mut self.io).await;
-        let _ = self.io.write_all(&[b'X', 0, 0, 0, 4]).await;
-        let _ = self.io.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = self.send_status(false).await;
+            let _ = write_copy_done(&mut self.io).await;
+            let _ = self.io.write_all(&[b'X', 0, 0, 0, 4]).await;
+            let _ = self.io.flush().await;
+        })
+        .await;
     }
 }
 
@@ -404,7 +463,8 @@ mod tests {
             host: "h".into(),
             port: 5432,
             user: "u".into(),
-            password: String::new(),
+            resource: "h:5432/d".into(),
+            password: None,
             database: "d".into(),
             application_name: "a".into(),
             ssl_mode: SslMode::Disable,

@@ -5,10 +5,13 @@
 //! socket to become readable is woken, and makes a read, every few hundred bytes: over
 //! TCP that was 365,000 reads and as many `epoll_wait` calls per million changes, a third
 //! of the client's CPU. Here a thread makes blocking reads of up to [`CHUNK`] bytes, and
-//! after a read shorter than [`SHORT`] sleeps [`PAUSE`], so that its next read takes what
-//! arrived meanwhile. A stream arriving faster than that is read without pause; one that
-//! has caught up is delivered at most [`PAUSE`] late. Writes (status updates, the
-//! handshake) go straight to the socket from the caller.
+//! over TCP, after a read shorter than [`SHORT`], sleeps [`PAUSE`], so that its next read
+//! takes what arrived meanwhile (TCP's buffers hold far more than a millisecond of the
+//! stream). A stream arriving faster than that is read without pause; one that has caught
+//! up is delivered at most [`PAUSE`] late. A Unix socket is read without pauses: it
+//! charges each small write's whole buffer to the sender's ~200 KiB, so a walsender blocks
+//! after a few hundred changes and a pausing reader would stall it (3x slower, measured).
+//! Writes (status updates, the handshake) go straight to the socket from the caller.
 
 use std::{
     io::{self, Read, Write},
@@ -30,6 +33,8 @@ pub const CHUNK: usize = 256 * 1024;
 pub const SHORT: usize = 64 * 1024;
 /// How long a caught-up reader waits for more to arrive.
 pub const PAUSE: Duration = Duration::from_millis(1);
+/// How long a write may wait for room in the socket.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunks read ahead of the session (at most `AHEAD * CHUNK` bytes held).
 const AHEAD: usize = 16;
 
@@ -89,7 +94,7 @@ impl ThreadReadSocket {
         stream.set_nodelay(true)?;
         let stream = stream.into_std()?;
         stream.set_nonblocking(false)?;
-        Self::start(Raw::Tcp(stream))
+        Self::start(Raw::Tcp(stream), Some(PAUSE))
     }
 
     /// Connect to the server's Unix socket in the folder `dir`.
@@ -101,19 +106,22 @@ impl ThreadReadSocket {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let stream = stream.into_std()?;
         stream.set_nonblocking(false)?;
-        Self::start(Raw::Unix(stream))
+        Self::start(Raw::Unix(stream), None)
     }
 
-    fn start(raw: Raw) -> io::Result<ThreadReadSocket> {
+    fn start(raw: Raw, pause: Option<Duration>) -> io::Result<ThreadReadSocket> {
         let reader = raw.try_clone()?;
-        if let Raw::Tcp(s) = &raw {
-            // A status update never waits long for room; a dead peer must not hang a write.
-            s.set_write_timeout(Some(Duration::from_secs(30)))?;
+        // A status update never waits long for room; a peer that stopped reading must not
+        // hang a write.
+        match &raw {
+            Raw::Tcp(s) => s.set_write_timeout(Some(WRITE_TIMEOUT))?,
+            #[cfg(unix)]
+            Raw::Unix(s) => s.set_write_timeout(Some(WRITE_TIMEOUT))?,
         }
         let (tx, chunks) = mpsc::channel(AHEAD);
         std::thread::Builder::new()
             .name("inlet-cdc-read".into())
-            .spawn(move || pump(&reader, &tx))?;
+            .spawn(move || pump(&reader, &tx, pause))?;
         Ok(ThreadReadSocket {
             chunks,
             current: Bytes::new(),
@@ -123,8 +131,9 @@ impl ThreadReadSocket {
     }
 }
 
-/// The reading thread: chunks to the session until the socket ends or the session is gone.
-fn pump(raw: &Raw, tx: &mpsc::Sender<io::Result<Bytes>>) {
+/// The reading thread: chunks to the session until the socket ends or the session is gone,
+/// pausing after a short read when `pause` says.
+fn pump(raw: &Raw, tx: &mpsc::Sender<io::Result<Bytes>>, pause: Option<Duration>) {
     let mut buf = vec![0u8; CHUNK];
     loop {
         match raw.read(&mut buf) {
@@ -139,8 +148,8 @@ fn pump(raw: &Raw, tx: &mpsc::Sender<io::Result<Bytes>>) {
                 {
                     return;
                 }
-                if n < SHORT {
-                    std::thread::sleep(PAUSE);
+                if let Some(pause) = pause.filter(|_| n < SHORT) {
+                    std::thread::sleep(pause);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -193,8 +202,15 @@ impl AsyncWrite for ThreadReadSocket {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         // Small writes to a socket in blocking mode: they return at once unless the
-        // server stopped reading (then the write timeout ends them).
-        Poll::Ready(self.writer.write(buf))
+        // server stopped reading; then the write timeout ends them, as an error (a
+        // `WouldBlock` would be taken for "try again later" with nothing to wake it).
+        Poll::Ready(match self.writer.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server has not read the replication session's writes for 10 s",
+            )),
+            other => other,
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
