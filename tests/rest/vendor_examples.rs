@@ -7,8 +7,9 @@
 //!   description, from the npm package `@octokit/openapi` (`scripts/test` fetches a pinned
 //!   version into `$INLET_CACHE` and sets `INLET_OCTOKIT_OPENAPI` to its folder).
 //! - Stripe: the objects of `openapi/fixtures3.json` in Stripe's public `openapi` repository
-//!   (the bodies `stripe-mock` serves). No package registry ships that file, so the test
-//!   reads it from the path in `INLET_STRIPE_FIXTURES` and is skipped, saying so, without it.
+//!   (the bodies `stripe-mock` serves). No package registry ships that file, so a copy is
+//!   kept in `tests/rest/vendor/stripe/`; the test reads it from the path in
+//!   `INLET_STRIPE_FIXTURES` (`scripts/test` sets it) and is skipped, saying so, without it.
 //!
 //! Each example is one page, so the schema evolves from page to page as it does on a real
 //! API (a field null on one page and an object on the next). One more test runs the
@@ -32,15 +33,20 @@ const TOKEN: &str = "ghp_TEST0123456789abcdefVENDORtoken";
 const STRIPE_KEY: &str = "sk_test_51VENDORkeyABCDEF0123456789";
 const REPO: &str = "octocat/Hello-World";
 
-/// The material at the path in `var`, or `None` (with a note) when it is not there.
+/// The material at the path in `var`, or `None` (with a note) when it is not there; in CI
+/// (env `CI` set) it must be there.
 fn material(var: &str, what: &str) -> Option<PathBuf> {
     match std::env::var_os(var).map(PathBuf::from) {
         Some(p) if p.exists() => Some(p),
         other => {
-            eprintln!(
-                "skipping: {what} not found (set {var}; it is {:?})",
-                other.map(|p| p.display().to_string())
+            let other = other.map(|p| p.display().to_string());
+            // In CI (env `CI` set) the material must be there: scripts/test provides it.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the vendor tests: {what} not found ({var} is {other:?}; \
+                 scripts/test sets it)"
             );
+            eprintln!("skipping: {what} not found (set {var}; it is {other:?})");
             None
         }
     }
