@@ -1033,3 +1033,83 @@ fn a_transaction_of_400k_rows_streams_through_in_batches_not_held_in_memory() {
         "peak RSS {large} MiB for a 400,000-row transaction, {small} MiB for 20,000"
     );
 }
+
+/// A lake slower to take a run's batches than the standby's `wal_sender_timeout` (writes of
+/// data files to the S3 destination held 10 s; the timeout 3 s) does not lose the replication
+/// session: while the reader waits for the lake it keeps reporting its status, the
+/// standby ends no walsender for a replication timeout (without that status it did, 3 s
+/// in: checked), and the sync lands every change.
+#[test]
+fn a_lake_slower_than_wal_sender_timeout_keeps_the_replication_session() {
+    // Data files only: the run's plan writes its own records first.
+    let gate = inlet_testkit::s3::WriteGate::new("extracted_at=");
+    let server = inlet_testkit::s3::S3Server::builder("inlet-gate-key", "inlet-gate-secret")
+        .bucket("raw")
+        .access(gate.clone())
+        .start();
+    let pair = Arc::new(PgPair::start_opts(PgOptions {
+        version: Some(18),
+        logical: true,
+        standby_conf: "wal_sender_timeout = '3s'\n".into(),
+        ..Default::default()
+    }));
+    pair.seed(
+        "shop",
+        "CREATE TABLE t (id bigint PRIMARY KEY, body text NOT NULL);
+         CREATE PUBLICATION inlet FOR TABLE t;",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let logger = snapshots(pair.clone(), stop.clone());
+    let p = cdc_project(
+        &pair,
+        "",
+        "destination = \"raw\"\nbatch_rows = 200\ncommit_interval_secs = 0",
+        &["public.t"],
+    );
+    p.write_toml(
+        p.config_text()
+            + &format!(
+                "\n[destinations.raw]\nurl = \"s3://raw/lake\"\nendpoint = \"{}\"\npath_style = true\n\
+                 region = \"us-east-1\"\naccess_key_id = \"inlet-gate-key\"\n\
+                 secret_access_key = \"inlet-gate-secret\"\n",
+                server.endpoint()
+            ),
+    );
+    let first = p.sync_json(&[]);
+    stop.store(true, Ordering::SeqCst);
+    logger.join().unwrap();
+    assert_eq!(first["outcome"], "succeeded", "{first}");
+
+    // 20 transactions of 500 rows: 50 batches, far more than the run's queue holds.
+    pair.primary(
+        "shop",
+        "DO $$ BEGIN FOR i IN 0..19 LOOP
+           INSERT INTO t SELECT g, md5(g::text) FROM generate_series(i * 500 + 1, i * 500 + 500) g;
+           COMMIT;
+         END LOOP; END $$",
+    );
+    pair.wait_replay();
+    gate.close();
+    let opener = {
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            gate.open();
+        })
+    };
+    let started = Instant::now();
+    let report = p.sync_json(&[]);
+    opener.join().unwrap();
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    assert_eq!(report["streams"]["public.t"]["rows"], 10_000, "{report}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "the held writes did not hold the run ({:?})",
+        started.elapsed()
+    );
+    let log = std::fs::read_to_string(pair.dir.path().join("standby/server.log")).unwrap();
+    assert!(
+        !log.contains("replication timeout"),
+        "the standby ended a walsender for a replication timeout:\n{log}"
+    );
+}
