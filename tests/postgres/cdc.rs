@@ -15,7 +15,7 @@ use std::{
 };
 
 use inlet_testkit::{
-    lake::{outside_python, parquet_files, python},
+    lake::{kill_after_files, outside_python, parquet_files, python},
     postgres::{PgOptions, PgPair},
 };
 
@@ -206,26 +206,16 @@ fn cdc_lands_the_table_through_writes_truncates_and_kills(version: u32) {
         let by_file = next(2) == 0;
         let target = parquet_files(&dir).len() + 1;
         let extra = Duration::from_millis(if by_file { next(40) } else { next(400) });
-        let mut child = p
+        let child = p
             .command(&["sync", "c"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while by_file
-            && child.try_wait().unwrap().is_none()
-            && parquet_files(&dir).len() < target
-            && started.elapsed() < Duration::from_secs(60)
-        {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        std::thread::sleep(extra);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        let files = by_file.then_some(target);
+        if kill_after_files(child, &dir, files, Duration::from_secs(60), extra) {
             kills += 1;
         }
-        child.wait().unwrap();
     }
     println!("{kills} of {runs} syncs killed mid-run");
     assert!(kills >= 30, "too few syncs were killed ({kills} of {runs})");

@@ -20,8 +20,8 @@ use inlet_testkit::postgres::{PASSWORD, PgPair, project};
 use inlet_testkit::{
     TestProject, free_port,
     lake::{
-        SparkTable, column, downcast, outside_python, parquet_files, python, read_batches,
-        spark_and_pyarrow, spark_python, spark_tables_and_pyarrow,
+        SparkTable, column, downcast, kill_after_files, outside_python, parquet_files, python,
+        read_batches, spark_and_pyarrow, spark_python, spark_tables_and_pyarrow,
     },
 };
 
@@ -1189,26 +1189,17 @@ fn a_sync_killed_at_random_moments_lands_every_row_exactly_once() {
         let target = landed + 1 + next(3) as usize;
         let extra = Duration::from_millis(next(60));
         let log = p.root().join(format!("killed-run-{i}.log"));
-        let mut child = p
+        let child = p
             .command(&["sync", "c"])
             .stdout(std::process::Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         logs.push(log);
-        let started = Instant::now();
-        while child.try_wait().unwrap().is_none()
-            && parquet_files(&dir).len() < target
-            && started.elapsed() < Duration::from_secs(120)
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(extra);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        let limit = Duration::from_secs(120);
+        if kill_after_files(child, &dir, Some(target), limit, extra) {
             kills += 1;
         }
-        child.wait().unwrap();
     }
     let tails: String = logs
         .iter()

@@ -258,6 +258,7 @@ pub async fn tables(connect: &Connect, client: &Client) -> Result<Vec<Table>, So
             kind,
             cast_to_text,
             nullable,
+            type_id: Some((oid, typmod)),
         });
     }
     for t in &mut out {
@@ -523,6 +524,7 @@ mod tests {
             kind,
             cast_to_text: false,
             nullable: true,
+            type_id: None,
         };
         let wide = Kind::WideNumericText {
             precision: 48,

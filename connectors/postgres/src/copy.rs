@@ -175,6 +175,7 @@ mod tests {
                 kind: Kind::Int8,
                 cast_to_text: false,
                 nullable: false,
+                type_id: None,
             },
             ColumnType {
                 name: "s".into(),
@@ -182,6 +183,7 @@ mod tests {
                 kind: Kind::Text,
                 cast_to_text: false,
                 nullable: true,
+                type_id: None,
             },
         ]
     }

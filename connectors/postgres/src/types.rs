@@ -236,6 +236,8 @@ pub struct ColumnType {
     pub cast_to_text: bool,
     /// Whether the column may hold NULL.
     pub nullable: bool,
+    /// The type's oid and modifier, where read from the catalog.
+    pub type_id: Option<(u32, i32)>,
 }
 
 /// The Arrow schema of a list of columns, with each field's Postgres type in metadata.

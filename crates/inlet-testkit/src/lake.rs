@@ -32,6 +32,33 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Kill `child`, a sync, `extra` after `dir` holds `files` Parquet files (at once when
+/// `None`; waiting at most `limit`); whether it was still running, so killed. Ties a kill
+/// to the run's progress rather than to the wall clock.
+pub fn kill_after_files(
+    mut child: std::process::Child,
+    dir: &Path,
+    files: Option<usize>,
+    limit: std::time::Duration,
+    extra: std::time::Duration,
+) -> bool {
+    let started = std::time::Instant::now();
+    while let Some(files) = files
+        && child.try_wait().expect("wait for the sync").is_none()
+        && parquet_files(dir).len() < files
+        && started.elapsed() < limit
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::thread::sleep(extra);
+    let killed = child.try_wait().expect("wait for the sync").is_none();
+    if killed {
+        child.kill().expect("kill the sync");
+    }
+    child.wait().expect("wait for the sync");
+    killed
+}
+
 /// Column `name` of `batch` as the Arrow array type `A`; panics naming the column when it
 /// is missing or of another type.
 pub fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {

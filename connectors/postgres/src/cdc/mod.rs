@@ -69,6 +69,7 @@ pub(crate) fn meta_columns() -> Vec<ColumnType> {
         kind,
         cast_to_text: false,
         nullable,
+        type_id: None,
     };
     vec![
         col("_inlet_lsn", "bigint", Kind::Int8, false),
@@ -430,17 +431,10 @@ impl PostgresSource {
             .await
             .map_err(|e| self.connect.error(e))?
             .get(0);
-        let types: HashMap<String, (u32, i32)> = session
-            .client
-            .query(
-                "SELECT attname::text, atttypid, atttypmod FROM pg_attribute \
-                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
-                &[&table.oid],
-            )
-            .await
-            .map_err(|e| self.connect.error(e))?
+        let types: HashMap<String, (u32, i32)> = table
+            .columns
             .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .filter_map(|c| c.type_id.map(|t| (c.name.clone(), t)))
             .collect();
         let (mut tx, guard, events) = inlet_core::producer::channel(stream.clone(), 4);
         if start >= to {
@@ -969,12 +963,7 @@ impl ChangeReader {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         );
-        if self.lookup.is_none() {
-            self.lookup = Some(self.connect.open().await?);
-        }
-        let Some(session) = self.lookup.as_ref() else {
-            return Ok(vec![None; new.len()]);
-        };
+        let session = lookup_session(&mut self.lookup, &self.connect).await?;
         let params: Vec<RawIn<'_>> = keys.iter().map(|(_, b)| RawIn(b)).collect();
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
             .iter()
@@ -1019,12 +1008,7 @@ impl ChangeReader {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        if self.lookup.is_none() {
-            self.lookup = Some(self.connect.open().await?);
-        }
-        let Some(session) = self.lookup.as_ref() else {
-            return Ok(Vec::new());
-        };
+        let session = lookup_session(&mut self.lookup, &self.connect).await?;
         let mut out = vec![None; vals.len()];
         for (j, sql) in wanted {
             let pgoutput::Value::Binary(b) = vals[j] else {
@@ -1079,12 +1063,7 @@ impl ChangeReader {
         oid: u32,
         name: &str,
     ) -> Result<Option<(u32, i32)>, SourceError> {
-        if self.lookup.is_none() {
-            self.lookup = Some(self.connect.open().await?);
-        }
-        let Some(session) = self.lookup.as_ref() else {
-            return Ok(None);
-        };
+        let session = lookup_session(&mut self.lookup, &self.connect).await?;
         let rows = session
             .client
             .query(
@@ -1099,12 +1078,7 @@ impl ChangeReader {
 
     /// `format_type` of a type (oid, modifier), for SQL.
     async fn format_type(&mut self, (oid, typmod): (u32, i32)) -> Result<String, SourceError> {
-        if self.lookup.is_none() {
-            self.lookup = Some(self.connect.open().await?);
-        }
-        let Some(session) = self.lookup.as_ref() else {
-            return Ok(String::new());
-        };
+        let session = lookup_session(&mut self.lookup, &self.connect).await?;
         let row = session
             .client
             .query_one("SELECT format_type($1, $2)", &[&oid, &typmod])
@@ -1115,12 +1089,7 @@ impl ChangeReader {
 
     /// The columns relation `oid` has now on the standby.
     async fn current_columns(&mut self, oid: u32) -> Result<Vec<String>, SourceError> {
-        if self.lookup.is_none() {
-            self.lookup = Some(self.connect.open().await?);
-        }
-        let Some(session) = self.lookup.as_ref() else {
-            return Ok(Vec::new());
-        };
+        let session = lookup_session(&mut self.lookup, &self.connect).await?;
         let rows = session
             .client
             .query(
@@ -1201,6 +1170,18 @@ impl ChangeReader {
         self.builder.end_row();
         Ok(())
     }
+}
+
+/// The session that looks values up on the standby (rarely needed), opened on first use.
+async fn lookup_session<'a>(
+    slot: &'a mut Option<Session>,
+    connect: &crate::session::Connect,
+) -> Result<&'a Session, SourceError> {
+    let session = match slot.take() {
+        Some(s) => s,
+        None => connect.open().await?,
+    };
+    Ok(slot.insert(session))
 }
 
 /// `vals` with the values [`ChangeReader::converted`] made.
@@ -1374,6 +1355,7 @@ mod tests {
             kind: Kind::Int8,
             cast_to_text: false,
             nullable: false,
+            type_id: None,
         }]);
         assert!(
             cols[0].nullable,
