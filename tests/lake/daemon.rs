@@ -500,7 +500,9 @@ fn sigterm_during_a_sync_commits_at_a_checkpoint_and_the_next_run_continues() {
         let mut ids = int_column(&p.lake().join("c/events"), "id");
         ids.sort_unstable();
         let n = ids.len() as i64;
-        assert!(n > 0 && n < 400_000, "landed {n}");
+        // A signal can arrive after the last row landed and before the run ended: then the
+        // run is interrupted with everything landed, and the state says so.
+        assert!(n > 0 && n <= 400_000, "landed {n}");
         assert!(
             ids.iter().copied().eq(0..n),
             "landed rows are not a prefix of the input"
