@@ -72,9 +72,7 @@ async fn plugin_errors_say_whether_they_are_transient() {
     let bad = hn.validate(&json!({"initial_itemz": 3})).unwrap_err();
     conformance::assert_transient(&bad, false);
     // Nothing listens where the API is sent: transient.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let closed = format!("http://127.0.0.1:{}", inlet_testkit::CLOSED_PORT);
     let dir = tempfile::tempdir().unwrap();
     let source = conformance::build(&hn, config(&closed), dir.path()).await;
     conformance::assert_read_fails(&source, &options("items"), true).await;

@@ -105,7 +105,7 @@ async fn postgres_errors_say_whether_they_are_transient() {
     bad["chunk_row"] = json!(10);
     conformance::assert_transient(&PostgresConnector.validate(&bad).unwrap_err(), false);
     // Nothing listens on the port: transient.
-    let mut closed = config(inlet_testkit::free_port());
+    let mut closed = config(inlet_testkit::CLOSED_PORT);
     closed["connect_timeout_secs"] = json!(2);
     let source = conformance::build(&PostgresConnector, closed, dir.path()).await;
     conformance::assert_read_fails(&source, &Options::new("public.items"), true).await;

@@ -18,7 +18,7 @@ use arrow_array::{
 use arrow_schema::DataType;
 use inlet_testkit::postgres::{PASSWORD, PgPair, project};
 use inlet_testkit::{
-    TestProject, free_port,
+    TestProject,
     lake::{
         SparkTable, column, downcast, kill_after_files, outside_python, parquet_files, python,
         read_batches, spark_and_pyarrow, spark_python, spark_tables_and_pyarrow,
@@ -252,7 +252,7 @@ fn wrong_password_and_unreachable_host_fail_clearly() {
     );
     assert!(!err.contains("not-the-Password-42"), "{err}");
 
-    let dead = free_port();
+    let dead = inlet_testkit::CLOSED_PORT;
     let p = project(&pair.config_toml(dead, "postgres"), "max_retries = 0", "");
     let started = Instant::now();
     let err = p.fails(&["sync", "c"]);

@@ -290,9 +290,7 @@ async fn github_errors_say_whether_they_are_transient() {
         .unwrap_err();
     conformance::assert_transient(&missing, false);
     // Nothing listens on the endpoint: transient.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let closed = format!("http://127.0.0.1:{}", inlet_testkit::CLOSED_PORT);
     let source = build(
         ManifestConnector::github().unwrap(),
         json!({"token": "t", "repos": ["octo/one"], "base_url": closed, "max_retries": 0}),

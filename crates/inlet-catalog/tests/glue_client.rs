@@ -129,7 +129,7 @@ async fn a_login_without_create_table_is_told_the_action_to_grant() {
 async fn an_endpoint_nobody_listens_on_fails_after_the_retries() {
     let glue = GlueClient::connect(GlueOptions {
         region: Some(REGION.into()),
-        endpoint: Some(format!("http://127.0.0.1:{}", inlet_testkit::free_port())),
+        endpoint: Some(format!("http://127.0.0.1:{}", inlet_testkit::CLOSED_PORT)),
         credentials: Some(("AKID".into(), SecretString::from("x".to_string()), None)),
         max_attempts: 3,
         initial_backoff: std::time::Duration::from_millis(1),

@@ -35,8 +35,11 @@ pub mod shapes;
 pub use http::{ReplayServer, Reply, Req};
 pub use project::TestProject;
 
-/// A port on 127.0.0.1 that was free a moment ago (for a server started by the test, or
-/// one that nothing listens on).
+/// A port on 127.0.0.1 that nothing listens on: no test server binds below the ephemeral
+/// range (a port freed by [`free_port`] may be handed to the next server that asks).
+pub const CLOSED_PORT: u16 = 1;
+
+/// A port on 127.0.0.1 that was free a moment ago, for a server started by the test.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

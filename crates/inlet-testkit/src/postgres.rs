@@ -126,7 +126,7 @@ impl PgPair {
             assert!(st.success(), "chown temp dir to {u}");
         }
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).ok();
-        let pair = PgPair {
+        let mut pair = PgPair {
             dir,
             primary_port: free_port(),
             standby_port: free_port(),
@@ -190,7 +190,7 @@ impl PgPair {
             pair.write_certificates(&primary);
         }
         pair.chown(&primary);
-        pair.pg_ctl(&primary, "start");
+        pair.primary_port = pair.start_server(&primary, pair.primary_port);
         let standby = pair.dir.path().join("standby");
         let slot_args: &[&str] = if opts.logical {
             &["-C", "-S", "standby1"]
@@ -233,7 +233,7 @@ impl PgPair {
         ));
         std::fs::write(standby.join("postgresql.auto.conf"), auto).expect("standby conf");
         pair.chown(&standby);
-        pair.pg_ctl(&standby, "start");
+        pair.standby_port = pair.start_server(&standby, pair.standby_port);
         pair.watchdog();
         // Wait for the standby to accept logins.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -323,21 +323,39 @@ impl PgPair {
         );
     }
 
-    fn pg_ctl(&self, data: &Path, action: &str) {
+    /// Start the server in `data`, configured for `port`; the port it listens on. A port
+    /// taken since [`free_port`] chose it is replaced by another (three tries); any other
+    /// failure panics with the end of the server's log.
+    fn start_server(&self, data: &Path, mut port: u16) -> u16 {
         let log = data.join("server.log");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().expect("path"),
-                "-l",
-                log.to_str().expect("path"),
-                "-w",
-                "-t",
-                "60",
-                action,
-            ],
-        );
+        for _ in 0..3 {
+            let out = self
+                .command("pg_ctl")
+                .args(["-D", data.to_str().expect("path")])
+                .args(["-l", log.to_str().expect("path"), "-w", "-t", "60", "start"])
+                .output()
+                .unwrap_or_else(|e| panic!("run pg_ctl: {e}"));
+            if out.status.success() {
+                return port;
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if !text.contains("could not bind") {
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                panic!(
+                    "pg_ctl start failed: {}{}\nserver log (last lines):\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            let conf = data.join("postgresql.auto.conf");
+            let next = free_port();
+            let text = std::fs::read_to_string(&conf).expect("conf");
+            std::fs::write(&conf, format!("{text}\nport = {next}\n")).expect("conf");
+            std::fs::remove_file(&log).ok();
+            port = next;
+        }
+        panic!("pg_ctl start failed three times: each port was taken");
     }
 
     /// Stop the servers when this test process dies, even without unwinding.
